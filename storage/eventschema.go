@@ -1,0 +1,52 @@
+package storage
+
+// eventMigrations is the schema of an event DB (events-<webhook uuid>.db).
+// Times are Unix nanoseconds (UTC) so that they sort and compare as integers;
+// in the sqlite3 shell, datetime(received_at / 1e9, 'unixepoch') reads them.
+var eventMigrations = []migration{
+	{name: "events, deliveries, delivery_results", sql: `
+CREATE TABLE events (
+	id             TEXT PRIMARY KEY,  -- UUIDv7: sorts by time of receipt
+	entrypoint_id  TEXT NOT NULL,
+	entrypoint_key TEXT NOT NULL,
+	method         TEXT NOT NULL,
+	path           TEXT NOT NULL,
+	query          TEXT NOT NULL DEFAULT '',
+	headers        TEXT NOT NULL,     -- JSON object: canonical name -> [values]
+	body           BLOB NOT NULL,
+	body_size      INTEGER NOT NULL,
+	content_type   TEXT NOT NULL DEFAULT '',
+	remote_addr    TEXT NOT NULL DEFAULT '',
+	received_at    INTEGER NOT NULL
+);
+CREATE INDEX events_received_at ON events (received_at);
+
+CREATE TABLE deliveries (
+	id              TEXT PRIMARY KEY,
+	event_id        TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+	target_id       TEXT NOT NULL,
+	status          TEXT NOT NULL CHECK (status IN ('pending', 'retrying', 'delivered', 'failed')),
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	next_attempt_at INTEGER,          -- set while retrying: survives a restart
+	last_error      TEXT NOT NULL DEFAULT '',
+	created_at      INTEGER NOT NULL,
+	updated_at      INTEGER NOT NULL
+);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+-- The recovery scan reads only deliveries still to do.
+CREATE INDEX deliveries_open ON deliveries (status, next_attempt_at)
+	WHERE status IN ('pending', 'retrying');
+
+CREATE TABLE delivery_results (
+	id            INTEGER PRIMARY KEY,
+	delivery_id   TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+	attempt       INTEGER NOT NULL,
+	started_at    INTEGER NOT NULL,
+	duration_ns   INTEGER NOT NULL,
+	status_code   INTEGER NOT NULL DEFAULT 0,
+	error         TEXT NOT NULL DEFAULT '',
+	response_body BLOB                -- the first 4 KiB
+);
+CREATE INDEX delivery_results_delivery ON delivery_results (delivery_id, attempt);
+`},
+}

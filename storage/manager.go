@@ -1,0 +1,276 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+)
+
+// DefaultMaxOpenEventDBs bounds the event DBs a WebhookDBManager keeps open.
+// One open file costs about 330 KB and 3 descriptors; with thousands of
+// webhooks, keeping them all open is not an option.
+const DefaultMaxOpenEventDBs = 256
+
+// ManagerOptions configures a WebhookDBManager.
+type ManagerOptions struct {
+	Synchronous Synchronous // default SynchronousFull
+	MaxOpen     int         // default DefaultMaxOpenEventDBs
+}
+
+// WebhookDBManager owns the event DBs of a data directory, one file per
+// webhook: it creates them, opens them on demand (creating a missing file),
+// caches the open ones, closes the least recently used beyond a bound, and
+// deletes them. A handle in use is never closed under its user: eviction
+// defers the close until the last user has let go.
+type WebhookDBManager struct {
+	dir  string
+	opts ManagerOptions
+
+	handles sync.Map // webhook id -> *eventDBHandle
+	open    atomic.Int64
+	clock   atomic.Int64 // logical time for least-recently-used
+	evictMu sync.Mutex
+}
+
+// NewWebhookDBManager manages the event DBs in dir, creating dir if needed.
+func NewWebhookDBManager(dir string, opts ManagerOptions) (*WebhookDBManager, error) {
+	if opts.Synchronous == "" {
+		opts.Synchronous = SynchronousFull
+	}
+	if err := opts.Synchronous.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.MaxOpen <= 0 {
+		opts.MaxOpen = DefaultMaxOpenEventDBs
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	return &WebhookDBManager{dir: dir, opts: opts}, nil
+}
+
+// eventDBHandle is a cache entry. refs counts users; -1 means closed.
+type eventDBHandle struct {
+	once     sync.Once
+	db       *WebhookDB
+	err      error
+	refs     atomic.Int64
+	ready    atomic.Bool // db is open; set once, after db
+	evicted  atomic.Bool
+	used     atomic.Int64
+	closed   chan struct{}
+	closeErr error // set before closed is closed
+}
+
+func (h *eventDBHandle) acquire() bool {
+	for {
+		n := h.refs.Load()
+		if n < 0 {
+			return false
+		}
+		if h.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (h *eventDBHandle) release(m *WebhookDBManager) {
+	if h.refs.Add(-1) == 0 && h.evicted.Load() {
+		m.closeHandle(h)
+	}
+}
+
+// closeHandle closes h if nobody holds it; the last release does otherwise.
+func (m *WebhookDBManager) closeHandle(h *eventDBHandle) {
+	if !h.refs.CompareAndSwap(0, -1) {
+		return
+	}
+	if h.ready.Load() {
+		h.closeErr = h.db.close()
+		m.open.Add(-1)
+	}
+	close(h.closed)
+}
+
+// EventDBPath is the file of a webhook's event DB. id must be a canonical UUID.
+func (m *WebhookDBManager) EventDBPath(id string) (string, error) {
+	if err := ValidateID(id); err != nil {
+		return "", fmt.Errorf("webhook id: %w", err)
+	}
+	return filepath.Join(m.dir, "events-"+id+".db"), nil
+}
+
+// ValidateID accepts only a UUID in its canonical form (lowercase, hyphens),
+// the only strings that ever become part of a file name.
+func ValidateID(id string) error {
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
+		return fmt.Errorf("%q is not a canonical UUID", id)
+	}
+	return nil
+}
+
+// Create creates the event DB of a new webhook with its schema. It is
+// idempotent: an existing file is migrated and kept. The file is not left
+// open; the first use opens it.
+func (m *WebhookDBManager) Create(ctx context.Context, id string) error {
+	path, err := m.EventDBPath(id)
+	if err != nil {
+		return err
+	}
+	if _, ok := m.handles.Load(id); ok {
+		return nil
+	}
+	db, err := openWebhookDB(ctx, id, path, m.opts.Synchronous)
+	if err != nil {
+		return fmt.Errorf("create event db: %w", err)
+	}
+	return db.close()
+}
+
+// With runs fn with the open event DB of webhook id, opening it (and creating
+// the file when missing) if needed. The DB stays open at least until fn returns.
+func (m *WebhookDBManager) With(ctx context.Context, id string, fn func(*WebhookDB) error) error {
+	h, err := m.acquire(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer h.release(m)
+	return fn(h.db)
+}
+
+func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHandle, error) {
+	path, err := m.EventDBPath(id)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		v, ok := m.handles.Load(id)
+		if !ok {
+			v, _ = m.handles.LoadOrStore(id, &eventDBHandle{closed: make(chan struct{})})
+		}
+		h := v.(*eventDBHandle)
+		if !h.acquire() {
+			continue // closed since we loaded it; it is gone from the map
+		}
+		opened := false
+		h.once.Do(func() {
+			h.db, h.err = openWebhookDB(ctx, id, path, m.opts.Synchronous)
+			opened = h.err == nil
+			h.ready.Store(opened)
+		})
+		if h.err != nil {
+			m.handles.CompareAndDelete(id, h)
+			h.evicted.Store(true)
+			h.release(m)
+			return nil, fmt.Errorf("open event db: %w", h.err)
+		}
+		h.used.Store(m.clock.Add(1))
+		if opened {
+			if m.open.Add(1) > int64(m.opts.MaxOpen) {
+				m.evictLeastRecentlyUsed(h)
+			}
+		}
+		return h, nil
+	}
+}
+
+// evictLeastRecentlyUsed closes open handles, least recently used first, until
+// the bound holds again. It never picks keep, the handle just opened.
+func (m *WebhookDBManager) evictLeastRecentlyUsed(keep *eventDBHandle) {
+	m.evictMu.Lock()
+	defer m.evictMu.Unlock()
+	for m.open.Load() > int64(m.opts.MaxOpen) {
+		var (
+			oldestID string
+			oldest   *eventDBHandle
+		)
+		m.handles.Range(func(k, v any) bool {
+			h := v.(*eventDBHandle)
+			if h == keep || !h.ready.Load() || h.evicted.Load() {
+				return true
+			}
+			if oldest == nil || h.used.Load() < oldest.used.Load() {
+				oldestID, oldest = k.(string), h
+			}
+			return true
+		})
+		if oldest == nil {
+			return
+		}
+		m.evict(oldestID, oldest)
+	}
+}
+
+// evict removes h from the cache and closes it once unused. A later With
+// opens the file again.
+func (m *WebhookDBManager) evict(id string, h *eventDBHandle) {
+	m.handles.CompareAndDelete(id, h)
+	if h.evicted.Swap(true) {
+		return
+	}
+	m.closeHandle(h) // or, while it is in use, its last release does
+}
+
+// Close closes the event DB of webhook id if it is open, waiting for its
+// users to finish.
+func (m *WebhookDBManager) Close(ctx context.Context, id string) error {
+	v, ok := m.handles.Load(id)
+	if !ok {
+		return nil
+	}
+	h := v.(*eventDBHandle)
+	m.evict(id, h)
+	select {
+	case <-h.closed:
+		return h.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("close event db %s: %w", id, ctx.Err())
+	}
+}
+
+// Delete closes and removes the event DB of webhook id, with its -wal and
+// -shm files. Stop routing to the webhook before deleting it.
+func (m *WebhookDBManager) Delete(ctx context.Context, id string) error {
+	path, err := m.EventDBPath(id)
+	if err != nil {
+		return err
+	}
+	if err := m.Close(ctx, id); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete event db %s: %w", id, err)
+	}
+	return nil
+}
+
+// CloseAll closes every open event DB, waiting for their users to finish.
+func (m *WebhookDBManager) CloseAll(ctx context.Context) error {
+	var errs []error
+	m.handles.Range(func(k, _ any) bool {
+		if err := m.Close(ctx, k.(string)); err != nil {
+			errs = append(errs, err)
+		}
+		return true
+	})
+	return errors.Join(errs...)
+}
+
+// OpenCount is the number of event DBs open now.
+func (m *WebhookDBManager) OpenCount() int { return int(m.open.Load()) }
+
+// Dir is the data directory.
+func (m *WebhookDBManager) Dir() string { return m.dir }
