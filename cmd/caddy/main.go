@@ -7,6 +7,7 @@ import (
 
 	// Caddy's standard modules and ours.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/webhooker/caddy-webhooker"
 )
 
 func main() {

@@ -1,0 +1,220 @@
+// Package caddymodule is the Caddy glue of caddy-webhooker, and the only
+// package that imports Caddy: the webhooker app, the ingest handler and the
+// Caddyfile syntax. The work happens in storage and engine.
+package caddymodule
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// DefaultMaxBodySize is the largest request body an entrypoint accepts unless
+// max_body_size says otherwise: 10 MiB. (GitHub sends up to 25 MB.)
+const DefaultMaxBodySize = 10 << 20
+
+// App is the webhooker app: it owns the storage of a data directory and the
+// webhooks declared in the Caddyfile. Its storage outlives config reloads.
+type App struct {
+	// DataDir holds webhooker.db and one events-<webhook id>.db per webhook.
+	// Default: the "webhooker" folder in Caddy's data directory.
+	DataDir string `json:"data_dir,omitempty"`
+
+	// MaxBodySize is the largest request body accepted, in bytes; larger
+	// requests get 413 and nothing is stored. Default: 10 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	// Synchronous is SQLite's durability setting: "full" (default) fsyncs
+	// every commit, so an acknowledged event survives a power loss; "normal"
+	// survives a crash of Caddy but not of the machine.
+	Synchronous string `json:"synchronous,omitempty"`
+
+	// MaxOpenEventDBs bounds the event DBs kept open at once; the least
+	// recently used are closed and reopened on demand. Default: 256.
+	MaxOpenEventDBs int `json:"max_open_event_dbs,omitempty"`
+
+	// Webhooks are declared here and owned by the config: read-only elsewhere.
+	Webhooks []*WebhookConfig `json:"webhooks,omitempty"`
+
+	declared []*storage.Webhook
+	gateway  *gateway
+	logger   *zap.Logger
+}
+
+// WebhookConfig declares a webhook. Its id is derived from its name.
+type WebhookConfig struct {
+	Name        string             `json:"name"`
+	Description string             `json:"description,omitempty"`
+	Disabled    bool               `json:"disabled,omitempty"`
+	Entrypoints []EntrypointConfig `json:"entrypoints,omitempty"`
+	Targets     []TargetConfig     `json:"targets,omitempty"`
+}
+
+// EntrypointConfig declares an entrypoint: requests whose last path segment
+// is Key are ingested by the webhook.
+type EntrypointConfig struct {
+	Key      string `json:"key"`
+	Disabled bool   `json:"disabled,omitempty"`
+}
+
+// TargetConfig declares where a webhook's events go.
+type TargetConfig struct {
+	Name string `json:"name"`
+	// Type is "http", "database" or "log".
+	Type string `json:"type"`
+	// URL is where an http target POSTs events.
+	URL string `json:"url,omitempty"`
+	// MaxRetries is how many times a failed http delivery is retried.
+	MaxRetries *int `json:"max_retries,omitempty"`
+	Disabled   bool `json:"disabled,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "webhooker",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision sets defaults and turns the declared webhooks into configuration.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.DataDir == "" {
+		a.DataDir = filepath.Join(caddy.AppDataDir(), "webhooker")
+	}
+	a.DataDir = caddy.NewReplacer().ReplaceKnown(a.DataDir, "")
+	abs, err := filepath.Abs(a.DataDir)
+	if err != nil {
+		return fmt.Errorf("data_dir %q: %w", a.DataDir, err)
+	}
+	a.DataDir = abs // the storage pool is keyed by it
+	if a.MaxBodySize == 0 {
+		a.MaxBodySize = DefaultMaxBodySize
+	}
+	if a.Synchronous == "" {
+		a.Synchronous = string(storage.SynchronousFull)
+	}
+	if a.MaxOpenEventDBs == 0 {
+		a.MaxOpenEventDBs = storage.DefaultMaxOpenEventDBs
+	}
+	declared, err := declaredWebhooks(a.Webhooks)
+	if err != nil {
+		return err
+	}
+	a.declared = declared
+
+	// The storage is opened here rather than in Start: Caddy starts apps in
+	// no set order, and the handlers of this config need it from their first
+	// request. Across a reload the new config joins the storage already open.
+	g, err := acquireGateway(a.DataDir, gatewayOptions{
+		synchronous: storage.Synchronous(a.Synchronous),
+		maxOpen:     a.MaxOpenEventDBs,
+	}, a.logger)
+	if err != nil {
+		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
+	}
+	a.gateway = g
+	return nil
+}
+
+// Validate checks the settings.
+func (a *App) Validate() error {
+	if a.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must be positive, not %d", a.MaxBodySize)
+	}
+	if a.MaxOpenEventDBs < 0 {
+		return fmt.Errorf("max_open_event_dbs must be positive, not %d", a.MaxOpenEventDBs)
+	}
+	return storage.Synchronous(a.Synchronous).Validate()
+}
+
+// declaredWebhooks validates the declarations and gives each its stable ids.
+func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
+	names := make(map[string]bool)
+	keys := make(map[string]string)
+	out := make([]*storage.Webhook, 0, len(configs))
+	for _, wc := range configs {
+		if err := storage.ValidateName("webhook", wc.Name); err != nil {
+			return nil, err
+		}
+		if names[wc.Name] {
+			return nil, fmt.Errorf("webhook %s is declared twice", wc.Name)
+		}
+		names[wc.Name] = true
+		w := &storage.Webhook{
+			ID: storage.DeclaredWebhookID(wc.Name), Name: wc.Name, Description: wc.Description,
+			Source: storage.SourceCaddyfile, Active: !wc.Disabled,
+		}
+		for _, ec := range wc.Entrypoints {
+			if err := storage.ValidateEntrypointKey(ec.Key); err != nil {
+				return nil, fmt.Errorf("webhook %s: %w", wc.Name, err)
+			}
+			if other, dup := keys[ec.Key]; dup {
+				return nil, fmt.Errorf("webhook %s: entrypoint key %q is already used by webhook %s", wc.Name, ec.Key, other)
+			}
+			keys[ec.Key] = wc.Name
+			w.Entrypoints = append(w.Entrypoints, storage.Entrypoint{
+				ID: storage.DeclaredEntrypointID(w.ID, ec.Key), WebhookID: w.ID, Key: ec.Key, Active: !ec.Disabled,
+			})
+		}
+		targetNames := make(map[string]bool)
+		for _, tc := range wc.Targets {
+			t := storage.Target{
+				ID: storage.DeclaredTargetID(w.ID, tc.Name), WebhookID: w.ID, Name: tc.Name,
+				Type: storage.TargetType(tc.Type), URL: tc.URL, Active: !tc.Disabled,
+				Options: storage.TargetOptions{MaxRetries: tc.MaxRetries},
+			}
+			if err := t.Validate(); err != nil {
+				return nil, fmt.Errorf("webhook %s: %w", wc.Name, err)
+			}
+			if targetNames[tc.Name] {
+				return nil, fmt.Errorf("webhook %s: target %s is declared twice", wc.Name, tc.Name)
+			}
+			targetNames[tc.Name] = true
+			w.Targets = append(w.Targets, t)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// Start puts the declared webhooks in force.
+func (a *App) Start() error {
+	if err := a.gateway.declare(a, a.declared); err != nil {
+		return err
+	}
+	a.logger.Info("webhooker started",
+		zap.String("data_dir", a.DataDir),
+		zap.Int("declared_webhooks", len(a.declared)))
+	return nil
+}
+
+// Stop withdraws this config's declarations. In-flight requests of this
+// config still find the storage open: Cleanup lets go of it.
+func (a *App) Stop() error {
+	return a.gateway.retire(a)
+}
+
+// Cleanup lets go of the storage, which closes when no config uses it.
+func (a *App) Cleanup() error {
+	if a.gateway == nil {
+		return nil
+	}
+	return releaseGateway(a.DataDir)
+}
+
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+)

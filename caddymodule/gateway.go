@@ -1,0 +1,184 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/engine"
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// gateways holds one gateway per data directory. Caddy provisions and starts
+// a new config before it stops the old one, so both share the same storage:
+// a reload never closes the databases or opens a second writer on a file.
+var gateways = caddy.NewUsagePool()
+
+type gatewayOptions struct {
+	synchronous storage.Synchronous
+	maxOpen     int
+}
+
+// gateway is the state of one data directory shared by every config that
+// uses it: the main DB, the event DBs, and the configuration in force.
+type gateway struct {
+	dataDir string
+	opts    gatewayOptions
+	main    *storage.MainDB
+	events  *storage.WebhookDBManager
+
+	// snapshot is read by every ingest; swapped whole when config changes.
+	snapshot atomic.Pointer[storage.Snapshot]
+	notifier atomic.Pointer[notifierBox]
+
+	mu sync.Mutex
+	// declarers are the started apps, oldest first; the newest one's
+	// declared webhooks are in force.
+	declarers []*App
+}
+
+// notifierBox lets an interface value live in an atomic.Pointer.
+type notifierBox struct{ engine.Notifier }
+
+func acquireGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gateway, error) {
+	v, loaded, err := gateways.LoadOrNew(dataDir, func() (caddy.Destructor, error) {
+		return openGateway(dataDir, opts)
+	})
+	if err != nil {
+		return nil, err
+	}
+	g := v.(*gateway)
+	if loaded && g.opts != opts {
+		logger.Warn("storage settings changed; they take effect when Caddy restarts, since the open storage is kept across reloads",
+			zap.String("data_dir", dataDir))
+	}
+	return g, nil
+}
+
+func releaseGateway(dataDir string) error {
+	_, err := gateways.Delete(dataDir)
+	return err
+}
+
+func openGateway(dataDir string, opts gatewayOptions) (*gateway, error) {
+	ctx := context.Background()
+	events, err := storage.NewWebhookDBManager(dataDir, storage.ManagerOptions{
+		Synchronous: opts.synchronous, MaxOpen: opts.maxOpen,
+	})
+	if err != nil {
+		return nil, err
+	}
+	main, err := storage.OpenMainDB(ctx, dataDir, opts.synchronous)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := main.LoadSnapshot(ctx)
+	if err != nil {
+		_ = main.Close()
+		return nil, err
+	}
+	g := &gateway{dataDir: dataDir, opts: opts, main: main, events: events}
+	g.snapshot.Store(snap)
+	return g, nil
+}
+
+// Destruct closes the storage once no config uses it.
+func (g *gateway) Destruct() error {
+	ctx := context.Background()
+	return errors.Join(g.events.CloseAll(ctx), g.main.Close())
+}
+
+// declare puts app's declared webhooks in force: they are written to the
+// main DB, their event DBs are created, and the new snapshot is swapped in.
+func (g *gateway) declare(app *App, declared []*storage.Webhook) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.apply(declared); err != nil {
+		// Leave the previous declaration in force, in the DB and in memory.
+		if len(g.declarers) > 0 {
+			if rerr := g.apply(g.declarers[len(g.declarers)-1].declared); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restore previous declarations: %w", rerr))
+			}
+		}
+		return err
+	}
+	g.declarers = append(g.declarers, app)
+	return nil
+}
+
+// retire withdraws app. If its declarations were in force (a newer config
+// failed to start, say), the newest remaining app's are put back.
+func (g *gateway) retire(app *App) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := slices.Index(g.declarers, app)
+	if i < 0 {
+		return nil
+	}
+	wasCurrent := i == len(g.declarers)-1
+	g.declarers = slices.Delete(g.declarers, i, i+1)
+	if wasCurrent && len(g.declarers) > 0 {
+		return g.apply(g.declarers[len(g.declarers)-1].declared)
+	}
+	return nil
+}
+
+func (g *gateway) apply(declared []*storage.Webhook) error {
+	ctx := context.Background()
+	if err := g.main.SyncDeclared(ctx, declared); err != nil {
+		return err
+	}
+	for _, w := range declared {
+		path, err := g.events.EventDBPath(w.ID)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := g.events.Create(ctx, w.ID); err != nil {
+				return fmt.Errorf("webhook %s: %w", w.Name, err)
+			}
+		}
+	}
+	return g.reload(ctx)
+}
+
+// reload reads the configuration from the main DB and swaps it in.
+func (g *gateway) reload(ctx context.Context) error {
+	snap, err := g.main.LoadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	g.snapshot.Store(snap)
+	return nil
+}
+
+// ingest stores ev for route and hands its deliveries to the engine. It
+// returns only once the event is committed.
+func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
+	targetIDs := make([]string, len(route.Targets))
+	for i, t := range route.Targets {
+		targetIDs[i] = t.ID
+	}
+	var deliveries []storage.Delivery
+	err := g.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
+		var err error
+		deliveries, err = db.Ingest(ev, targetIDs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if box := g.notifier.Load(); box != nil && len(deliveries) > 0 {
+		box.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
+	}
+	return nil
+}
+
+var _ caddy.Destructor = (*gateway)(nil)

@@ -1,0 +1,136 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler ingests webhooks: a POST whose last path segment is the key of an
+// entrypoint is stored as an event of its webhook, with one pending delivery
+// per active target, and acknowledged with 200 {"event_id": "..."} only once
+// committed.
+//
+// Answers: 405 (with Allow: POST) for other methods, 404 for an unknown key,
+// 410 for a disabled entrypoint or webhook, 413 for a body over the app's
+// max_body_size, 503 when storage fails. In each of these nothing is stored.
+type Handler struct {
+	app    *App
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhooker",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision finds the webhooker app, loading it with its defaults when the
+// config has no webhooker global option.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := ctx.App("webhooker")
+	if err != nil {
+		return fmt.Errorf("loading the webhooker app: %w", err)
+	}
+	h.app = app.(*App)
+	return nil
+}
+
+type ingestResponse struct {
+	EventID string `json:"event_id"`
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler. It answers every request
+// itself; next is never called.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	received := time.Now()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("webhook entrypoints take POST, not %s", r.Method))
+	}
+	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	g := h.app.gateway
+	route, ok := g.snapshot.Load().Route(key)
+	if !ok {
+		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no entrypoint with key %q", key))
+	}
+	switch {
+	case !route.Webhook.Active:
+		return caddyhttp.Error(http.StatusGone, fmt.Errorf("webhook %s is disabled", route.Webhook.Name))
+	case !route.Entrypoint.Active:
+		return caddyhttp.Error(http.StatusGone, fmt.Errorf("entrypoint %q of webhook %s is disabled", key, route.Webhook.Name))
+	}
+
+	body, err := readBody(w, r, h.app.MaxBodySize)
+	if err != nil {
+		return err
+	}
+	headers := r.Header.Clone()
+	headers.Set("Host", r.Host) // Go moves it out of Header; the event keeps it
+	ev := &storage.Event{
+		EntrypointID:  route.Entrypoint.ID,
+		EntrypointKey: key,
+		Method:        r.Method,
+		Path:          r.URL.Path,
+		Query:         r.URL.RawQuery,
+		Headers:       headers,
+		Body:          body,
+		ContentType:   r.Header.Get("Content-Type"),
+		RemoteAddr:    r.RemoteAddr,
+		ReceivedAt:    received,
+	}
+	if err := g.ingest(r.Context(), route, ev); err != nil {
+		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
+	}
+
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	return json.NewEncoder(w).Encode(ingestResponse{EventID: ev.ID})
+}
+
+// readBody reads the whole body, or answers 413 when it is over limit.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	tooLarge := func() error {
+		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
+			fmt.Errorf("request body is over max_body_size (%d bytes)", limit))
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge()
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return nil, tooLarge()
+	case err != nil && !errors.Is(err, io.EOF):
+		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
+	}
+	return buf.Bytes(), nil
+}
+
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

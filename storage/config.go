@@ -1,0 +1,165 @@
+package storage
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+)
+
+// Source says who owns a webhook's configuration.
+type Source string
+
+const (
+	SourceCaddyfile Source = "caddyfile" // declared in the Caddyfile; read-only elsewhere
+	SourceAPI       Source = "api"       // created through the admin or tenant API
+)
+
+// TargetType is what a target does with an event.
+type TargetType string
+
+const (
+	TargetHTTP     TargetType = "http"     // forward over HTTP, with retries
+	TargetDatabase TargetType = "database" // keep the event in its event DB only
+	TargetLog      TargetType = "log"      // write the event to Caddy's log
+)
+
+// Webhook groups entrypoints and targets and owns one event DB.
+type Webhook struct {
+	ID          string       `json:"id"`
+	UserID      string       `json:"user_id,omitempty"`
+	Name        string       `json:"name"`
+	Description string       `json:"description,omitempty"`
+	Source      Source       `json:"source"`
+	Active      bool         `json:"active"`
+	Entrypoints []Entrypoint `json:"entrypoints"`
+	Targets     []Target     `json:"targets"`
+}
+
+// Entrypoint is an inbound URL: the last path segment of a request is its key.
+type Entrypoint struct {
+	ID        string `json:"id"`
+	WebhookID string `json:"webhook_id"`
+	Key       string `json:"key"`
+	Active    bool   `json:"active"`
+}
+
+// Target is where a webhook's events go.
+type Target struct {
+	ID        string        `json:"id"`
+	WebhookID string        `json:"webhook_id"`
+	Name      string        `json:"name"`
+	Type      TargetType    `json:"type"`
+	URL       string        `json:"url,omitempty"`
+	Options   TargetOptions `json:"options"`
+	Active    bool          `json:"active"`
+}
+
+// TargetOptions are a target's delivery settings, stored as JSON.
+type TargetOptions struct {
+	// MaxRetries is how many times a failed http delivery is retried
+	// (0: one attempt only). Nil means the engine's default.
+	MaxRetries *int `json:"max_retries,omitempty"`
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	// An entrypoint key is one path segment of unreserved URL characters.
+	keyPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
+)
+
+// ValidateName checks the name of a webhook or target.
+func ValidateName(kind, name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%s name %q: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, name)
+	}
+	return nil
+}
+
+// ValidateEntrypointKey checks that key can be the last segment of a URL path.
+func ValidateEntrypointKey(key string) error {
+	if !keyPattern.MatchString(key) || key == "." || key == ".." {
+		return fmt.Errorf("entrypoint key %q: use 1 to 128 letters, digits, '.', '_', '~' or '-'", key)
+	}
+	return nil
+}
+
+// Validate checks a target's type and the settings its type needs.
+func (t Target) Validate() error {
+	if err := ValidateName("target", t.Name); err != nil {
+		return err
+	}
+	switch t.Type {
+	case TargetHTTP:
+		u, err := url.Parse(t.URL)
+		if err != nil {
+			return fmt.Errorf("target %s: url: %w", t.Name, err)
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("target %s: url %q must be an absolute http:// or https:// URL", t.Name, t.URL)
+		}
+	case TargetDatabase, TargetLog:
+		if t.URL != "" {
+			return fmt.Errorf("target %s: a %s target takes no url", t.Name, t.Type)
+		}
+	default:
+		return fmt.Errorf("target %s: unknown type %q (want http, database or log)", t.Name, t.Type)
+	}
+	if r := t.Options.MaxRetries; r != nil && *r < 0 {
+		return fmt.Errorf("target %s: max_retries must be 0 or more, not %d", t.Name, *r)
+	}
+	return nil
+}
+
+// Snapshot is the live configuration, read once from the main DB and then
+// shared read-only, so that routing an ingest costs a map lookup and no query.
+type Snapshot struct {
+	webhooks map[string]*Webhook
+	routes   map[string]Route
+}
+
+// Route is what an entrypoint key leads to.
+type Route struct {
+	Webhook    *Webhook
+	Entrypoint Entrypoint
+	// Targets are the webhook's active targets: one delivery each per event.
+	Targets []Target
+}
+
+func newSnapshot(webhooks []*Webhook) *Snapshot {
+	s := &Snapshot{webhooks: make(map[string]*Webhook, len(webhooks)), routes: make(map[string]Route)}
+	for _, w := range webhooks {
+		s.webhooks[w.ID] = w
+		var active []Target
+		for _, t := range w.Targets {
+			if t.Active {
+				active = append(active, t)
+			}
+		}
+		for _, e := range w.Entrypoints {
+			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active}
+		}
+	}
+	return s
+}
+
+// Route finds the entrypoint with key.
+func (s *Snapshot) Route(key string) (Route, bool) {
+	r, ok := s.routes[key]
+	return r, ok
+}
+
+// Webhook finds a webhook by id.
+func (s *Snapshot) Webhook(id string) (*Webhook, bool) {
+	w, ok := s.webhooks[id]
+	return w, ok
+}
+
+// Webhooks lists every webhook; the caller must not modify them.
+func (s *Snapshot) Webhooks() []*Webhook {
+	out := make([]*Webhook, 0, len(s.webhooks))
+	for _, w := range s.webhooks {
+		out = append(out, w)
+	}
+	sortWebhooks(out)
+	return out
+}

@@ -1,0 +1,220 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// MainDBFile is the name of the main DB in the data directory.
+const MainDBFile = "webhooker.db"
+
+// declaredNamespace derives the ids of Caddyfile-declared configuration, so
+// that a webhook keeps its id, and so its event DB, across restarts and reloads.
+var declaredNamespace = uuid.MustParse("5d0c1f9e-8a3b-4e57-9b1a-7f3e2c6d4a10")
+
+// DeclaredWebhookID is the id of the webhook declared with name.
+func DeclaredWebhookID(name string) string {
+	return uuid.NewSHA1(declaredNamespace, []byte("webhook/"+name)).String()
+}
+
+// DeclaredEntrypointID is the id of a declared webhook's entrypoint with key.
+func DeclaredEntrypointID(webhookID, key string) string {
+	return uuid.NewSHA1(declaredNamespace, []byte(webhookID+"/entrypoint/"+key)).String()
+}
+
+// DeclaredTargetID is the id of a declared webhook's target with name.
+func DeclaredTargetID(webhookID, name string) string {
+	return uuid.NewSHA1(declaredNamespace, []byte(webhookID+"/target/"+name)).String()
+}
+
+// MainDB is the configuration database: users, API keys, webhooks,
+// entrypoints and targets.
+type MainDB struct {
+	file *sqliteFile
+}
+
+// OpenMainDB opens (creating and migrating) the main DB in dataDir.
+func OpenMainDB(ctx context.Context, dataDir string, sync Synchronous) (*MainDB, error) {
+	file, err := openSQLiteFile(filepath.Join(dataDir, MainDBFile), sync)
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate(ctx, file.writer, mainMigrations); err != nil {
+		_ = file.close()
+		return nil, fmt.Errorf("main db %s: %w", file.path, err)
+	}
+	return &MainDB{file: file}, nil
+}
+
+// Close closes the main DB.
+func (db *MainDB) Close() error { return db.file.close() }
+
+// SyncDeclared makes the Caddyfile-owned configuration in the main DB match
+// declared, in one transaction: declared webhooks, entrypoints and targets are
+// inserted, updated or revived; Caddyfile-owned rows no longer declared are
+// soft-deleted (their event DBs are kept). Configuration created through the
+// API is untouched, and an entrypoint key it already uses is an error.
+func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) error {
+	now := time.Now().UnixNano()
+	tx, err := db.file.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sync declared webhooks: %w", err)
+	}
+	defer tx.Rollback()
+
+	// Retire every Caddyfile-owned row, then revive what is still declared:
+	// a key may move from one declared webhook to another in one reload.
+	for _, q := range []string{
+		`UPDATE entrypoints SET deleted_at = ? WHERE deleted_at IS NULL AND webhook_id IN (SELECT id FROM webhooks WHERE source = 'caddyfile')`,
+		`UPDATE targets SET deleted_at = ? WHERE deleted_at IS NULL AND webhook_id IN (SELECT id FROM webhooks WHERE source = 'caddyfile')`,
+		`UPDATE webhooks SET deleted_at = ? WHERE deleted_at IS NULL AND source = 'caddyfile'`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, now); err != nil {
+			return fmt.Errorf("sync declared webhooks: %w", err)
+		}
+	}
+	for _, w := range declared {
+		if err := upsertDeclared(ctx, tx, w, now); err != nil {
+			return fmt.Errorf("sync declared webhook %s: %w", w.Name, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sync declared webhooks: %w", err)
+	}
+	return nil
+}
+
+func upsertDeclared(ctx context.Context, tx *sql.Tx, w *Webhook, now int64) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, name, description, source, active, created_at, updated_at)
+		VALUES (?, ?, ?, 'caddyfile', ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+			source = 'caddyfile', active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`,
+		w.ID, w.Name, w.Description, w.Active, now, now); err != nil {
+		return err
+	}
+	for _, e := range w.Entrypoints {
+		var owner string
+		err := tx.QueryRowContext(ctx, `SELECT w.name FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
+			WHERE e.key = ? AND e.deleted_at IS NULL`, e.Key).Scan(&owner)
+		if err == nil {
+			return fmt.Errorf("entrypoint key %q is already used by webhook %q", e.Key, owner)
+		}
+		if err != sql.ErrNoRows {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`,
+			e.ID, w.ID, e.Key, e.Active, now, now); err != nil {
+			return fmt.Errorf("entrypoint %s: %w", e.Key, err)
+		}
+	}
+	for _, t := range w.Targets {
+		options, err := json.Marshal(t.Options)
+		if err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO targets (id, webhook_id, name, type, url, options, active, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET type = excluded.type, url = excluded.url, options = excluded.options,
+				active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`,
+			t.ID, w.ID, t.Name, t.Type, t.URL, string(options), t.Active, now, now); err != nil {
+			return fmt.Errorf("target %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}
+
+// LoadSnapshot reads the live (not deleted) configuration.
+func (db *MainDB) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
+	tx, err := db.file.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("load configuration: %w", err)
+	}
+	defer tx.Rollback()
+
+	byID := make(map[string]*Webhook)
+	var webhooks []*Webhook
+	rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(user_id, ''), name, description, source, active
+		FROM webhooks WHERE deleted_at IS NULL ORDER BY name, id`)
+	if err != nil {
+		return nil, fmt.Errorf("load webhooks: %w", err)
+	}
+	for rows.Next() {
+		w := &Webhook{}
+		if err := rows.Scan(&w.ID, &w.UserID, &w.Name, &w.Description, &w.Source, &w.Active); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load webhooks: %w", err)
+		}
+		byID[w.ID] = w
+		webhooks = append(webhooks, w)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load webhooks: %w", err)
+	}
+
+	rows, err = tx.QueryContext(ctx, `SELECT id, webhook_id, key, active FROM entrypoints
+		WHERE deleted_at IS NULL ORDER BY created_at, key`)
+	if err != nil {
+		return nil, fmt.Errorf("load entrypoints: %w", err)
+	}
+	for rows.Next() {
+		var e Entrypoint
+		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load entrypoints: %w", err)
+		}
+		if w := byID[e.WebhookID]; w != nil {
+			w.Entrypoints = append(w.Entrypoints, e)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load entrypoints: %w", err)
+	}
+
+	rows, err = tx.QueryContext(ctx, `SELECT id, webhook_id, name, type, url, options, active FROM targets
+		WHERE deleted_at IS NULL ORDER BY created_at, name`)
+	if err != nil {
+		return nil, fmt.Errorf("load targets: %w", err)
+	}
+	for rows.Next() {
+		var (
+			t       Target
+			options string
+		)
+		if err := rows.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Active); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load targets: %w", err)
+		}
+		if err := json.Unmarshal([]byte(options), &t.Options); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load target %s: options: %w", t.ID, err)
+		}
+		if w := byID[t.WebhookID]; w != nil {
+			w.Targets = append(w.Targets, t)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load targets: %w", err)
+	}
+	return newSnapshot(webhooks), nil
+}
+
+func sortWebhooks(ws []*Webhook) {
+	sort.Slice(ws, func(i, j int) bool {
+		if ws[i].Name != ws[j].Name {
+			return ws[i].Name < ws[j].Name
+		}
+		return ws[i].ID < ws[j].ID
+	})
+}

@@ -1,0 +1,65 @@
+package storage
+
+// mainMigrations is the schema of the main DB (webhooker.db): configuration
+// only, never events. Config rows are soft-deleted (deleted_at), so that ids
+// are never reused and the event log can still name a deleted target.
+var mainMigrations = []migration{
+	{name: "users, api_keys, webhooks, entrypoints, targets", sql: `
+CREATE TABLE users (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	deleted_at INTEGER
+);
+
+CREATE TABLE api_keys (
+	id           TEXT PRIMARY KEY,
+	user_id      TEXT NOT NULL REFERENCES users (id),
+	name         TEXT NOT NULL DEFAULT '',
+	prefix       TEXT NOT NULL,        -- the first characters, to recognise a key
+	hash         BLOB NOT NULL UNIQUE, -- SHA-256 of the key; the key itself is never stored
+	created_at   INTEGER NOT NULL,
+	last_used_at INTEGER,
+	revoked_at   INTEGER
+);
+
+CREATE TABLE webhooks (
+	id          TEXT PRIMARY KEY,
+	user_id     TEXT REFERENCES users (id),
+	name        TEXT NOT NULL,
+	description TEXT NOT NULL DEFAULT '',
+	source      TEXT NOT NULL CHECK (source IN ('caddyfile', 'api')),
+	active      INTEGER NOT NULL DEFAULT 1,
+	created_at  INTEGER NOT NULL,
+	updated_at  INTEGER NOT NULL,
+	deleted_at  INTEGER
+);
+
+CREATE TABLE entrypoints (
+	id         TEXT PRIMARY KEY,
+	webhook_id TEXT NOT NULL REFERENCES webhooks (id),
+	key        TEXT NOT NULL,
+	active     INTEGER NOT NULL DEFAULT 1,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	deleted_at INTEGER
+);
+CREATE UNIQUE INDEX entrypoints_live_key ON entrypoints (key) WHERE deleted_at IS NULL;
+CREATE INDEX entrypoints_webhook ON entrypoints (webhook_id);
+
+CREATE TABLE targets (
+	id         TEXT PRIMARY KEY,
+	webhook_id TEXT NOT NULL REFERENCES webhooks (id),
+	name       TEXT NOT NULL,
+	type       TEXT NOT NULL CHECK (type IN ('http', 'database', 'log')),
+	url        TEXT NOT NULL DEFAULT '',
+	options    TEXT NOT NULL DEFAULT '{}', -- JSON: TargetOptions
+	active     INTEGER NOT NULL DEFAULT 1,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	deleted_at INTEGER
+);
+CREATE UNIQUE INDEX targets_live_name ON targets (webhook_id, name) WHERE deleted_at IS NULL;
+CREATE INDEX targets_webhook ON targets (webhook_id);
+`},
+}
