@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// Defaults of Options.
+const (
+	DefaultWorkers        = 32
+	DefaultQueueSize      = 4096
+	DefaultRetryQueueSize = 1024
+)
+
+// Options configures an Engine.
+type Options struct {
+	// Workers is the number of deliveries attempted at once.
+	Workers int
+	// QueueSize is the capacity of the channel of fresh tasks; RetryQueueSize
+	// that of deliveries whose retry is due or that were read back from the
+	// event DBs. When either is full nothing is lost: the delivery is pending
+	// in its event DB, and the engine reads it back once there is room.
+	QueueSize      int
+	RetryQueueSize int
+	Logger         *zap.Logger
+	// Client sends http deliveries; by default one that follows no redirect.
+	Client *http.Client
+}
+
+// Engine delivers events to targets. It is event-driven: workers wait on two
+// channels (fresh tasks from ingest, and references to deliveries to read
+// back from the event DBs), failed attempts wait on Go timers, and nothing
+// runs, wakes or queries while there is nothing to do.
+type Engine struct {
+	opts     Options
+	logger   *zap.Logger
+	client   *http.Client
+	events   *storage.WebhookDBManager
+	snapshot atomic.Pointer[storage.Snapshot]
+
+	queue chan Task
+	refs  chan deliveryRef
+
+	// owned holds the ids of deliveries the engine has in hand (queued,
+	// running or waiting on a timer), so that a scan of an event DB never
+	// starts a second attempt of one of them.
+	owned sync.Map
+
+	timersMu sync.Mutex
+	timers   map[string]*time.Timer // delivery id -> its retry timer
+
+	breakersMu sync.Mutex
+	breakers   map[string]*breaker // target id -> its breaker
+
+	scanMu     sync.Mutex
+	scanWanted map[string]bool // webhook ids whose event DB holds work not in hand
+	scanning   bool
+
+	// attempts is the context of delivery attempts: cancelled only when a
+	// stop's grace period runs out.
+	attempts      context.Context
+	abortAttempts context.CancelFunc
+	stopping      chan struct{}
+	stopOnce      sync.Once
+	workers       sync.WaitGroup // the workers and the scanner
+}
+
+// deliveryRef names a delivery to read back from its event DB.
+type deliveryRef struct {
+	webhookID  string
+	deliveryID string
+}
+
+// New makes an engine for the event DBs of events. Call SetSnapshot, then Start.
+func New(events *storage.WebhookDBManager, opts Options) *Engine {
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.RetryQueueSize <= 0 {
+		opts.RetryQueueSize = DefaultRetryQueueSize
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if opts.Client == nil {
+		opts.Client = newHTTPClient()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{
+		opts: opts, logger: opts.Logger, client: opts.Client, events: events,
+		queue:      make(chan Task, opts.QueueSize),
+		refs:       make(chan deliveryRef, opts.RetryQueueSize),
+		timers:     make(map[string]*time.Timer),
+		breakers:   make(map[string]*breaker),
+		scanWanted: make(map[string]bool),
+		attempts:   ctx, abortAttempts: cancel,
+		stopping: make(chan struct{}),
+	}
+}
+
+// SetSnapshot puts a new configuration in force. Attempts read the target's
+// settings from the snapshot when they start, so a changed target applies to
+// its next attempt.
+func (e *Engine) SetSnapshot(s *storage.Snapshot) { e.snapshot.Store(s) }
+
+// Start starts the workers and the recovery scan: every webhook's event DB
+// is read once, pending deliveries run at once and retrying ones get timers
+// for what remains of their backoff.
+func (e *Engine) Start() {
+	for range e.opts.Workers {
+		e.workers.Add(1)
+		go e.work()
+	}
+	if snap := e.snapshot.Load(); snap != nil {
+		ids := make([]string, 0)
+		for _, w := range snap.Webhooks() {
+			ids = append(ids, w.ID)
+		}
+		e.wantScan(ids...)
+	}
+}
+
+// Stop stops taking work and waits for attempts in flight (and a scan under
+// way) to finish until ctx is done; then it cuts them short. An attempt cut
+// short is not recorded: its delivery stays as it was in its event DB, and
+// runs again after restart. Nothing undelivered is ever marked delivered.
+func (e *Engine) Stop(ctx context.Context) {
+	e.stopOnce.Do(func() {
+		// Under scanMu: once stopping is closed, no scanner starts (and
+		// joins the WaitGroup waited for below).
+		e.scanMu.Lock()
+		close(e.stopping)
+		e.scanMu.Unlock()
+		e.timersMu.Lock()
+		for id, t := range e.timers {
+			t.Stop()
+			delete(e.timers, id)
+		}
+		e.timersMu.Unlock()
+	})
+	done := make(chan struct{})
+	go func() { e.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.abortAttempts()
+		<-done
+	}
+	e.abortAttempts()
+}
+
+func (e *Engine) stopped() bool {
+	select {
+	case <-e.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// Notify implements Notifier. It never blocks: a task that does not fit in
+// the queue is left to the event DB, which is scanned once there is room.
+func (e *Engine) Notify(tasks []Task) {
+	for _, t := range tasks {
+		if _, inHand := e.owned.LoadOrStore(t.DeliveryID, struct{}{}); inHand {
+			continue
+		}
+		select {
+		case e.queue <- t:
+		default:
+			e.owned.Delete(t.DeliveryID)
+			e.wantScan(t.WebhookID)
+		}
+	}
+}
+
+func (e *Engine) work() {
+	defer e.workers.Done()
+	for {
+		select {
+		case <-e.stopping:
+			return
+		case t := <-e.queue:
+			// select picks at random among ready cases: a stop that began
+			// must win over work still queued, or Stop would wait for
+			// attempts that were never in flight.
+			if e.stopped() {
+				e.release(t.DeliveryID)
+				return
+			}
+			e.runTask(&t, 0, nil)
+		case ref := <-e.refs:
+			if e.stopped() {
+				e.release(ref.deliveryID)
+				return
+			}
+			e.runRef(ref)
+		}
+	}
+}
+
+// release lets go of a delivery: a later scan may pick it up again.
+func (e *Engine) release(deliveryID string) { e.owned.Delete(deliveryID) }
+
+// schedule holds a delivery until at, then queues it for reading back. The
+// timer holds ids only.
+func (e *Engine) schedule(ref deliveryRef, at time.Time) {
+	e.timersMu.Lock()
+	defer e.timersMu.Unlock()
+	if e.stopped() {
+		return
+	}
+	e.timers[ref.deliveryID] = time.AfterFunc(time.Until(at), func() {
+		e.timersMu.Lock()
+		delete(e.timers, ref.deliveryID)
+		e.timersMu.Unlock()
+		select {
+		case e.refs <- ref:
+		default:
+			e.release(ref.deliveryID)
+			e.wantScan(ref.webhookID)
+		}
+	})
+}
+
+// PendingTimers is the number of retries waiting on a timer.
+func (e *Engine) PendingTimers() int {
+	e.timersMu.Lock()
+	defer e.timersMu.Unlock()
+	return len(e.timers)
+}
+
+// breaker returns the circuit breaker of a target, with its current settings.
+func (e *Engine) breaker(targetID string, s httpSettings) *breaker {
+	e.breakersMu.Lock()
+	defer e.breakersMu.Unlock()
+	b := e.breakers[targetID]
+	if b == nil {
+		b = &breaker{}
+		e.breakers[targetID] = b
+	}
+	b.mu.Lock()
+	b.threshold, b.cooldown = s.breakerThreshold, s.breakerCooldown
+	b.mu.Unlock()
+	return b
+}
+
+// BreakerState is the state of a target's circuit breaker: closed, open or
+// half-open.
+func (e *Engine) BreakerState(targetID string) string {
+	e.breakersMu.Lock()
+	b := e.breakers[targetID]
+	e.breakersMu.Unlock()
+	if b == nil {
+		return breakerClosed.String()
+	}
+	return b.State()
+}
+
+var _ Notifier = (*Engine)(nil)

@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// Scanning an event DB is how the engine finds work it does not have in
+// hand: at start (recovery), and after a full channel made it let go of a
+// delivery. It is triggered, never periodic: wantScan starts one scanner
+// goroutine, which ends when no scan is wanted.
+
+func (e *Engine) wantScan(webhookIDs ...string) {
+	if len(webhookIDs) == 0 {
+		return
+	}
+	e.scanMu.Lock()
+	defer e.scanMu.Unlock()
+	if e.stopped() {
+		return
+	}
+	for _, id := range webhookIDs {
+		e.scanWanted[id] = true
+	}
+	if !e.scanning {
+		e.scanning = true
+		// Stop waits for the scanner too, so that no event DB is used
+		// after Stop returns.
+		e.workers.Add(1)
+		go e.scan()
+	}
+}
+
+func (e *Engine) scan() {
+	defer e.workers.Done()
+	for {
+		e.scanMu.Lock()
+		var id string
+		for id = range e.scanWanted {
+			break
+		}
+		if id == "" || e.stopped() {
+			e.scanning = false
+			e.scanMu.Unlock()
+			return
+		}
+		delete(e.scanWanted, id)
+		e.scanMu.Unlock()
+		e.scanWebhook(id)
+	}
+}
+
+// scanWebhook takes in hand every open delivery of one event DB that the
+// engine does not hold already. Sending into the full refs channel blocks
+// this goroutine only, until a worker makes room.
+func (e *Engine) scanWebhook(webhookID string) {
+	ctx := context.Background()
+	var open []storage.Delivery
+	err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
+		var err error
+		open, err = db.OpenDeliveries(ctx)
+		return err
+	})
+	if err != nil {
+		e.logger.Error("reading open deliveries", zap.String("webhook", webhookID), zap.Error(err))
+		return
+	}
+	now := time.Now()
+	for _, d := range open {
+		if _, inHand := e.owned.LoadOrStore(d.ID, struct{}{}); inHand {
+			continue
+		}
+		ref := deliveryRef{webhookID: webhookID, deliveryID: d.ID}
+		if d.Status == storage.DeliveryRetrying && d.NextAttemptAt.After(now) {
+			e.schedule(ref, d.NextAttemptAt)
+			continue
+		}
+		select {
+		case e.refs <- ref:
+		case <-e.stopping:
+			return
+		}
+	}
+}
