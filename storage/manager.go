@@ -33,9 +33,13 @@ type WebhookDBManager struct {
 	opts ManagerOptions
 
 	handles sync.Map // webhook id -> *eventDBHandle
-	open    atomic.Int64
-	clock   atomic.Int64 // logical time for least-recently-used
-	evictMu sync.Mutex
+	// draining holds the handles evicted from handles whose close waits for
+	// their last user (*eventDBHandle -> webhook id), so that Close and
+	// CloseAll can wait for them too.
+	draining sync.Map
+	open     atomic.Int64
+	clock    atomic.Int64 // logical time for least-recently-used
+	evictMu  sync.Mutex
 }
 
 // NewWebhookDBManager manages the event DBs in dir, creating dir if needed.
@@ -96,6 +100,7 @@ func (m *WebhookDBManager) closeHandle(h *eventDBHandle) {
 		m.open.Add(-1)
 	}
 	close(h.closed)
+	m.draining.Delete(h)
 }
 
 // EventDBPath is the file of a webhook's event DB. id must be a canonical UUID.
@@ -181,19 +186,27 @@ func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHand
 	}
 }
 
-// evictLeastRecentlyUsed closes open handles, least recently used first, until
-// the bound holds again. It never picks keep, the handle just opened.
+// evictLeastRecentlyUsed evicts open handles, least recently used first, until
+// the bound holds again for the handles not yet evicted. It never picks keep,
+// the handle just opened. A handle evicted while in use stays open (and
+// counted by OpenCount) until its last user lets go; it is not made up for by
+// closing more handles.
 func (m *WebhookDBManager) evictLeastRecentlyUsed(keep *eventDBHandle) {
 	m.evictMu.Lock()
 	defer m.evictMu.Unlock()
-	for m.open.Load() > int64(m.opts.MaxOpen) {
+	for {
 		var (
+			live     int
 			oldestID string
 			oldest   *eventDBHandle
 		)
 		m.handles.Range(func(k, v any) bool {
 			h := v.(*eventDBHandle)
-			if h == keep || !h.ready.Load() || h.evicted.Load() {
+			if !h.ready.Load() || h.evicted.Load() {
+				return true
+			}
+			live++
+			if h == keep {
 				return true
 			}
 			if oldest == nil || h.used.Load() < oldest.used.Load() {
@@ -201,7 +214,7 @@ func (m *WebhookDBManager) evictLeastRecentlyUsed(keep *eventDBHandle) {
 			}
 			return true
 		})
-		if oldest == nil {
+		if live <= m.opts.MaxOpen || oldest == nil {
 			return
 		}
 		m.evict(oldestID, oldest)
@@ -212,27 +225,54 @@ func (m *WebhookDBManager) evictLeastRecentlyUsed(keep *eventDBHandle) {
 // opens the file again.
 func (m *WebhookDBManager) evict(id string, h *eventDBHandle) {
 	m.handles.CompareAndDelete(id, h)
-	if h.evicted.Swap(true) {
-		return
+	m.draining.Store(h, id) // before evicted is set: closeHandle then removes it
+	if !h.evicted.Swap(true) {
+		m.closeHandle(h) // or, while it is in use, its last release does
 	}
-	m.closeHandle(h) // or, while it is in use, its last release does
+	select {
+	case <-h.closed: // closed already, maybe before it was stored above
+		m.draining.Delete(h)
+	default:
+	}
 }
 
 // Close closes the event DB of webhook id if it is open, waiting for its
-// users to finish.
+// users to finish (also of a handle evicted while in use).
 func (m *WebhookDBManager) Close(ctx context.Context, id string) error {
-	v, ok := m.handles.Load(id)
-	if !ok {
-		return nil
+	return m.closeWhere(ctx, func(hid string) bool { return hid == id })
+}
+
+// closeWhere evicts the cached handles of the webhooks match accepts and waits
+// until they, and those already evicted but still in use, are closed.
+func (m *WebhookDBManager) closeWhere(ctx context.Context, match func(id string) bool) error {
+	wait := make(map[*eventDBHandle]string)
+	m.handles.Range(func(k, v any) bool {
+		if id := k.(string); match(id) {
+			h := v.(*eventDBHandle)
+			m.evict(id, h)
+			wait[h] = id
+		}
+		return true
+	})
+	m.draining.Range(func(k, v any) bool {
+		if id := v.(string); match(id) {
+			wait[k.(*eventDBHandle)] = id
+		}
+		return true
+	})
+	var errs []error
+	for h, id := range wait {
+		select {
+		case <-h.closed:
+			if h.closeErr != nil {
+				errs = append(errs, h.closeErr)
+			}
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("close event db %s: %w", id, ctx.Err()))
+			return errors.Join(errs...)
+		}
 	}
-	h := v.(*eventDBHandle)
-	m.evict(id, h)
-	select {
-	case <-h.closed:
-		return h.closeErr
-	case <-ctx.Done():
-		return fmt.Errorf("close event db %s: %w", id, ctx.Err())
-	}
+	return errors.Join(errs...)
 }
 
 // Delete closes and removes the event DB of webhook id, with its -wal and
@@ -259,14 +299,7 @@ func (m *WebhookDBManager) Delete(ctx context.Context, id string) error {
 
 // CloseAll closes every open event DB, waiting for their users to finish.
 func (m *WebhookDBManager) CloseAll(ctx context.Context) error {
-	var errs []error
-	m.handles.Range(func(k, _ any) bool {
-		if err := m.Close(ctx, k.(string)); err != nil {
-			errs = append(errs, err)
-		}
-		return true
-	})
-	return errors.Join(errs...)
+	return m.closeWhere(ctx, func(string) bool { return true })
 }
 
 // OpenCount is the number of event DBs open now.
