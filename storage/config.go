@@ -1,9 +1,13 @@
 package storage
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Source says who owns a webhook's configuration.
@@ -54,11 +58,52 @@ type Target struct {
 	Active    bool          `json:"active"`
 }
 
-// TargetOptions are a target's delivery settings, stored as JSON.
+// TargetOptions are a target's delivery settings, stored as JSON. Zero
+// values mean the engine's defaults.
 type TargetOptions struct {
 	// MaxRetries is how many times a failed http delivery is retried
 	// (0: one attempt only). Nil means the engine's default.
 	MaxRetries *int `json:"max_retries,omitempty"`
+	// Timeout bounds one http attempt.
+	Timeout Duration `json:"timeout,omitempty"`
+	// BackoffInitial is the wait before the first retry; each further one
+	// doubles it, up to BackoffMax.
+	BackoffInitial Duration `json:"backoff_initial,omitempty"`
+	BackoffMax     Duration `json:"backoff_max,omitempty"`
+	// Headers are set on every http delivery, over the event's own.
+	Headers map[string]string `json:"headers,omitempty"`
+	// BreakerThreshold is how many failures in a row open the target's
+	// circuit breaker (0: never); BreakerCooldown how long it stays open.
+	BreakerThreshold *int     `json:"breaker_threshold,omitempty"`
+	BreakerCooldown  Duration `json:"breaker_cooldown,omitempty"`
+}
+
+// Duration is a time.Duration that reads and writes JSON as "30s" (and also
+// reads a number of nanoseconds).
+type Duration time.Duration
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads "1m30s" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if nerr := json.Unmarshal(b, &n); nerr != nil {
+			return fmt.Errorf("duration: want a string such as \"30s\" or a number of nanoseconds")
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 var (
@@ -104,8 +149,27 @@ func (t Target) Validate() error {
 	default:
 		return fmt.Errorf("target %s: unknown type %q (want http, database or log)", t.Name, t.Type)
 	}
-	if r := t.Options.MaxRetries; r != nil && *r < 0 {
+	o := t.Options
+	if r := o.MaxRetries; r != nil && *r < 0 {
 		return fmt.Errorf("target %s: max_retries must be 0 or more, not %d", t.Name, *r)
+	}
+	if r := o.BreakerThreshold; r != nil && *r < 0 {
+		return fmt.Errorf("target %s: breaker_threshold must be 0 or more, not %d", t.Name, *r)
+	}
+	for name, d := range map[string]Duration{"timeout": o.Timeout, "backoff_initial": o.BackoffInitial,
+		"backoff_max": o.BackoffMax, "breaker_cooldown": o.BreakerCooldown} {
+		if d < 0 {
+			return fmt.Errorf("target %s: %s must not be negative", t.Name, name)
+		}
+	}
+	if o.BackoffMax > 0 && o.BackoffInitial > o.BackoffMax {
+		return fmt.Errorf("target %s: backoff_initial (%s) is over backoff_max (%s)", t.Name,
+			time.Duration(o.BackoffInitial), time.Duration(o.BackoffMax))
+	}
+	for name := range o.Headers {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("target %s: %q is not a valid header name", t.Name, name)
+		}
 	}
 	return nil
 }
@@ -115,6 +179,7 @@ func (t Target) Validate() error {
 type Snapshot struct {
 	webhooks map[string]*Webhook
 	routes   map[string]Route
+	targets  map[string]Target // by target id
 }
 
 // Route is what an entrypoint key leads to.
@@ -126,11 +191,13 @@ type Route struct {
 }
 
 func newSnapshot(webhooks []*Webhook) *Snapshot {
-	s := &Snapshot{webhooks: make(map[string]*Webhook, len(webhooks)), routes: make(map[string]Route)}
+	s := &Snapshot{webhooks: make(map[string]*Webhook, len(webhooks)),
+		routes: make(map[string]Route), targets: make(map[string]Target)}
 	for _, w := range webhooks {
 		s.webhooks[w.ID] = w
 		var active []Target
 		for _, t := range w.Targets {
+			s.targets[t.ID] = t
 			if t.Active {
 				active = append(active, t)
 			}
@@ -146,6 +213,12 @@ func newSnapshot(webhooks []*Webhook) *Snapshot {
 func (s *Snapshot) Route(key string) (Route, bool) {
 	r, ok := s.routes[key]
 	return r, ok
+}
+
+// Target finds a target of a webhook by id.
+func (s *Snapshot) Target(webhookID, targetID string) (Target, bool) {
+	t, ok := s.targets[targetID]
+	return t, ok && t.WebhookID == webhookID
 }
 
 // Webhook finds a webhook by id.
