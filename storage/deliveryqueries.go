@@ -42,14 +42,20 @@ func (db *WebhookDB) EventBody(ctx context.Context, eventID string) ([]byte, err
 // (its target's circuit breaker is open). The time is stored so that it
 // survives a restart.
 func (db *WebhookDB) Reschedule(ctx context.Context, deliveryID string, at time.Time) error {
-	res, err := db.file.writer.ExecContext(ctx, `UPDATE deliveries SET status = 'retrying', next_attempt_at = ?,
-		updated_at = ? WHERE id = ? AND status IN ('pending', 'retrying')`,
-		at.UnixNano(), time.Now().UnixNano(), deliveryID)
+	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+		res, err := w.tx.ExecContext(w.ctx, `UPDATE deliveries SET status = 'retrying', next_attempt_at = ?,
+			updated_at = ? WHERE id = ? AND status IN ('pending', 'retrying')`,
+			at.UnixNano(), time.Now().UnixNano(), deliveryID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("no open delivery with this id: %w", ErrNotFound)
+		}
+		return nil
+	}})
 	if err != nil {
 		return fmt.Errorf("reschedule delivery %s: %w", deliveryID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("reschedule delivery %s: no open delivery with this id: %w", deliveryID, ErrNotFound)
 	}
 	return nil
 }

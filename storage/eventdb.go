@@ -115,7 +115,7 @@ func (db *WebhookDB) WebhookID() string { return db.webhookID }
 // Path is the absolute path of the file.
 func (db *WebhookDB) Path() string { return db.file.path }
 
-// Transactions counts the write transactions group commit has run for ingest.
+// Transactions counts the write transactions group commit has run.
 func (db *WebhookDB) Transactions() int64 { return db.commits.transactions.Load() }
 
 // Ingest stores ev and one pending delivery per target in one transaction,
@@ -144,15 +144,29 @@ func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
 			Status: DeliveryPending, CreatedAt: ev.ReceivedAt, UpdatedAt: ev.ReceivedAt,
 		}
 	}
-	if err := db.commits.submit(&commitRequest{event: ev, deliveries: deliveries}); err != nil {
+	err := db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
+		return w.insertEvent(ev, deliveries)
+	}})
+	if err != nil {
 		return nil, fmt.Errorf("store event in %s: %w", db.webhookID, err)
 	}
 	return deliveries, nil
 }
 
-// commitBatch writes every request of batch in one transaction. A request
-// never sees another's failure as its success: on any error the whole
-// transaction rolls back and every request in it gets the error.
+// writeTx is the transaction a batch of writes shares, with the prepared
+// statements bound to it on first use.
+type writeTx struct {
+	ctx context.Context
+	tx  *sql.Tx
+	db  *WebhookDB
+
+	insEvent, insDelivery *sql.Stmt
+}
+
+// commitBatch runs every write of batch in one transaction. Each write runs
+// under its own savepoint, so that one failing write is rolled back alone
+// and reported to its caller only; the others commit. If the commit itself
+// fails, every write of the batch gets that error: none is durable.
 func (db *WebhookDB) commitBatch(batch []*commitRequest) error {
 	// Not a request's context: the batch carries other requests too.
 	ctx := context.Background()
@@ -160,18 +174,40 @@ func (db *WebhookDB) commitBatch(batch []*commitRequest) error {
 	if err != nil {
 		return err
 	}
-	insEvent := tx.StmtContext(ctx, db.insertEvent)
-	insDelivery := tx.StmtContext(ctx, db.insertDelivery)
+	w := &writeTx{ctx: ctx, tx: tx, db: db}
 	for _, r := range batch {
-		if err := insertEventRow(ctx, insEvent, insDelivery, r.event, r.deliveries); err != nil {
+		if len(batch) == 1 {
+			r.err = r.write(w)
+			break
+		}
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT write"); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		if r.err = r.write(w); r.err != nil {
+			if _, err := tx.ExecContext(ctx, "ROLLBACK TO write"); err != nil {
+				_ = tx.Rollback()
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, "RELEASE write"); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
 	}
+	if len(batch) == 1 && batch[0].err != nil {
+		_ = tx.Rollback()
+		return nil // the write's own error is reported
+	}
 	return tx.Commit()
 }
 
-func insertEventRow(ctx context.Context, insEvent, insDelivery *sql.Stmt, ev *Event, deliveries []Delivery) error {
+func (w *writeTx) insertEvent(ev *Event, deliveries []Delivery) error {
+	if w.insEvent == nil {
+		w.insEvent = w.tx.StmtContext(w.ctx, w.db.insertEvent)
+		w.insDelivery = w.tx.StmtContext(w.ctx, w.db.insertDelivery)
+	}
+	ctx, insEvent, insDelivery := w.ctx, w.insEvent, w.insDelivery
 	headers, err := json.Marshal(ev.Headers)
 	if err != nil {
 		return fmt.Errorf("encode headers: %w", err)

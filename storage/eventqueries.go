@@ -102,35 +102,33 @@ type DeliveryOutcome struct {
 	LastError     string
 }
 
-// RecordAttempt stores one attempt and the delivery's new state in one
-// transaction, so that the attempt count and the results never disagree.
+// RecordAttempt stores one attempt and the delivery's new state together,
+// so that the attempt count and the results never disagree. It shares a
+// transaction with concurrent writes to the same file (group commit) and
+// returns once that has committed.
 func (db *WebhookDB) RecordAttempt(ctx context.Context, r DeliveryResult, out DeliveryOutcome) error {
 	var next sql.NullInt64
 	if out.Status == DeliveryRetrying {
 		next = sql.NullInt64{Int64: out.NextAttemptAt.UnixNano(), Valid: true}
 	}
-	tx, err := db.file.writer.BeginTx(ctx, nil)
+	err := db.commits.submit(&commitRequest{size: len(r.ResponseBody), write: func(w *writeTx) error {
+		res, err := w.tx.ExecContext(w.ctx, `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
+			last_error = ?, updated_at = ? WHERE id = ?`,
+			out.Status, r.Attempt, next, out.LastError, time.Now().UnixNano(), r.DeliveryID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		_, err = w.tx.ExecContext(w.ctx, `INSERT INTO delivery_results
+			(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
+			int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody)
+		return err
+	}})
 	if err != nil {
-		return fmt.Errorf("record attempt of %s: %w", r.DeliveryID, err)
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
-		last_error = ?, updated_at = ? WHERE id = ?`,
-		out.Status, r.Attempt, next, out.LastError, time.Now().UnixNano(), r.DeliveryID)
-	if err != nil {
-		return fmt.Errorf("record attempt of %s: %w", r.DeliveryID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("record attempt of delivery %s: %w", r.DeliveryID, ErrNotFound)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_results
-		(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
-		int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody); err != nil {
-		return fmt.Errorf("record attempt of %s: %w", r.DeliveryID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("record attempt of %s: %w", r.DeliveryID, err)
+		return fmt.Errorf("record attempt %d of delivery %s: %w", r.Attempt, r.DeliveryID, err)
 	}
 	return nil
 }

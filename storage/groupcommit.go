@@ -5,24 +5,28 @@ import (
 	"sync/atomic"
 )
 
-// Group commit: concurrent ingests to one event DB share a transaction, so
-// that one fsync acknowledges many events. There is no background goroutine:
+// Group commit: concurrent writes to one event DB (ingests, and the engine's
+// records of attempts) share a transaction, so that one fsync makes many
+// durable. There is no background goroutine:
 // the first caller to find no commit in progress becomes the leader, commits
 // everything queued so far (itself first), then hands leadership to the first
 // request that queued while it was committing. Requests queue while an fsync
 // is in flight, which is exactly when batching pays.
 
 const (
-	// maxBatchEvents and maxBatchBytes bound one transaction, so that one
+	// maxBatchWrites and maxBatchBytes bound one transaction, so that one
 	// huge batch does not hold the writer for long.
-	maxBatchEvents = 512
+	maxBatchWrites = 512
 	maxBatchBytes  = 8 << 20
 )
 
+// commitRequest is one write to run in a shared transaction. size (bytes)
+// bounds how much one transaction carries.
 type commitRequest struct {
-	event      *Event
-	deliveries []Delivery
-	done       chan commitSignal
+	write func(*writeTx) error
+	size  int
+	err   error // the write's own error, set by the committer
+	done  chan commitSignal
 }
 
 // commitSignal tells a queued request either the outcome of the transaction
@@ -76,10 +80,16 @@ func (g *groupCommitter) submit(r *commitRequest) error {
 		g.leading = false
 		g.mu.Unlock()
 	}
-	for _, follower := range batch[1:] {
-		follower.done <- commitSignal{err: err}
+	outcome := func(r *commitRequest) error {
+		if err != nil {
+			return err // the transaction failed: nothing of the batch is durable
+		}
+		return r.err
 	}
-	return err
+	for _, follower := range batch[1:] {
+		follower.done <- commitSignal{err: outcome(follower)}
+	}
+	return outcome(batch[0])
 }
 
 // takeBatch removes the head of the queue, up to the batch bounds (always at
@@ -87,8 +97,8 @@ func (g *groupCommitter) submit(r *commitRequest) error {
 func takeBatch(queue *[]*commitRequest) []*commitRequest {
 	q := *queue
 	n, size := 0, 0
-	for n < len(q) && n < maxBatchEvents {
-		size += len(q[n].event.Body)
+	for n < len(q) && n < maxBatchWrites {
+		size += q[n].size
 		n++
 		if size >= maxBatchBytes {
 			break
