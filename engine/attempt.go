@@ -18,13 +18,13 @@ import (
 )
 
 // runRef reads a delivery back from its event DB (a retry that came due, or
-// work found by a scan) and attempts it if it is still open.
+// work found by a scan) and attempts it if it is still open. The body is
+// read only when the attempt goes ahead.
 func (e *Engine) runRef(ref deliveryRef) {
 	ctx := context.Background()
 	var (
 		task     Task
 		attempts int
-		body     []byte
 		open     bool
 	)
 	err := e.events.With(ctx, ref.webhookID, func(db *storage.WebhookDB) error {
@@ -35,38 +35,35 @@ func (e *Engine) runRef(ref deliveryRef) {
 		if d.Status != storage.DeliveryPending && d.Status != storage.DeliveryRetrying {
 			return nil // finished meanwhile (a scan read it just before)
 		}
-		ev, err := db.Event(ctx, d.EventID)
+		ev, size, err := db.EventMeta(ctx, d.EventID)
 		if err != nil {
 			return err
 		}
-		open, attempts, body = true, d.Attempts, ev.Body
+		open, attempts = true, d.Attempts
 		task = Task{
 			WebhookID: ref.webhookID, DeliveryID: d.ID,
 			Target: storage.Target{ID: d.TargetID, WebhookID: ref.webhookID},
 			Event: EventMeta{
 				ID: ev.ID, Method: ev.Method, Path: ev.Path, Query: ev.Query, Headers: ev.Headers,
 				ContentType: ev.ContentType, RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt,
-				BodySize: len(ev.Body),
+				BodySize: size,
 			},
 		}
 		return nil
 	})
 	if err != nil {
-		e.release(ref.deliveryID)
-		e.logger.Error("reading a delivery back", zap.String("webhook", ref.webhookID),
-			zap.String("delivery", ref.deliveryID), zap.Error(err))
+		e.storageTrouble(&Task{WebhookID: ref.webhookID, DeliveryID: ref.deliveryID}, "reading a delivery back", err)
 		return
 	}
 	if !open {
 		e.release(ref.deliveryID)
 		return
 	}
-	e.runTask(&task, attempts, body)
+	e.runTask(&task, attempts)
 }
 
-// runTask attempts one delivery. attempts is how many it had before; body is
-// the event body when the caller has it already.
-func (e *Engine) runTask(t *Task, attempts int, body []byte) {
+// runTask attempts one delivery. attempts is how many it had before.
+func (e *Engine) runTask(t *Task, attempts int) {
 	now := time.Now()
 	target, problem := e.currentTarget(t)
 	if problem != "" {
@@ -83,18 +80,16 @@ func (e *Engine) runTask(t *Task, attempts int, body []byte) {
 		// The event is in its event DB already: that is the delivery.
 		e.finish(t, result, delivered)
 	case storage.TargetLog:
-		if body == nil && t.Body == nil {
-			var err error
-			if body, err = e.loadBody(t); err != nil {
-				e.abandon(t, err)
-				return
-			}
+		body, err := e.body(t)
+		if err != nil {
+			e.storageTrouble(t, "reading an event body", err)
+			return
 		}
 		e.logEvent(t, body)
 		result.Duration = time.Since(now)
 		e.finish(t, result, delivered)
 	case storage.TargetHTTP:
-		e.attemptHTTP(t, target, attempts, body, now)
+		e.attemptHTTP(t, target, attempts, now)
 	default:
 		problem := fmt.Sprintf("target %s has unknown type %q", target.Name, target.Type)
 		result.Error = problem
@@ -123,35 +118,27 @@ func (e *Engine) currentTarget(t *Task) (storage.Target, string) {
 	return target, ""
 }
 
-func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, body []byte, now time.Time) {
+func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now time.Time) {
 	s := settingsOf(target)
 	br := e.breaker(target.ID, s)
 	if ok, at := br.allow(now); !ok {
-		e.hold(t, at)
+		e.hold(t, br, at)
 		return
 	}
-	var reader io.Reader
-	switch {
-	case t.Body != nil:
-		reader = strings.NewReader(*t.Body)
-	case body != nil:
-		reader = bytes.NewReader(body)
-	default:
-		b, err := e.loadBody(t)
-		if err != nil {
-			e.abandon(t, err)
-			return
-		}
-		reader = bytes.NewReader(b)
+	body, err := e.body(t)
+	if err != nil {
+		e.storageTrouble(t, "reading an event body", err)
+		return
 	}
-
-	res := deliverHTTP(e.attempts, e.client, s, t, reader, now)
+	res := deliverHTTP(e.attempts, e.client, s, t, body, now)
 	if e.attempts.Err() != nil {
 		// Cut short by a stop: not a verdict on the target, not recorded.
 		e.release(t.DeliveryID)
 		return
 	}
-	br.record(!res.countsAgainstTarget, time.Now())
+	if br.record(!res.countsAgainstTarget, time.Now()) {
+		e.releaseHeld(target.ID)
+	}
 
 	attempt := attempts + 1
 	result := storage.DeliveryResult{
@@ -171,7 +158,7 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, body 
 			LastError: fmt.Sprintf("gave up after %d attempts: %s", attempt, result.Error)})
 	default:
 		delay := s.backoff.Delay(attempt)
-		if d, ok := retryAfter(res.retryAfter, time.Now(), time.Second, s.backoff.Max); ok {
+		if d, ok := retryAfter(res.retryAfter, time.Now(), min(time.Second, s.backoff.Max), s.backoff.Max); ok {
 			delay = d
 		}
 		next := time.Now().Add(delay)
@@ -188,11 +175,9 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 		return db.RecordAttempt(ctx, r, out)
 	})
 	if err != nil {
-		// The delivery keeps its previous state in the DB: it will be tried
-		// again after a restart. Never report what was not recorded.
-		e.logger.Error("recording a delivery attempt", zap.String("webhook", t.WebhookID),
-			zap.String("delivery", t.DeliveryID), zap.Error(err))
-		e.release(t.DeliveryID)
+		// The delivery keeps its previous state in the DB. Never report
+		// what was not recorded; try again later.
+		e.storageTrouble(t, "recording a delivery attempt", err)
 		return
 	}
 	if out.Status == storage.DeliveryRetrying {
@@ -204,29 +189,46 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 
 // hold puts off a delivery that its target's open circuit breaker stops,
 // without counting an attempt.
-func (e *Engine) hold(t *Task, until time.Time) {
+func (e *Engine) hold(t *Task, br *breaker, until time.Time) {
 	ctx := context.Background()
 	err := e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
 		return db.Reschedule(ctx, t.DeliveryID, until)
 	})
 	if err != nil {
-		e.logger.Error("holding a delivery while its target's circuit is open", zap.String("webhook", t.WebhookID),
-			zap.String("delivery", t.DeliveryID), zap.Error(err))
+		e.storageTrouble(t, "holding a delivery while its target's circuit is open", err)
+		return
+	}
+	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID, heldBy: t.Target.ID}, until)
+	// A probe may have closed the breaker while this was being written down,
+	// after it released what was held then.
+	if br.State() == breakerClosed.String() {
+		e.releaseHeld(t.Target.ID)
+	}
+}
+
+// storageRetryDelay is how long a delivery waits when its event DB failed
+// us (disk full, say) before it is read back and tried again.
+const storageRetryDelay = 5 * time.Second
+
+// storageTrouble handles a delivery that could not go on for a fault of our
+// storage, not of its target: it stays open in its event DB and is read back
+// later; if its rows are gone (the webhook was deleted), it is let go.
+func (e *Engine) storageTrouble(t *Task, doing string, err error) {
+	e.logger.Error(doing, zap.String("webhook", t.WebhookID),
+		zap.String("delivery", t.DeliveryID), zap.Error(err))
+	if errors.Is(err, storage.ErrNotFound) {
 		e.release(t.DeliveryID)
 		return
 	}
-	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, until)
+	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, time.Now().Add(storageRetryDelay))
 }
 
-// abandon lets go of a delivery that could not be attempted for a reason
-// of ours (its event could not be read): it stays open in the DB.
-func (e *Engine) abandon(t *Task, err error) {
-	e.logger.Error("preparing a delivery attempt", zap.String("webhook", t.WebhookID),
-		zap.String("delivery", t.DeliveryID), zap.Error(err))
-	e.release(t.DeliveryID)
-}
-
-func (e *Engine) loadBody(t *Task) ([]byte, error) {
+// body is the event body: inline in the task when small, else read from
+// the event DB now, when the attempt is about to use it.
+func (e *Engine) body(t *Task) (io.Reader, error) {
+	if t.Body != nil {
+		return strings.NewReader(*t.Body), nil
+	}
 	ctx := context.Background()
 	var body []byte
 	err := e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
@@ -237,14 +239,15 @@ func (e *Engine) loadBody(t *Task) ([]byte, error) {
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, fmt.Errorf("event %s is gone from its event DB: %w", t.Event.ID, err)
 	}
-	return body, err
+	if err != nil {
+		return nil, err
+	}
+	return bytes.NewReader(body), nil
 }
 
 // logEvent writes the event to the log: the log target.
-func (e *Engine) logEvent(t *Task, body []byte) {
-	if body == nil && t.Body != nil {
-		body = []byte(*t.Body)
-	}
+func (e *Engine) logEvent(t *Task, r io.Reader) {
+	body, _ := io.ReadAll(r) // reads from memory: cannot fail
 	fields := []zap.Field{
 		zap.String("webhook", t.WebhookID), zap.String("target", t.Target.Name),
 		zap.String("event_id", t.Event.ID), zap.String("delivery_id", t.DeliveryID),

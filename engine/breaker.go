@@ -55,18 +55,21 @@ func (b *breaker) allow(now time.Time) (ok bool, retryAt time.Time) {
 	return true, time.Time{}
 }
 
-// record takes the outcome of an attempt that allow let through.
-func (b *breaker) record(success bool, now time.Time) {
+// record takes the outcome of an attempt that allow let through, and
+// reports whether it closed the breaker.
+func (b *breaker) record(success bool, now time.Time) (closed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if success {
+		closed = b.state != breakerClosed
 		b.state, b.failures = breakerClosed, 0
-		return
+		return closed
 	}
 	b.failures++
 	if b.state == breakerHalfOpen || (b.threshold > 0 && b.failures >= b.threshold) {
 		b.state, b.openedAt = breakerOpen, now
 	}
+	return false
 }
 
 // State is the breaker's state now, for the event log and metrics.

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -414,6 +415,50 @@ func TestCircuitBreakerOpensHoldsProbesAndCloses(t *testing.T) {
 		if d := env.delivery(in.webhookID, in.deliveries[0].ID); d.Attempts != 1 {
 			t.Errorf("held delivery took %d attempts, want 1: holding counts none", d.Attempts)
 		}
+	}
+	waitFor(t, "no timer left", func() bool { return e.PendingTimers() == 0 }, waitTimeout)
+	env.noErrorLogs()
+}
+
+// Deliveries an open breaker holds go as soon as a probe succeeds, not a
+// further cooldown later.
+func TestHeldDeliveriesGoWhenTheProbeSucceeds(t *testing.T) {
+	t.Parallel()
+	var healthy atomic.Bool
+	tg := newTarget(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		if !healthy.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	})
+	env := newEnv(t)
+	const cooldown = 2 * time.Second
+	opts := quick(100)
+	opts.BreakerThreshold = intp(1)
+	opts.BreakerCooldown = storage.Duration(cooldown)
+	snap := env.configure(webhook("shop", httpTarget("crm", tg.URL, opts)))
+	targetID := snap.Webhooks()[0].Targets[0].ID
+	e := env.start(snap, Options{})
+
+	first := env.send(e, snap, "shop-in", []byte(`{"n":0}`), nil)
+	waitFor(t, "the breaker to open", func() bool { return e.BreakerState(targetID) == "open" }, waitTimeout)
+	var held []ingested
+	for n := 1; n <= 5; n++ {
+		held = append(held, env.send(e, snap, "shop-in", []byte(fmt.Sprintf(`{"n":%d}`, n)), nil))
+	}
+	for _, in := range held {
+		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryRetrying)
+	}
+	healthy.Store(true)
+	for _, in := range append(held, first) {
+		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered)
+	}
+	reqs := tg.all()
+	probe := reqs[1].at // reqs[0] is the failure that opened it
+	last := reqs[len(reqs)-1].at
+	if wait := last.Sub(probe); wait >= cooldown/2 {
+		t.Errorf("held deliveries went %s after the successful probe: they waited for a further cooldown (%s)", wait, cooldown)
 	}
 	waitFor(t, "no timer left", func() bool { return e.PendingTimers() == 0 }, waitTimeout)
 	env.noErrorLogs()

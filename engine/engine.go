@@ -55,6 +55,8 @@ type Engine struct {
 
 	timersMu sync.Mutex
 	timers   map[string]*time.Timer // delivery id -> its retry timer
+	// held are the deliveries open breakers hold: target id -> delivery id.
+	held map[string]map[string]deliveryRef
 
 	breakersMu sync.Mutex
 	breakers   map[string]*breaker // target id -> its breaker
@@ -76,6 +78,8 @@ type Engine struct {
 type deliveryRef struct {
 	webhookID  string
 	deliveryID string
+	// heldBy is the target whose open circuit breaker holds the delivery.
+	heldBy string
 }
 
 // New makes an engine for the event DBs of events. Call SetSnapshot, then Start.
@@ -101,6 +105,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		queue:      make(chan Task, opts.QueueSize),
 		refs:       make(chan deliveryRef, opts.RetryQueueSize),
 		timers:     make(map[string]*time.Timer),
+		held:       make(map[string]map[string]deliveryRef),
 		breakers:   make(map[string]*breaker),
 		scanWanted: make(map[string]bool),
 		attempts:   ctx, abortAttempts: cancel,
@@ -198,7 +203,7 @@ func (e *Engine) work() {
 				e.release(t.DeliveryID)
 				return
 			}
-			e.runTask(&t, 0, nil)
+			e.runTask(&t, 0)
 		case ref := <-e.refs:
 			if e.stopped() {
 				e.release(ref.deliveryID)
@@ -220,17 +225,51 @@ func (e *Engine) schedule(ref deliveryRef, at time.Time) {
 	if e.stopped() {
 		return
 	}
+	if ref.heldBy != "" {
+		if e.held[ref.heldBy] == nil {
+			e.held[ref.heldBy] = make(map[string]deliveryRef)
+		}
+		e.held[ref.heldBy][ref.deliveryID] = ref
+	}
 	e.timers[ref.deliveryID] = time.AfterFunc(time.Until(at), func() {
 		e.timersMu.Lock()
 		delete(e.timers, ref.deliveryID)
-		e.timersMu.Unlock()
-		select {
-		case e.refs <- ref:
-		default:
-			e.release(ref.deliveryID)
-			e.wantScan(ref.webhookID)
+		if ref.heldBy != "" {
+			delete(e.held[ref.heldBy], ref.deliveryID)
 		}
+		e.timersMu.Unlock()
+		e.requeue(ref)
 	})
+}
+
+// requeue hands a delivery whose time has come to the workers, or, if their
+// channel is full, lets go of it for a scan to find once there is room.
+func (e *Engine) requeue(ref deliveryRef) {
+	ref.heldBy = ""
+	select {
+	case e.refs <- ref:
+	default:
+		e.release(ref.deliveryID)
+		e.wantScan(ref.webhookID)
+	}
+}
+
+// releaseHeld runs at once the deliveries an open circuit breaker was
+// holding, now that a probe found the target well again.
+func (e *Engine) releaseHeld(targetID string) {
+	e.timersMu.Lock()
+	var due []deliveryRef
+	for id, ref := range e.held[targetID] {
+		if t := e.timers[id]; t != nil && t.Stop() {
+			delete(e.timers, id)
+			due = append(due, ref)
+		}
+	}
+	delete(e.held, targetID)
+	e.timersMu.Unlock()
+	for _, ref := range due {
+		e.requeue(ref)
+	}
 }
 
 // PendingTimers is the number of retries waiting on a timer.

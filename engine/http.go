@@ -67,8 +67,13 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 		req.Header.Set("Content-Type", task.Event.ContentType)
 	}
 	req.Header.Set("User-Agent", UserAgent)
-	req.Header.Set("Webhook-Id", task.DeliveryID)
-	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	// A provider that signs with the Standard Webhooks scheme signs its own
+	// webhook-id and webhook-timestamp: keep them, so that the receiver can
+	// still verify its signature. They are as stable across retries as ours.
+	if req.Header.Get("Webhook-Signature") == "" || req.Header.Get("Webhook-Id") == "" {
+		req.Header.Set("Webhook-Id", task.DeliveryID)
+		req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	}
 	for name, value := range s.headers {
 		req.Header.Set(name, value)
 	}
