@@ -6,10 +6,12 @@ package caddymodule
 import (
 	"fmt"
 	"path/filepath"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -20,6 +22,9 @@ func init() {
 // DefaultMaxBodySize is the largest request body an entrypoint accepts unless
 // max_body_size says otherwise: 10 MiB. (GitHub sends up to 25 MB.)
 const DefaultMaxBodySize = 10 << 20
+
+// DefaultStopGracePeriod is how long a stop waits for delivery attempts.
+const DefaultStopGracePeriod = 10 * time.Second
 
 // App is the webhooker app: it owns the storage of a data directory and the
 // webhooks declared in the Caddyfile. Its storage outlives config reloads.
@@ -40,6 +45,21 @@ type App struct {
 	// MaxOpenEventDBs bounds the event DBs kept open at once; the least
 	// recently used are closed and reopened on demand. Default: 256.
 	MaxOpenEventDBs int `json:"max_open_event_dbs,omitempty"`
+
+	// Workers is the number of deliveries attempted at once. Default: 32.
+	Workers int `json:"workers,omitempty"`
+
+	// QueueSize and RetryQueueSize are the capacities of the engine's
+	// channels of fresh deliveries and of deliveries read back from the event
+	// DBs. A full channel loses nothing: the delivery waits in its event DB.
+	// Defaults: 4096 and 1024.
+	QueueSize      int `json:"queue_size,omitempty"`
+	RetryQueueSize int `json:"retry_queue_size,omitempty"`
+
+	// StopGracePeriod is how long Caddy's stop waits for delivery attempts in
+	// flight before cutting them short (they are then retried after the
+	// restart, never recorded as delivered). Default: 10s.
+	StopGracePeriod caddy.Duration `json:"stop_grace_period,omitempty"`
 
 	// Webhooks are declared here and owned by the config: read-only elsewhere.
 	Webhooks []*WebhookConfig `json:"webhooks,omitempty"`
@@ -72,9 +92,22 @@ type TargetConfig struct {
 	Type string `json:"type"`
 	// URL is where an http target POSTs events.
 	URL string `json:"url,omitempty"`
-	// MaxRetries is how many times a failed http delivery is retried.
+	// MaxRetries is how many times a failed http delivery is retried
+	// (0: one attempt only). Default: 10.
 	MaxRetries *int `json:"max_retries,omitempty"`
-	Disabled   bool `json:"disabled,omitempty"`
+	// Timeout bounds one http attempt. Default: 30s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// BackoffInitial is the wait before the first retry, doubled for each
+	// further one up to BackoffMax, ±20% jitter. Defaults: 5s and 1h.
+	BackoffInitial caddy.Duration `json:"backoff_initial,omitempty"`
+	BackoffMax     caddy.Duration `json:"backoff_max,omitempty"`
+	// Headers are set on every http delivery.
+	Headers map[string]string `json:"headers,omitempty"`
+	// BreakerThreshold failures in a row open the target's circuit breaker
+	// (0: never) for BreakerCooldown. Defaults: 5 and 30s.
+	BreakerThreshold *int           `json:"breaker_threshold,omitempty"`
+	BreakerCooldown  caddy.Duration `json:"breaker_cooldown,omitempty"`
+	Disabled         bool           `json:"disabled,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -106,6 +139,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxOpenEventDBs == 0 {
 		a.MaxOpenEventDBs = storage.DefaultMaxOpenEventDBs
 	}
+	if a.Workers == 0 {
+		a.Workers = engine.DefaultWorkers
+	}
+	if a.QueueSize == 0 {
+		a.QueueSize = engine.DefaultQueueSize
+	}
+	if a.RetryQueueSize == 0 {
+		a.RetryQueueSize = engine.DefaultRetryQueueSize
+	}
+	if a.StopGracePeriod == 0 {
+		a.StopGracePeriod = caddy.Duration(DefaultStopGracePeriod)
+	}
 	declared, err := declaredWebhooks(a.Webhooks)
 	if err != nil {
 		return err
@@ -118,6 +163,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	g, err := acquireGateway(a.DataDir, gatewayOptions{
 		synchronous: storage.Synchronous(a.Synchronous),
 		maxOpen:     a.MaxOpenEventDBs,
+		engine: engineOptions{
+			workers: a.Workers, queueSize: a.QueueSize, retryQueueSize: a.RetryQueueSize,
+			stopGracePeriod: time.Duration(a.StopGracePeriod),
+		},
 	}, a.logger)
 	if err != nil {
 		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
@@ -131,8 +180,14 @@ func (a *App) Validate() error {
 	if a.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must be positive, not %d", a.MaxBodySize)
 	}
-	if a.MaxOpenEventDBs < 0 {
-		return fmt.Errorf("max_open_event_dbs must be positive, not %d", a.MaxOpenEventDBs)
+	for name, n := range map[string]int{"max_open_event_dbs": a.MaxOpenEventDBs, "workers": a.Workers,
+		"queue_size": a.QueueSize, "retry_queue_size": a.RetryQueueSize} {
+		if n < 0 {
+			return fmt.Errorf("%s must be positive, not %d", name, n)
+		}
+	}
+	if a.StopGracePeriod < 0 {
+		return fmt.Errorf("stop_grace_period must not be negative")
 	}
 	return storage.Synchronous(a.Synchronous).Validate()
 }
@@ -171,7 +226,15 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 			t := storage.Target{
 				ID: storage.DeclaredTargetID(w.ID, tc.Name), WebhookID: w.ID, Name: tc.Name,
 				Type: storage.TargetType(tc.Type), URL: tc.URL, Active: !tc.Disabled,
-				Options: storage.TargetOptions{MaxRetries: tc.MaxRetries},
+				Options: storage.TargetOptions{
+					MaxRetries:       tc.MaxRetries,
+					Timeout:          storage.Duration(tc.Timeout),
+					BackoffInitial:   storage.Duration(tc.BackoffInitial),
+					BackoffMax:       storage.Duration(tc.BackoffMax),
+					Headers:          tc.Headers,
+					BreakerThreshold: tc.BreakerThreshold,
+					BreakerCooldown:  storage.Duration(tc.BreakerCooldown),
+				},
 			}
 			if err := t.Validate(); err != nil {
 				return nil, fmt.Errorf("webhook %s: %w", wc.Name, err)
@@ -187,11 +250,13 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 	return out, nil
 }
 
-// Start puts the declared webhooks in force.
+// Start puts the declared webhooks in force and, the first time, starts the
+// delivery engine, whose recovery scan resumes the work a previous run left.
 func (a *App) Start() error {
 	if err := a.gateway.declare(a, a.declared); err != nil {
 		return err
 	}
+	a.gateway.start()
 	a.logger.Info("webhooker started",
 		zap.String("data_dir", a.DataDir),
 		zap.Int("declared_webhooks", len(a.declared)))

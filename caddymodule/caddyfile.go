@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -38,12 +39,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		max_body_size      <size>
 //		synchronous        full|normal
 //		max_open_event_dbs <n>
+//		workers            <n>
+//		queue_size         <n>
+//		retry_queue_size   <n>
+//		stop_grace_period  <duration>
 //		webhook <name> {
 //			description <text>
 //			disabled
 //			entrypoint <key> [disabled]
-//			target <name> http <url> {
+//			target <name> http <url> [disabled] {
 //				max_retries <n>
+//				timeout     <duration>
+//				backoff     <initial> [<max>]
+//				header      <name> <value>
+//				breaker     <threshold> [<cooldown>]
 //				disabled
 //			}
 //			target <name> database|log [disabled]
@@ -74,12 +83,20 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.Synchronous) {
 				return d.ArgErr()
 			}
-		case "max_open_event_dbs":
+		case "max_open_event_dbs", "workers", "queue_size", "retry_queue_size":
+			field := map[string]*int{"max_open_event_dbs": &a.MaxOpenEventDBs, "workers": &a.Workers,
+				"queue_size": &a.QueueSize, "retry_queue_size": &a.RetryQueueSize}[d.Val()]
 			n, err := intArg(d)
 			if err != nil {
 				return err
 			}
-			a.MaxOpenEventDBs = n
+			*field = n
+		case "stop_grace_period":
+			dur, err := durationArgs(d, 1, 1)
+			if err != nil {
+				return err
+			}
+			a.StopGracePeriod = dur[0]
 		case "webhook":
 			w, err := unmarshalWebhook(d)
 			if err != nil {
@@ -157,6 +174,47 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 				return t, err
 			}
 			t.MaxRetries = &n
+		case "timeout":
+			dur, err := durationArgs(d, 1, 1)
+			if err != nil {
+				return t, err
+			}
+			t.Timeout = dur[0]
+		case "backoff":
+			dur, err := durationArgs(d, 1, 2)
+			if err != nil {
+				return t, err
+			}
+			t.BackoffInitial = dur[0]
+			if len(dur) == 2 {
+				t.BackoffMax = dur[1]
+			}
+		case "header":
+			var name, value string
+			if !d.AllArgs(&name, &value) {
+				return t, d.Errf("target %s: header: want <name> <value>", t.Name)
+			}
+			if t.Headers == nil {
+				t.Headers = make(map[string]string)
+			}
+			t.Headers[name] = value
+		case "breaker":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return t, d.Errf("target %s: breaker: want <threshold> [<cooldown>]", t.Name)
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 0 {
+				return t, d.Errf("target %s: breaker threshold %q: want a whole number, 0 or more", t.Name, args[0])
+			}
+			t.BreakerThreshold = &n
+			if len(args) == 2 {
+				cooldown, err := caddy.ParseDuration(args[1])
+				if err != nil {
+					return t, d.Errf("target %s: breaker cooldown %q: %v", t.Name, args[1], err)
+				}
+				t.BreakerCooldown = caddy.Duration(cooldown)
+			}
 		case "disabled":
 			if d.NextArg() {
 				return t, d.ArgErr()
@@ -167,6 +225,24 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 		}
 	}
 	return t, nil
+}
+
+// durationArgs reads between lo and hi durations as the option's arguments.
+func durationArgs(d *caddyfile.Dispenser, lo, hi int) ([]caddy.Duration, error) {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) < lo || len(args) > hi {
+		return nil, d.ArgErr()
+	}
+	out := make([]caddy.Duration, len(args))
+	for i, a := range args {
+		v, err := caddy.ParseDuration(a)
+		if err != nil || v < 0 {
+			return nil, d.Errf("%s %q: want a duration such as 500ms, 30s or 1h", name, a)
+		}
+		out[i] = caddy.Duration(v)
+	}
+	return out, nil
 }
 
 func intArg(d *caddyfile.Dispenser) (int, error) {

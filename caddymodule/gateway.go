@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -24,19 +25,28 @@ var gateways = caddy.NewUsagePool()
 type gatewayOptions struct {
 	synchronous storage.Synchronous
 	maxOpen     int
+	engine      engineOptions
+}
+
+// engineOptions are the comparable settings of the engine.
+type engineOptions struct {
+	workers, queueSize, retryQueueSize int
+	stopGracePeriod                    time.Duration
 }
 
 // gateway is the state of one data directory shared by every config that
-// uses it: the main DB, the event DBs, and the configuration in force.
+// uses it: the main DB, the event DBs, the configuration in force, and the
+// one delivery engine.
 type gateway struct {
 	dataDir string
 	opts    gatewayOptions
 	main    *storage.MainDB
 	events  *storage.WebhookDBManager
+	engine  *engine.Engine
 
 	// snapshot is read by every ingest; swapped whole when config changes.
-	snapshot atomic.Pointer[storage.Snapshot]
-	notifier atomic.Pointer[notifierBox]
+	snapshot    atomic.Pointer[storage.Snapshot]
+	startEngine sync.Once
 
 	mu sync.Mutex
 	// declarers are the started apps, oldest first; the newest one's
@@ -44,12 +54,9 @@ type gateway struct {
 	declarers []*App
 }
 
-// notifierBox lets an interface value live in an atomic.Pointer.
-type notifierBox struct{ engine.Notifier }
-
 func acquireGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gateway, error) {
 	v, loaded, err := gateways.LoadOrNew(dataDir, func() (caddy.Destructor, error) {
-		return openGateway(dataDir, opts)
+		return openGateway(dataDir, opts, logger)
 	})
 	if err != nil {
 		return nil, err
@@ -67,7 +74,7 @@ func releaseGateway(dataDir string) error {
 	return err
 }
 
-func openGateway(dataDir string, opts gatewayOptions) (*gateway, error) {
+func openGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gateway, error) {
 	ctx := context.Background()
 	events, err := storage.NewWebhookDBManager(dataDir, storage.ManagerOptions{
 		Synchronous: opts.synchronous, MaxOpen: opts.maxOpen,
@@ -85,14 +92,34 @@ func openGateway(dataDir string, opts gatewayOptions) (*gateway, error) {
 		return nil, err
 	}
 	g := &gateway{dataDir: dataDir, opts: opts, main: main, events: events}
-	g.snapshot.Store(snap)
+	g.engine = engine.New(events, engine.Options{
+		Workers:        opts.engine.workers,
+		QueueSize:      opts.engine.queueSize,
+		RetryQueueSize: opts.engine.retryQueueSize,
+		Logger:         logger.Named("engine"),
+	})
+	g.setSnapshot(snap)
 	return g, nil
 }
 
-// Destruct closes the storage once no config uses it.
+// start starts the engine, once: a reload joins the running one. It is not
+// started at provisioning, so that `caddy validate` delivers nothing.
+func (g *gateway) start() {
+	g.startEngine.Do(g.engine.Start)
+}
+
+// Destruct stops the engine, letting attempts in flight finish within the
+// grace period, then closes the storage, once no config uses it.
 func (g *gateway) Destruct() error {
-	ctx := context.Background()
-	return errors.Join(g.events.CloseAll(ctx), g.main.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), g.opts.engine.stopGracePeriod)
+	defer cancel()
+	g.engine.Stop(ctx)
+	return errors.Join(g.events.CloseAll(context.Background()), g.main.Close())
+}
+
+func (g *gateway) setSnapshot(s *storage.Snapshot) {
+	g.snapshot.Store(s)
+	g.engine.SetSnapshot(s)
 }
 
 // declare puts app's declared webhooks in force: they are written to the
@@ -155,7 +182,7 @@ func (g *gateway) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.snapshot.Store(snap)
+	g.setSnapshot(snap)
 	return nil
 }
 
@@ -175,8 +202,8 @@ func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.E
 	if err != nil {
 		return err
 	}
-	if box := g.notifier.Load(); box != nil && len(deliveries) > 0 {
-		box.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
+	if len(deliveries) > 0 {
+		g.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
 	}
 	return nil
 }

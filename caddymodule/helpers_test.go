@@ -96,10 +96,20 @@ type gatewayTest struct {
 // directory is removed.
 func startGateway(t *testing.T, webhookerLines string) *gatewayTest {
 	t.Helper()
+	return startGatewayPrepared(t, webhookerLines, nil)
+}
+
+// startGatewayPrepared is startGateway with prepare run on the fresh data
+// directory before the config loads.
+func startGatewayPrepared(t *testing.T, webhookerLines string, prepare func(dataDir string)) *gatewayTest {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts Caddy")
 	}
 	dataDir := t.TempDir()
+	if prepare != nil {
+		prepare(dataDir)
+	}
 	t.Cleanup(func() {
 		// Let go of the databases before t.TempDir removes them.
 		if status, body := loadConfig(t, emptyConfig, "text/caddyfile"); status != http.StatusOK {
@@ -379,13 +389,13 @@ func countRows(t testing.TB, db *sql.DB, table string) int {
 }
 
 type storedDelivery struct {
-	TargetID, Status string
-	Attempts         int
+	ID, TargetID, Status string
+	Attempts             int
 }
 
 func queryDeliveries(t testing.TB, db *sql.DB, eventID string) []storedDelivery {
 	t.Helper()
-	rows, err := db.Query("SELECT target_id, status, attempts FROM deliveries WHERE event_id = ? ORDER BY target_id", eventID)
+	rows, err := db.Query("SELECT id, target_id, status, attempts FROM deliveries WHERE event_id = ? ORDER BY target_id", eventID)
 	if err != nil {
 		t.Fatalf("deliveries of %s: %v", eventID, err)
 	}
@@ -393,7 +403,7 @@ func queryDeliveries(t testing.TB, db *sql.DB, eventID string) []storedDelivery 
 	var out []storedDelivery
 	for rows.Next() {
 		var d storedDelivery
-		if err := rows.Scan(&d.TargetID, &d.Status, &d.Attempts); err != nil {
+		if err := rows.Scan(&d.ID, &d.TargetID, &d.Status, &d.Attempts); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, d)

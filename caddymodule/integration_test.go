@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,8 +229,8 @@ func TestIngestStoresRequest(t *testing.T) {
 		}
 	}
 
-	// One delivery per active target; the disabled ones get none. No engine
-	// runs in caddymodule yet, so every delivery is still pending.
+	// One delivery per active target; the disabled ones get none. (The engine
+	// may have attempted them already: TestDeliveryThroughCaddy follows them.)
 	var want []string
 	for _, name := range []string{"ci", "archive", "audit"} {
 		want = append(want, storage.DeclaredTargetID(webhookID, name))
@@ -239,9 +240,6 @@ func TestIngestStoresRequest(t *testing.T) {
 	var got []string
 	for _, d := range deliveries {
 		got = append(got, d.TargetID)
-		if d.Status != string(storage.DeliveryPending) || d.Attempts != 0 {
-			t.Errorf("delivery to %s: status %s after %d attempts, want pending after 0", d.TargetID, d.Status, d.Attempts)
-		}
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("deliveries go to targets %v, want %v (ci, archive, audit; not old or older)", got, want)
@@ -310,7 +308,11 @@ func TestWebhooksIsolated(t *testing.T) {
 // directory where the file should be) and expects 503, never a 2xx, until
 // the path is usable again; other webhooks are unaffected.
 func TestIngestStorageFailure(t *testing.T) {
-	g := startGateway(t, `
+	// The path is spoiled before the config loads: once the gateway has the
+	// file open (the engine's recovery scan opens every event DB at start),
+	// nothing done to the path reaches it.
+	var path string
+	g := startGatewayPrepared(t, `
 		webhook fragile {
 			entrypoint fragile-in
 			target archive database
@@ -319,21 +321,12 @@ func TestIngestStorageFailure(t *testing.T) {
 			entrypoint steady-in
 			target archive database
 		}
-`)
-	// Declaring the webhook created its file and closed it: the first ingest
-	// opens it. Replace it with a directory before then.
-	path := g.eventDBPath("fragile")
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("the declared webhook's event DB was not created: %v", err)
-	}
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+`, func(dataDir string) {
+		path = filepath.Join(dataDir, "events-"+storage.DeclaredWebhookID("fragile")+".db")
+		if err := os.Mkdir(path, 0o750); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := os.Mkdir(path, 0o750); err != nil {
-		t.Fatal(err)
-	}
+	})
 
 	for i := range 3 {
 		status, body := g.post("fragile-in", `{"n":1}`)

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/ncruces/go-sqlite3/driver"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// TestSIGKILLLosesNoAcknowledgedEvent builds the real binary, ingests under
+// load, kills Caddy with SIGKILL at a random moment, restarts it on the same
+// data directory, and checks that every event that got a 200 is stored and
+// reaches the target at least once.
+func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "caddy")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	var (
+		mu       sync.Mutex
+		received = make(map[int]int) // sequence number -> deliveries seen
+	)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ N int }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		received[body.N]++
+		mu.Unlock()
+		// A slow target, so that deliveries are still owed when the kill comes.
+		time.Sleep(5 * time.Millisecond)
+	}))
+	defer target.Close()
+
+	adminPort, sitePort := freePort(t), freePort(t)
+	dataDir := filepath.Join(dir, "data")
+	caddyfile := filepath.Join(dir, "Caddyfile")
+	config := fmt.Sprintf(`{
+	admin localhost:%d
+	webhooker {
+		data_dir %s
+		# Fewer workers than ingest needs: deliveries are owed at the kill.
+		workers 2
+		webhook crash {
+			entrypoint crash-key
+			target sink http %s {
+				max_retries 50
+				backoff 20ms 200ms
+			}
+			target archive database
+		}
+	}
+}
+
+http://:%d {
+	webhooker /hooks/*
+}
+`, adminPort, dataDir, target.URL, sitePort)
+	if err := os.WriteFile(caddyfile, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	entrypoint := fmt.Sprintf("http://127.0.0.1:%d/hooks/crash-key", sitePort)
+
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "run", "--config", caddyfile)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(t, 30*time.Second, func() bool {
+			resp, err := http.Post(entrypoint, "application/json", strings.NewReader(`{"n":-1}`))
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}, func() string { return "caddy did not start:\n" + logs.String() })
+		return cmd
+	}
+
+	first := start()
+	var (
+		acked  sync.Map // sequence number -> event id
+		nAcked atomic.Int64
+		next   atomic.Int64
+		stop   = make(chan struct{})
+		wg     sync.WaitGroup
+	)
+	missing := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []int
+		acked.Range(func(k, _ any) bool {
+			if received[k.(int)] == 0 {
+				out = append(out, k.(int))
+			}
+			return true
+		})
+		return out
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := int(next.Add(1))
+				resp, err := client.Post(entrypoint, "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, n)))
+				if err != nil {
+					continue // the process is gone: not acknowledged
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					continue
+				}
+				var ack struct {
+					EventID string `json:"event_id"`
+				}
+				if err := json.Unmarshal(body, &ack); err != nil || ack.EventID == "" {
+					t.Errorf("200 without an event id: %q", body)
+					continue
+				}
+				acked.Store(n, ack.EventID)
+				nAcked.Add(1)
+			}
+		}()
+	}
+	time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	close(stop)
+	wg.Wait()
+	ackedBeforeKill := nAcked.Load()
+	if ackedBeforeKill == 0 {
+		t.Fatal("no event was acknowledged before the kill")
+	}
+	owedAtKill := len(missing())
+
+	second := start()
+	defer func() {
+		_ = second.Process.Signal(syscall.SIGKILL)
+		_ = second.Wait()
+	}()
+	waitUntil(t, 60*time.Second, func() bool { return len(missing()) == 0 },
+		func() string { return fmt.Sprintf("acknowledged events never delivered: %v", missing()) })
+
+	// Every acknowledged event is in the event DB.
+	path := filepath.Join(dataDir, "events-"+storage.DeclaredWebhookID("crash")+".db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stored := 0
+	acked.Range(func(_, id any) bool {
+		var n int
+		if err := db.QueryRowContext(context.Background(), "SELECT count(*) FROM events WHERE id = ?", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Errorf("acknowledged event %s is not stored", id)
+		}
+		stored += n
+		return true
+	})
+	mu.Lock()
+	delivered := len(received)
+	mu.Unlock()
+	t.Logf("acknowledged before SIGKILL: %d, of which not yet delivered at the kill: %d; after the restart: %d stored, all %d delivered (%d distinct events reached the target, counting unacknowledged ones)",
+		ackedBeforeKill, owedAtKill, stored, ackedBeforeKill, delivered)
+	if owedAtKill == 0 {
+		t.Error("every acknowledged event was delivered before the kill: recovery was not exercised")
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, why func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(why())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
