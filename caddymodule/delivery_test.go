@@ -125,6 +125,7 @@ func TestDeliveryThroughCaddy(t *testing.T) {
 		for name, want := range map[string]string{
 			"Content-Type": "application/json", "X-Shop-Topic": "orders/create",
 			"X-Gateway": "caddy-webhooker", "Webhook-Id": hits[0].header.Get("Webhook-Id"),
+			"Webhooker-Event-Id": id,
 		} {
 			if got := h.header.Get(name); got != want || got == "" {
 				t.Errorf("target got %s %q, want %q", name, got, want)

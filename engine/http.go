@@ -74,6 +74,8 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 		req.Header.Set("Webhook-Id", task.DeliveryID)
 		req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
 	}
+	// The event's id in the gateway's event log, for the receiver to quote.
+	req.Header.Set("Webhooker-Event-Id", task.Event.ID)
 	for name, value := range s.headers {
 		req.Header.Set(name, value)
 	}
