@@ -21,6 +21,10 @@ import (
 // work found by a scan) and attempts it if it is still open. The body is
 // read only when the attempt goes ahead.
 func (e *Engine) runRef(ref deliveryRef) {
+	if !e.webhookLive(ref.webhookID) {
+		e.release(ref.deliveryID) // deleted meanwhile: its event DB is gone
+		return
+	}
 	ctx := context.Background()
 	var (
 		task     Task

@@ -118,6 +118,17 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 // its next attempt.
 func (e *Engine) SetSnapshot(s *storage.Snapshot) { e.snapshot.Store(s) }
 
+// webhookLive reports whether a webhook is in the configuration in force:
+// the engine does not touch the event DB of a deleted one.
+func (e *Engine) webhookLive(id string) bool {
+	snap := e.snapshot.Load()
+	if snap == nil {
+		return false
+	}
+	_, ok := snap.Webhook(id)
+	return ok
+}
+
 // Start starts the workers and the recovery scan: every webhook's event DB
 // is read once, pending deliveries run at once and retrying ones get timers
 // for what remains of their backoff.

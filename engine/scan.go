@@ -58,6 +58,9 @@ func (e *Engine) scan() {
 // engine does not hold already. Sending into the full refs channel blocks
 // this goroutine only, until a worker makes room.
 func (e *Engine) scanWebhook(webhookID string) {
+	if !e.webhookLive(webhookID) {
+		return
+	}
 	ctx := context.Background()
 	var open []storage.Delivery
 	err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
