@@ -70,6 +70,7 @@ type site struct {
 	options     []string // lines of the webhooker global option
 	webhooks    string   // webhook blocks
 	plain       bool     // respond 200 instead of webhooker
+	extra       []string // more lines in the site block
 }
 
 func newSite(dir string) site {
@@ -88,6 +89,9 @@ func (s site) caddyfile() string {
 		b.WriteString("\t}\n")
 	}
 	fmt.Fprintf(&b, "}\n\nhttp://:%d {\n\tbind 127.0.0.1\n", s.port)
+	for _, l := range s.extra {
+		fmt.Fprintf(&b, "\t%s\n", l)
+	}
 	if s.plain {
 		b.WriteString("\trespond /hooks/* 200\n")
 	} else {
@@ -252,6 +256,8 @@ func load(admin int, caddyfile string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "text/caddyfile")
+	// Reload even if the config did not change.
+	req.Header.Set("Cache-Control", "must-revalidate")
 	client := &http.Client{Timeout: 60 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {

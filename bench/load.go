@@ -101,7 +101,7 @@ func (s *loadStats) add(res *vegeta.Result) {
 
 // errorKind names a connection-level error without its addresses.
 func errorKind(err string) string {
-	for _, k := range []string{"connection reset by peer", "connection refused", "broken pipe",
+	for _, k := range []string{"server closed idle connection", "connection reset by peer", "connection refused", "broken pipe",
 		"Client.Timeout", "deadline exceeded", "timeout", "EOF"} {
 		if strings.Contains(err, k) {
 			return k
