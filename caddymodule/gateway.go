@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/admin"
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -46,7 +47,12 @@ type gateway struct {
 
 	// snapshot is read by every ingest; swapped whole when config changes.
 	snapshot    atomic.Pointer[storage.Snapshot]
+	reloadMu    sync.Mutex // orders loads and swaps of the snapshot
 	startEngine sync.Once
+
+	apiOnce      sync.Once
+	adminAPI     *admin.Handler
+	tenantAPIHdl *admin.Handler
 
 	mu sync.Mutex
 	// declarers are the started apps, oldest first; the newest one's
@@ -176,8 +182,12 @@ func (g *gateway) apply(declared []*storage.Webhook) error {
 	return g.reload(ctx)
 }
 
-// reload reads the configuration from the main DB and swaps it in.
+// reload reads the configuration from the main DB and swaps it in. Called
+// after each change is committed; serialised, so that the snapshot in force
+// is never older than the last change.
 func (g *gateway) reload(ctx context.Context) error {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
 	snap, err := g.main.LoadSnapshot(ctx)
 	if err != nil {
 		return err
@@ -206,6 +216,26 @@ func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.E
 		g.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
 	}
 	return nil
+}
+
+func (g *gateway) makeAPIs() {
+	b := &admin.Backend{
+		Main: g.main, Events: g.events, Notifier: g.engine,
+		ConfigChanged: g.reload, BreakerState: g.engine.BreakerState,
+	}
+	g.adminAPI, g.tenantAPIHdl = admin.NewAdminHandler(b), admin.NewTenantHandler(b)
+}
+
+// adminHandler serves the API on Caddy's admin endpoint.
+func (g *gateway) adminHandler() *admin.Handler {
+	g.apiOnce.Do(g.makeAPIs)
+	return g.adminAPI
+}
+
+// tenantHandler serves the API on sites, to API key holders.
+func (g *gateway) tenantHandler() *admin.Handler {
+	g.apiOnce.Do(g.makeAPIs)
+	return g.tenantAPIHdl
 }
 
 var _ caddy.Destructor = (*gateway)(nil)

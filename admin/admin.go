@@ -1,0 +1,132 @@
+// Package admin is the REST API of caddy-webhooker as plain net/http
+// handlers: webhooks, entrypoints, targets, the event log and redelivery,
+// users and API keys. It knows nothing of Caddy: caddymodule mounts it on
+// Caddy's admin endpoint (every route) and, through the webhooker_api
+// directive, on ordinary sites (the webhook routes, scoped to the user of
+// an API key).
+package admin
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/webhooker/caddy-webhooker/engine"
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// Backend is what the API acts on: the storage of one data directory and
+// its delivery engine.
+type Backend struct {
+	Main     *storage.MainDB
+	Events   *storage.WebhookDBManager
+	Notifier engine.Notifier
+	// ConfigChanged runs after every change of configuration and puts it in
+	// force for ingest and delivery before the API answers.
+	ConfigChanged func(ctx context.Context) error
+	// BreakerState tells a target's circuit breaker state (closed, open,
+	// half-open); nil reports none.
+	BreakerState func(targetID string) string
+}
+
+// Prefix is where the API lives, on the admin endpoint and on sites.
+const Prefix = "/webhooker"
+
+// maxRequestBody bounds a JSON request body.
+const maxRequestBody = 1 << 20
+
+// Handler serves the API for one Backend.
+type Handler struct {
+	b      *Backend
+	tenant bool
+	mux    *http.ServeMux
+}
+
+// NewAdminHandler serves every route, unauthenticated: mount it only where
+// access is already controlled, as on Caddy's admin endpoint.
+func NewAdminHandler(b *Backend) *Handler {
+	h := &Handler{b: b, mux: http.NewServeMux()}
+	h.routeWebhooks()
+	h.routeUsers()
+	return h
+}
+
+// NewTenantHandler serves the webhook, entrypoint, target and event routes
+// to the holder of an API key (Authorization: Bearer whk_…), who sees and
+// creates only their own webhooks. Users and keys are not served.
+func NewTenantHandler(b *Backend) *Handler {
+	h := &Handler{b: b, tenant: true, mux: http.NewServeMux()}
+	h.routeWebhooks()
+	return h
+}
+
+func (h *Handler) routeWebhooks() {
+	h.handle("/webhooks", methods{"GET": h.listWebhooks, "POST": h.createWebhook})
+	h.handle("/webhooks/{id}", methods{"GET": h.getWebhook, "PATCH": h.updateWebhook, "DELETE": h.deleteWebhook})
+	h.handle("/webhooks/{id}/entrypoints", methods{"POST": h.addEntrypoint})
+	h.handle("/webhooks/{id}/entrypoints/{eid}", methods{"PATCH": h.updateEntrypoint, "DELETE": h.deleteEntrypoint})
+	h.handle("/webhooks/{id}/targets", methods{"POST": h.addTarget})
+	h.handle("/webhooks/{id}/targets/{tid}", methods{"PATCH": h.updateTarget, "DELETE": h.deleteTarget})
+	h.handle("/webhooks/{id}/events", methods{"GET": h.listEvents})
+	h.handle("/webhooks/{id}/events/{evid}", methods{"GET": h.getEvent})
+	h.handle("/webhooks/{id}/events/{evid}/redeliver", methods{"POST": h.redeliver})
+}
+
+func (h *Handler) routeUsers() {
+	h.handle("/users", methods{"GET": h.listUsers, "POST": h.createUser})
+	h.handle("/users/{id}", methods{"GET": h.getUser, "DELETE": h.deleteUser})
+	h.handle("/users/{id}/api-keys", methods{"GET": h.listAPIKeys, "POST": h.createAPIKey})
+	h.handle("/users/{id}/api-keys/{kid}", methods{"DELETE": h.revokeAPIKey})
+}
+
+// handlerFunc is an API handler: it writes a success itself and returns an
+// error for writeError to answer.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// methods routes one path by method, answering 405 with Allow otherwise.
+type methods map[string]handlerFunc
+
+func (h *Handler) handle(path string, m methods) {
+	allow := make([]string, 0, len(m))
+	for method := range m {
+		allow = append(allow, method)
+	}
+	slices.Sort(allow)
+	h.mux.HandleFunc(Prefix+path, func(w http.ResponseWriter, r *http.Request) {
+		fn, ok := m[r.Method]
+		if !ok {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, errorf(http.StatusMethodNotAllowed, "%s is not allowed here (allowed: %s)", r.Method, strings.Join(allow, ", ")))
+			return
+		}
+		if err := fn(w, r); err != nil {
+			writeError(w, err)
+		}
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.tenant {
+		user, err := h.authenticate(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="webhooker"`)
+			writeError(w, err)
+			return
+		}
+		r = r.WithContext(withUser(r.Context(), user))
+	}
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		writeError(w, errorf(http.StatusNotFound, "no such route: %s", r.URL.Path))
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// Handles reports whether path is one of the API's, so that a site can pass
+// other requests on.
+func (h *Handler) Handles(r *http.Request) bool {
+	_, pattern := h.mux.Handler(r)
+	return pattern != ""
+}

@@ -1,0 +1,255 @@
+package admin
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/webhooker/caddy-webhooker/engine"
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// maxEventsPage caps ?limit= on the event list.
+const maxEventsPage = 500
+
+type eventRow struct {
+	ID          string         `json:"id"`
+	Method      string         `json:"method"`
+	Path        string         `json:"path"`
+	ContentType string         `json:"content_type"`
+	BodySize    int            `json:"body_size"`
+	RemoteAddr  string         `json:"remote_addr"`
+	ReceivedAt  time.Time      `json:"received_at"`
+	Deliveries  []deliveryView `json:"deliveries"`
+}
+
+type deliveryView struct {
+	ID            string                 `json:"id"`
+	TargetID      string                 `json:"target_id"`
+	TargetName    string                 `json:"target_name,omitempty"`
+	TargetType    storage.TargetType     `json:"target_type,omitempty"`
+	Status        storage.DeliveryStatus `json:"status"`
+	Attempts      int                    `json:"attempts"`
+	NextAttemptAt *time.Time             `json:"next_attempt_at,omitempty"`
+	LastError     string                 `json:"last_error,omitempty"`
+	CreatedAt     time.Time              `json:"created_at"`
+	UpdatedAt     time.Time              `json:"updated_at"`
+	Results       []resultView           `json:"results,omitempty"`
+}
+
+type resultView struct {
+	Attempt              int       `json:"attempt"`
+	StartedAt            time.Time `json:"started_at"`
+	DurationMS           float64   `json:"duration_ms"`
+	StatusCode           int       `json:"status_code,omitempty"`
+	Error                string    `json:"error,omitempty"`
+	ResponseBody         string    `json:"response_body,omitempty"`
+	ResponseBodyEncoding string    `json:"response_body_encoding,omitempty"`
+}
+
+// text shows bytes as text when they are UTF-8, else as base64.
+func text(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), "text"
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+func deliveryOf(d storage.Delivery, targets map[string]storage.Target) deliveryView {
+	v := deliveryView{
+		ID: d.ID, TargetID: d.TargetID, Status: d.Status, Attempts: d.Attempts,
+		LastError: d.LastError, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+	if t, ok := targets[d.TargetID]; ok {
+		v.TargetName, v.TargetType = t.Name, t.Type
+	}
+	if !d.NextAttemptAt.IsZero() && d.Status == storage.DeliveryRetrying {
+		next := d.NextAttemptAt
+		v.NextAttemptAt = &next
+	}
+	return v
+}
+
+// withEventDB runs fn on the event DB of the request's webhook.
+func (h *Handler) withEventDB(r *http.Request, fn func(*storage.Webhook, *storage.WebhookDB) error) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	return h.b.Events.With(r.Context(), wh.ID, func(db *storage.WebhookDB) error { return fn(wh, db) })
+}
+
+func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
+	q := storage.EventQuery{Limit: 50}
+	params := r.URL.Query()
+	if s := params.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return errorf(http.StatusBadRequest, "limit %q: want a whole number from 1 to %d", s, maxEventsPage)
+		}
+		q.Limit = min(n, maxEventsPage)
+	}
+	if s := params.Get("before"); s != "" {
+		if storage.ValidateID(s) != nil {
+			return errorf(http.StatusBadRequest, "before %q: want the id of an event", s)
+		}
+		q.Before = s
+	}
+	switch s := storage.DeliveryStatus(params.Get("status")); s {
+	case "", storage.DeliveryPending, storage.DeliveryRetrying, storage.DeliveryDelivered, storage.DeliveryFailed:
+		q.Status = s
+	default:
+		return errorf(http.StatusBadRequest, "status %q: want pending, retrying, delivered or failed", s)
+	}
+	return h.withEventDB(r, func(wh *storage.Webhook, db *storage.WebhookDB) error {
+		events, err := db.ListEvents(r.Context(), q)
+		if err != nil {
+			return err
+		}
+		targets, err := h.b.Main.TargetsOf(r.Context(), wh.ID)
+		if err != nil {
+			return err
+		}
+		rows := make([]eventRow, len(events))
+		for i, ev := range events {
+			rows[i] = eventRow{
+				ID: ev.ID, Method: ev.Method, Path: ev.Path, ContentType: ev.ContentType,
+				BodySize: ev.BodySize, RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt,
+				Deliveries: make([]deliveryView, len(ev.Deliveries)),
+			}
+			for j, d := range ev.Deliveries {
+				rows[i].Deliveries[j] = deliveryOf(d, targets)
+			}
+		}
+		page := map[string]any{"events": rows}
+		if len(rows) == q.Limit {
+			page["next_before"] = rows[len(rows)-1].ID
+		}
+		writeJSON(w, http.StatusOK, page)
+		return nil
+	})
+}
+
+type eventDetail struct {
+	ID           string         `json:"id"`
+	WebhookID    string         `json:"webhook_id"`
+	EntrypointID string         `json:"entrypoint_id"`
+	Method       string         `json:"method"`
+	Path         string         `json:"path"`
+	Query        string         `json:"query"`
+	Headers      http.Header    `json:"headers"`
+	ContentType  string         `json:"content_type"`
+	Body         string         `json:"body"`
+	BodyEncoding string         `json:"body_encoding"`
+	BodySize     int            `json:"body_size"`
+	RemoteAddr   string         `json:"remote_addr"`
+	ReceivedAt   time.Time      `json:"received_at"`
+	Deliveries   []deliveryView `json:"deliveries"`
+}
+
+func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {
+	evid, err := pathID(r, "evid", "event")
+	if err != nil {
+		return err
+	}
+	return h.withEventDB(r, func(wh *storage.Webhook, db *storage.WebhookDB) error {
+		ev, err := db.Event(r.Context(), evid)
+		if err != nil {
+			return err
+		}
+		ds, err := db.Deliveries(r.Context(), evid)
+		if err != nil {
+			return err
+		}
+		targets, err := h.b.Main.TargetsOf(r.Context(), wh.ID)
+		if err != nil {
+			return err
+		}
+		out := eventDetail{
+			ID: ev.ID, WebhookID: wh.ID, EntrypointID: ev.EntrypointID, Method: ev.Method, Path: ev.Path,
+			Query: ev.Query, Headers: ev.Headers, ContentType: ev.ContentType, BodySize: len(ev.Body),
+			RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt, Deliveries: make([]deliveryView, len(ds)),
+		}
+		out.Body, out.BodyEncoding = text(ev.Body)
+		for i, d := range ds {
+			v := deliveryOf(d, targets)
+			results, err := db.DeliveryResults(r.Context(), d.ID)
+			if err != nil {
+				return err
+			}
+			for _, res := range results {
+				rv := resultView{
+					Attempt: res.Attempt, StartedAt: res.StartedAt, StatusCode: res.StatusCode, Error: res.Error,
+					DurationMS: float64(res.Duration.Microseconds()) / 1000,
+				}
+				if len(res.ResponseBody) > 0 {
+					rv.ResponseBody, rv.ResponseBodyEncoding = text(res.ResponseBody)
+				}
+				v.Results = append(v.Results, rv)
+			}
+			out.Deliveries[i] = v
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+type redeliverRequest struct {
+	// TargetID limits the redelivery to one target; default: every active one.
+	TargetID string `json:"target_id"`
+}
+
+// redeliver sends an event again: new deliveries, run by the engine and
+// recorded like any other.
+func (h *Handler) redeliver(w http.ResponseWriter, r *http.Request) error {
+	evid, err := pathID(r, "evid", "event")
+	if err != nil {
+		return err
+	}
+	var req redeliverRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	return h.withEventDB(r, func(wh *storage.Webhook, db *storage.WebhookDB) error {
+		var targets []storage.Target
+		for _, t := range wh.Targets {
+			if (req.TargetID == "" && t.Active) || t.ID == req.TargetID {
+				targets = append(targets, t)
+			}
+		}
+		switch {
+		case req.TargetID != "" && len(targets) == 0:
+			return errorf(http.StatusNotFound, "webhook %s has no target with id %q", wh.Name, req.TargetID)
+		case len(targets) == 0:
+			return errorf(http.StatusConflict, "webhook %s has no active target to deliver to", wh.Name)
+		case !targets[0].Active:
+			return errorf(http.StatusConflict, "target %s is disabled: enable it first", targets[0].Name)
+		}
+		ev, err := db.Event(r.Context(), evid)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, len(targets))
+		for i, t := range targets {
+			ids[i] = t.ID
+		}
+		deliveries, err := db.Redeliver(r.Context(), evid, ids)
+		if err != nil {
+			return fmt.Errorf("redeliver event %s: %w", evid, err)
+		}
+		h.b.Notifier.Notify(engine.TasksForEvent(wh.ID, ev, deliveries, targets))
+		byID := make(map[string]storage.Target, len(targets))
+		for _, t := range targets {
+			byID[t.ID] = t
+		}
+		views := make([]deliveryView, len(deliveries))
+		for i, d := range deliveries {
+			views[i] = deliveryOf(d, byID)
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": views})
+		return nil
+	})
+}

@@ -1,0 +1,322 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// webhookView is a webhook as the API shows it.
+type webhookView struct {
+	*storage.Webhook
+	// ReadOnly webhooks are declared in the Caddyfile, which owns them.
+	ReadOnly bool         `json:"read_only"`
+	Targets  []targetView `json:"targets"`
+}
+
+type targetView struct {
+	storage.Target
+	// Circuit is the state of the target's circuit breaker.
+	Circuit string `json:"circuit,omitempty"`
+}
+
+func (h *Handler) view(w *storage.Webhook) webhookView {
+	v := webhookView{Webhook: w, ReadOnly: w.Source == storage.SourceCaddyfile, Targets: make([]targetView, len(w.Targets))}
+	if v.Entrypoints == nil {
+		v.Entrypoints = []storage.Entrypoint{}
+	}
+	for i, t := range w.Targets {
+		v.Targets[i] = h.targetView(t)
+	}
+	return v
+}
+
+func (h *Handler) targetView(t storage.Target) targetView {
+	v := targetView{Target: t}
+	if h.b.BreakerState != nil && t.Type == storage.TargetHTTP {
+		v.Circuit = h.b.BreakerState(t.ID)
+	}
+	return v
+}
+
+// changed puts a configuration change in force before the API answers.
+func (h *Handler) changed(r *http.Request) error {
+	if err := h.b.ConfigChanged(r.Context()); err != nil {
+		return fmt.Errorf("the change is saved but could not be put in force: %w", err)
+	}
+	return nil
+}
+
+func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) error {
+	userID := ""
+	if u, ok := tenantOf(r); ok {
+		userID = u.ID
+	}
+	ws, err := h.b.Main.Webhooks(r.Context(), userID)
+	if err != nil {
+		return err
+	}
+	views := make([]webhookView, len(ws))
+	for i, wh := range ws {
+		views[i] = h.view(wh)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"webhooks": views})
+	return nil
+}
+
+type createWebhookRequest struct {
+	Name          string `json:"name"`
+	Description   string `json:"description"`
+	RetentionDays int    `json:"retention_days"`
+	// UserID makes a user the owner (admin endpoint only).
+	UserID string `json:"user_id"`
+}
+
+func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) error {
+	var req createWebhookRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	if u, ok := tenantOf(r); ok {
+		if req.UserID != "" && req.UserID != u.ID {
+			return errorf(http.StatusBadRequest, "user_id cannot be set here: webhooks belong to the API key's user")
+		}
+		req.UserID = u.ID
+	} else if req.UserID != "" && storage.ValidateID(req.UserID) != nil {
+		return errorf(http.StatusBadRequest, "user_id %q is not a user id", req.UserID)
+	}
+	wh, err := h.b.Main.CreateWebhook(r.Context(), storage.NewWebhook{
+		UserID: req.UserID, Name: req.Name, Description: req.Description, RetentionDays: req.RetentionDays,
+	})
+	if err != nil {
+		return err
+	}
+	if err := h.b.Events.Create(r.Context(), wh.ID); err != nil {
+		// Without its event DB the webhook could not store anything: undo it.
+		return errors.Join(fmt.Errorf("create the event DB of webhook %s: %w", wh.ID, err),
+			h.b.Main.DeleteWebhook(r.Context(), wh.ID))
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, h.view(wh))
+	return nil
+}
+
+func (h *Handler) getWebhook(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, h.view(wh))
+	return nil
+}
+
+type updateWebhookRequest struct {
+	Name          *string `json:"name"`
+	Description   *string `json:"description"`
+	Active        *bool   `json:"active"`
+	RetentionDays *int    `json:"retention_days"`
+}
+
+func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	var req updateWebhookRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	updated, err := h.b.Main.UpdateWebhook(r.Context(), wh.ID, storage.WebhookPatch(req))
+	if err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, h.view(updated))
+	return nil
+}
+
+// deleteWebhook soft-deletes the configuration, takes it out of force (its
+// entrypoints answer 404 from now on), then deletes its event DB.
+func (h *Handler) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	if err := h.b.Main.DeleteWebhook(r.Context(), wh.ID); err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	if err := h.b.Events.Delete(r.Context(), wh.ID); err != nil {
+		return fmt.Errorf("webhook %s is deleted, but not its event DB: %w", wh.ID, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type entrypointRequest struct {
+	Key    *string `json:"key"`
+	Active *bool   `json:"active"`
+}
+
+func (h *Handler) addEntrypoint(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	var req entrypointRequest
+	if err := decode(w, r, &req, true); err != nil {
+		return err
+	}
+	in := storage.NewEntrypoint{Active: req.Active}
+	if req.Key != nil {
+		in.Key = *req.Key
+	}
+	e, err := h.b.Main.AddEntrypoint(r.Context(), wh.ID, in)
+	if err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, e)
+	return nil
+}
+
+func (h *Handler) updateEntrypoint(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	eid, err := pathID(r, "eid", "entrypoint")
+	if err != nil {
+		return err
+	}
+	var req entrypointRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	e, err := h.b.Main.UpdateEntrypoint(r.Context(), wh.ID, eid, storage.EntrypointPatch(req))
+	if err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, e)
+	return nil
+}
+
+func (h *Handler) deleteEntrypoint(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	eid, err := pathID(r, "eid", "entrypoint")
+	if err != nil {
+		return err
+	}
+	if err := h.b.Main.DeleteEntrypoint(r.Context(), wh.ID, eid); err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// targetRequest has the fields of a target, as the Caddyfile has them.
+type targetRequest struct {
+	Name    *string                `json:"name"`
+	Type    *storage.TargetType    `json:"type"`
+	URL     *string                `json:"url"`
+	Options *storage.TargetOptions `json:"options"`
+	Active  *bool                  `json:"active"`
+}
+
+func (h *Handler) addTarget(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	var req targetRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	t := storage.Target{Active: true}
+	if req.Name != nil {
+		t.Name = *req.Name
+	}
+	if req.Type != nil {
+		t.Type = *req.Type
+	}
+	if req.URL != nil {
+		t.URL = *req.URL
+	}
+	if req.Options != nil {
+		t.Options = *req.Options
+	}
+	if req.Active != nil {
+		t.Active = *req.Active
+	}
+	added, err := h.b.Main.AddTarget(r.Context(), wh.ID, t)
+	if err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, h.targetView(added))
+	return nil
+}
+
+func (h *Handler) updateTarget(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	tid, err := pathID(r, "tid", "target")
+	if err != nil {
+		return err
+	}
+	var req targetRequest
+	if err := decode(w, r, &req, false); err != nil {
+		return err
+	}
+	t, err := h.b.Main.UpdateTarget(r.Context(), wh.ID, tid, storage.TargetPatch(req))
+	if err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, h.targetView(t))
+	return nil
+}
+
+func (h *Handler) deleteTarget(w http.ResponseWriter, r *http.Request) error {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return err
+	}
+	tid, err := pathID(r, "tid", "target")
+	if err != nil {
+		return err
+	}
+	if err := h.b.Main.DeleteTarget(r.Context(), wh.ID, tid); err != nil {
+		return err
+	}
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,76 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(TenantAPI{})
+	httpcaddyfile.RegisterHandlerDirective("webhooker_api", func(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+		t := new(TenantAPI)
+		return t, t.UnmarshalCaddyfile(h.Dispenser)
+	})
+	httpcaddyfile.RegisterDirectiveOrder("webhooker_api", httpcaddyfile.Before, "respond")
+}
+
+// TenantAPI serves the webhook, entrypoint, target and event routes of the
+// webhooker API under /webhooker/ on a site, to holders of an API key
+// (Authorization: Bearer whk_…), each seeing only their own webhooks.
+// Requests outside the API go to the next handler.
+type TenantAPI struct {
+	app *App
+}
+
+// CaddyModule returns the Caddy module information.
+func (TenantAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.webhooker_api",
+		New: func() caddy.Module { return new(TenantAPI) },
+	}
+}
+
+// Provision finds the webhooker app.
+func (t *TenantAPI) Provision(ctx caddy.Context) error {
+	app, err := ctx.App("webhooker")
+	if err != nil {
+		return fmt.Errorf("loading the webhooker app: %w", err)
+	}
+	t.app = app.(*App)
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (t *TenantAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h := t.app.gateway.tenantHandler()
+	if !h.Handles(r) {
+		return next.ServeHTTP(w, r)
+	}
+	h.ServeHTTP(w, r)
+	return nil
+}
+
+// UnmarshalCaddyfile implements caddyfile.Unmarshaler. Syntax:
+//
+//	webhooker_api [<matcher>]
+func (t *TenantAPI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(d.Nesting()) {
+		return d.Err("webhooker_api takes no block")
+	}
+	return nil
+}
+
+var (
+	_ caddy.Provisioner           = (*TenantAPI)(nil)
+	_ caddyhttp.MiddlewareHandler = (*TenantAPI)(nil)
+	_ caddyfile.Unmarshaler       = (*TenantAPI)(nil)
+)
