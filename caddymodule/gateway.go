@@ -44,6 +44,7 @@ type gateway struct {
 	main    *storage.MainDB
 	events  *storage.WebhookDBManager
 	engine  *engine.Engine
+	pruning *retention
 
 	// snapshot is read by every ingest; swapped whole when config changes.
 	snapshot    atomic.Pointer[storage.Snapshot]
@@ -97,7 +98,8 @@ func openGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gate
 		_ = main.Close()
 		return nil, err
 	}
-	g := &gateway{dataDir: dataDir, opts: opts, main: main, events: events}
+	g := &gateway{dataDir: dataDir, opts: opts, main: main, events: events,
+		pruning: newRetention(events, logger.Named("retention"))}
 	g.engine = engine.New(events, engine.Options{
 		Workers:        opts.engine.workers,
 		QueueSize:      opts.engine.queueSize,
@@ -120,6 +122,7 @@ func (g *gateway) Destruct() error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.engine.stopGracePeriod)
 	defer cancel()
 	g.engine.Stop(ctx)
+	g.pruning.wait()
 	return errors.Join(g.events.CloseAll(context.Background()), g.main.Close())
 }
 
@@ -215,6 +218,7 @@ func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.E
 	if len(deliveries) > 0 {
 		g.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
 	}
+	g.pruning.ingested(route.Webhook)
 	return nil
 }
 

@@ -1,0 +1,79 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TestRetentionPrunesOnIngest gives an API-created webhook a retention of one
+// day, plants an old, finished event in its event DB, and checks that the
+// next ingest prunes it while keeping the new event and an old one that
+// still has a delivery to do.
+func TestRetentionPrunesOnIngest(t *testing.T) {
+	g := startGateway(t, "")
+	var created struct {
+		ID          string `json:"id"`
+		Entrypoints []struct {
+			Key string `json:"key"`
+		} `json:"entrypoints"`
+	}
+	body, _ := json.Marshal(map[string]any{"name": "short-lived", "retention_days": 1})
+	req, _ := http.NewRequest(http.MethodPost, adminURL+"/webhooker/webhooks", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	status, _, resp := g.do(req)
+	if status != http.StatusCreated {
+		t.Fatalf("create webhook: %d %s", status, resp)
+	}
+	if err := json.Unmarshal(resp, &created); err != nil {
+		t.Fatal(err)
+	}
+
+	// Plant two events of three days ago: one delivered, one still pending.
+	path := filepath.Join(g.dataDir, "events-"+created.ID+".db")
+	db, err := sql.Open("sqlite3", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old := time.Now().Add(-72 * time.Hour).UnixNano()
+	oldDone, oldOpen := uuid.NewString(), uuid.NewString()
+	for _, ev := range []struct{ id, status string }{{oldDone, "delivered"}, {oldOpen, "pending"}} {
+		if _, err := db.Exec(`INSERT INTO events (id, entrypoint_id, entrypoint_key, method, path, headers, body, body_size, received_at)
+			VALUES (?, '', '', 'POST', '/old', '{}', x'', 0, ?)`, ev.id, old); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(`INSERT INTO deliveries (id, event_id, target_id, status, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, uuid.NewString(), ev.id, uuid.NewString(), ev.status, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fresh := g.mustIngest(created.Entrypoints[0].Key, `{"new":true}`)
+	exists := func(id string) bool {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM events WHERE id = ?", id).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for exists(oldDone) {
+		if time.Now().After(deadline) {
+			t.Fatal("the delivered event of three days ago was not pruned after an ingest (retention 1 day)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !exists(fresh) {
+		t.Error("the new event was pruned")
+	}
+	if !exists(oldOpen) {
+		t.Error("an old event with a pending delivery was pruned")
+	}
+}
