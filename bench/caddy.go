@@ -16,11 +16,23 @@ import (
 	"time"
 )
 
-// buildCaddy builds ./cmd/caddy of this module into dir.
-func buildCaddy(dir string) (string, error) {
+// buildCaddy builds ./cmd/caddy of this module into dir: of the working
+// tree, or, if rev is set, of that git revision (exported with git archive).
+func buildCaddy(dir, rev string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
+	}
+	if rev != "" {
+		src := filepath.Join(dir, "src")
+		if err := os.Mkdir(src, 0o755); err != nil {
+			return "", err
+		}
+		export := exec.Command("sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", root, rev, src)
+		if out, err := export.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("git archive %s: %v\n%s", rev, err, out)
+		}
+		root = src
 	}
 	bin := filepath.Join(dir, "caddy")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")

@@ -73,11 +73,11 @@ func checkMany(e *env, r *result) error {
 	var keys []string
 	s.webhooks, keys = manyWebhooks(cfg.manyWebhooks)
 	last := keys[len(keys)-1]
-	p, first, err := e.start(dir, s, last, 10*time.Minute)
+	p, first, err := e.start(dir, s, last, 30*time.Minute)
 	if err != nil {
 		return err
 	}
-	firstSettled, err := p.waitSettled(time.Second, 30*time.Millisecond, 5*time.Minute)
+	firstSettled, err := p.waitSettled(time.Second, 30*time.Millisecond, 15*time.Minute)
 	if err != nil {
 		p.stop()
 		return err
@@ -98,12 +98,12 @@ func checkMany(e *env, r *result) error {
 
 	// Restart on the same data dir: every event DB exists; the engine's
 	// recovery scan reads each one.
-	p, again, err := e.start(dir, s, last, 10*time.Minute)
+	p, again, err := e.start(dir, s, last, 30*time.Minute)
 	if err != nil {
 		return err
 	}
 	defer p.stop()
-	againSettled, err := p.waitSettled(time.Second, 30*time.Millisecond, 5*time.Minute)
+	againSettled, err := p.waitSettled(time.Second, 30*time.Millisecond, 15*time.Minute)
 	if err != nil {
 		return err
 	}

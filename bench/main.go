@@ -29,6 +29,7 @@ type config struct {
 	checks   string
 	jsonOut  string
 	bin      string
+	rev      string
 	keep     bool
 	loadConn int
 
@@ -104,6 +105,7 @@ func main() {
 	flag.StringVar(&cfg.checks, "checks", strings.Join(names, ","), "comma-separated checks to run, in this order")
 	flag.StringVar(&cfg.jsonOut, "json", "", "write a machine-readable summary to this file")
 	flag.StringVar(&cfg.bin, "bin", "", "use this caddy binary instead of building ./cmd/caddy")
+	flag.StringVar(&cfg.rev, "rev", "", "build this git revision (e.g. HEAD) instead of the working tree")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dirs (data dirs, Caddyfiles, caddy logs)")
 	flag.IntVar(&cfg.loadConn, "conns", 64, "connections (vegeta workers) for full-speed load")
 
@@ -164,7 +166,7 @@ func run(cfg *config) int {
 	}
 
 	sum := newSummary(cfg)
-	logf("bench: %s; load average %s", sum.Machine.Uptime, sum.Machine.LoadStart)
+	logf("bench: uptime: %s", sum.Machine.Uptime)
 
 	tmp, err := os.MkdirTemp("", "webhooker-bench-")
 	if err != nil {
@@ -191,7 +193,7 @@ func run(cfg *config) int {
 	e := &env{cfg: cfg, tmp: tmp, bin: cfg.bin}
 	if e.bin == "" {
 		started := time.Now()
-		e.bin, err = buildCaddy(tmp)
+		e.bin, err = buildCaddy(tmp, cfg.rev)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 2
@@ -199,6 +201,12 @@ func run(cfg *config) int {
 		logf("bench: built %s in %.1fs", e.bin, time.Since(started).Seconds())
 	}
 	sum.Binary = e.bin
+	switch {
+	case cfg.bin != "":
+		sum.Machine.Commit = "binary " + cfg.bin
+	case cfg.rev != "":
+		sum.Machine.Commit = commandOutput("git", "rev-parse", "--short", cfg.rev) + " (-rev " + cfg.rev + ")"
+	}
 
 	for _, c := range selected {
 		r := &result{Name: c.name, Kind: c.kind, What: c.what, Figures: map[string]any{}}
