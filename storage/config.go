@@ -29,22 +29,26 @@ const (
 
 // Webhook groups entrypoints and targets and owns one event DB.
 type Webhook struct {
-	ID          string       `json:"id"`
-	UserID      string       `json:"user_id,omitempty"`
-	Name        string       `json:"name"`
-	Description string       `json:"description,omitempty"`
-	Source      Source       `json:"source"`
-	Active      bool         `json:"active"`
-	Entrypoints []Entrypoint `json:"entrypoints"`
-	Targets     []Target     `json:"targets"`
+	ID          string `json:"id"`
+	UserID      string `json:"user_id,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Source      Source `json:"source"`
+	Active      bool   `json:"active"`
+	// RetentionDays is how long events are kept, in days; 0 keeps them forever.
+	RetentionDays int          `json:"retention_days"`
+	CreatedAt     time.Time    `json:"created_at"`
+	Entrypoints   []Entrypoint `json:"entrypoints"`
+	Targets       []Target     `json:"targets"`
 }
 
 // Entrypoint is an inbound URL: the last path segment of a request is its key.
 type Entrypoint struct {
-	ID        string `json:"id"`
-	WebhookID string `json:"webhook_id"`
-	Key       string `json:"key"`
-	Active    bool   `json:"active"`
+	ID        string    `json:"id"`
+	WebhookID string    `json:"webhook_id"`
+	Key       string    `json:"key"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Target is where a webhook's events go.
@@ -56,6 +60,7 @@ type Target struct {
 	URL       string        `json:"url,omitempty"`
 	Options   TargetOptions `json:"options"`
 	Active    bool          `json:"active"`
+	CreatedAt time.Time     `json:"created_at"`
 }
 
 // TargetOptions are a target's delivery settings, stored as JSON. Zero

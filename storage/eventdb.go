@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -60,9 +59,6 @@ type DeliveryResult struct {
 	Error        string
 	ResponseBody []byte
 }
-
-// ErrNotFound is returned when a row asked for by id does not exist.
-var ErrNotFound = errors.New("not found")
 
 // WebhookDB is the event DB of one webhook. Get one from a WebhookDBManager.
 type WebhookDB struct {

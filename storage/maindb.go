@@ -38,6 +38,7 @@ func DeclaredTargetID(webhookID, name string) string {
 // entrypoints and targets.
 type MainDB struct {
 	file *sqliteFile
+	now  func() time.Time // the clock; tests replace it
 }
 
 // OpenMainDB opens (creating and migrating) the main DB in dataDir.
@@ -50,7 +51,7 @@ func OpenMainDB(ctx context.Context, dataDir string, sync Synchronous) (*MainDB,
 		_ = file.close()
 		return nil, fmt.Errorf("main db %s: %w", file.path, err)
 	}
-	return &MainDB{file: file}, nil
+	return &MainDB{file: file, now: time.Now}, nil
 }
 
 // Close closes the main DB.
@@ -92,11 +93,12 @@ func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) error {
 }
 
 func upsertDeclared(ctx context.Context, tx *sql.Tx, w *Webhook, now int64) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, name, description, source, active, created_at, updated_at)
-		VALUES (?, ?, ?, 'caddyfile', ?, ?, ?)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, name, description, source, active, retention_days, created_at, updated_at)
+		VALUES (?, ?, ?, 'caddyfile', ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
-			source = 'caddyfile', active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`,
-		w.ID, w.Name, w.Description, w.Active, now, now); err != nil {
+			source = 'caddyfile', active = excluded.active, retention_days = excluded.retention_days,
+			updated_at = excluded.updated_at, deleted_at = NULL`,
+		w.ID, w.Name, w.Description, w.Active, w.RetentionDays, now, now); err != nil {
 		return err
 	}
 	for _, e := range w.Entrypoints {
@@ -139,20 +141,38 @@ func (db *MainDB) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("load configuration: %w", err)
 	}
 	defer tx.Rollback()
+	webhooks, err := loadWebhooks(ctx, tx, "")
+	if err != nil {
+		return nil, err
+	}
+	return newSnapshot(webhooks), nil
+}
 
+// loadWebhooks reads the live webhooks matching where (a condition on the
+// webhooks table aliased w, "" for all), sorted by name and id, each with its
+// live entrypoints and targets (empty slices, never nil). Three queries,
+// whatever the number of webhooks.
+func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([]*Webhook, error) {
+	cond := "w.deleted_at IS NULL"
+	if where != "" {
+		cond += " AND (" + where + ")"
+	}
 	byID := make(map[string]*Webhook)
-	var webhooks []*Webhook
-	rows, err := tx.QueryContext(ctx, `SELECT id, coalesce(user_id, ''), name, description, source, active
-		FROM webhooks WHERE deleted_at IS NULL ORDER BY name, id`)
+	webhooks := []*Webhook{}
+	rows, err := tx.QueryContext(ctx, `SELECT w.id, coalesce(w.user_id, ''), w.name, w.description, w.source,
+		w.active, w.retention_days, w.created_at FROM webhooks w WHERE `+cond+` ORDER BY w.name, w.id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load webhooks: %w", err)
 	}
 	for rows.Next() {
-		w := &Webhook{}
-		if err := rows.Scan(&w.ID, &w.UserID, &w.Name, &w.Description, &w.Source, &w.Active); err != nil {
+		var created int64
+		w := &Webhook{Entrypoints: []Entrypoint{}, Targets: []Target{}}
+		if err := rows.Scan(&w.ID, &w.UserID, &w.Name, &w.Description, &w.Source, &w.Active,
+			&w.RetentionDays, &created); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load webhooks: %w", err)
 		}
+		w.CreatedAt = timeOf(created)
 		byID[w.ID] = w
 		webhooks = append(webhooks, w)
 	}
@@ -160,18 +180,26 @@ func (db *MainDB) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load webhooks: %w", err)
 	}
+	if len(webhooks) == 0 {
+		return webhooks, nil
+	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT id, webhook_id, key, active FROM entrypoints
-		WHERE deleted_at IS NULL ORDER BY created_at, key`)
+	rows, err = tx.QueryContext(ctx, `SELECT e.id, e.webhook_id, e.key, e.active, e.created_at
+		FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
+		WHERE e.deleted_at IS NULL AND `+cond+` ORDER BY e.created_at, e.key`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load entrypoints: %w", err)
 	}
 	for rows.Next() {
-		var e Entrypoint
-		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active); err != nil {
+		var (
+			e       Entrypoint
+			created int64
+		)
+		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &created); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load entrypoints: %w", err)
 		}
+		e.CreatedAt = timeOf(created)
 		if w := byID[e.WebhookID]; w != nil {
 			w.Entrypoints = append(w.Entrypoints, e)
 		}
@@ -181,33 +209,45 @@ func (db *MainDB) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("load entrypoints: %w", err)
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT id, webhook_id, name, type, url, options, active FROM targets
-		WHERE deleted_at IS NULL ORDER BY created_at, name`)
+	rows, err = tx.QueryContext(ctx, `SELECT `+targetColumns+`
+		FROM targets t JOIN webhooks w ON w.id = t.webhook_id
+		WHERE t.deleted_at IS NULL AND `+cond+` ORDER BY t.created_at, t.name`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load targets: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
-		var (
-			t       Target
-			options string
-		)
-		if err := rows.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Active); err != nil {
-			rows.Close()
+		t, err := scanTarget(rows)
+		if err != nil {
 			return nil, fmt.Errorf("load targets: %w", err)
-		}
-		if err := json.Unmarshal([]byte(options), &t.Options); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("load target %s: options: %w", t.ID, err)
 		}
 		if w := byID[t.WebhookID]; w != nil {
 			w.Targets = append(w.Targets, t)
 		}
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load targets: %w", err)
 	}
-	return newSnapshot(webhooks), nil
+	return webhooks, nil
+}
+
+// targetColumns are the columns scanTarget reads, of the targets table aliased t.
+const targetColumns = `t.id, t.webhook_id, t.name, t.type, t.url, t.options, t.active, t.created_at`
+
+func scanTarget(row interface{ Scan(...any) error }) (Target, error) {
+	var (
+		t       Target
+		options string
+		created int64
+	)
+	if err := row.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Active, &created); err != nil {
+		return Target{}, err
+	}
+	if err := json.Unmarshal([]byte(options), &t.Options); err != nil {
+		return Target{}, fmt.Errorf("target %s: options: %w", t.ID, err)
+	}
+	t.CreatedAt = timeOf(created)
+	return t, nil
 }
 
 func sortWebhooks(ws []*Webhook) {

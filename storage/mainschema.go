@@ -62,4 +62,8 @@ CREATE TABLE targets (
 CREATE UNIQUE INDEX targets_live_name ON targets (webhook_id, name) WHERE deleted_at IS NULL;
 CREATE INDEX targets_webhook ON targets (webhook_id);
 `},
+	{name: "webhooks.retention_days", sql: `
+-- How many days a webhook keeps its events; 0 keeps them forever.
+ALTER TABLE webhooks ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 0;
+`},
 }

@@ -281,3 +281,62 @@ func TestFailingFirstMigrationLeavesFileEmpty(t *testing.T) {
 		t.Errorf("tables = %v, want none", got)
 	}
 }
+
+func TestMainDBFromVersion1GainsRetentionDaysAndKeepsRows(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, MainDBFile)
+
+	// A main DB as the first release wrote it.
+	f, err := openSQLiteFile(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, f.writer, mainMigrations[:1]); err != nil {
+		t.Fatalf("migrate to version 1: %v", err)
+	}
+	for _, q := range []string{
+		`INSERT INTO users (id, name, created_at) VALUES ('u1', 'alice', 1)`,
+		`INSERT INTO api_keys (id, user_id, name, prefix, hash, created_at) VALUES ('k1', 'u1', 'ci', 'whk_abcdefgh', x'00', 2)`,
+		`INSERT INTO webhooks (id, user_id, name, source, active, created_at, updated_at)
+			VALUES ('6f1c2e9a-0000-4000-8000-000000000001', 'u1', 'old', 'api', 1, 3, 3)`,
+		`INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
+			VALUES ('e1', '6f1c2e9a-0000-4000-8000-000000000001', 'old-key', 1, 4, 4)`,
+		`INSERT INTO targets (id, webhook_id, name, type, options, active, created_at, updated_at)
+			VALUES ('t1', '6f1c2e9a-0000-4000-8000-000000000001', 'keep', 'database', '{}', 1, 5, 5)`,
+	} {
+		if _, err := f.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := f.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := OpenMainDB(ctx, dir, "")
+	if err != nil {
+		t.Fatalf("OpenMainDB of a version 1 file: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if v := userVersion(t, db.file.reader); v != 2 || len(mainMigrations) != 2 {
+		t.Errorf("user_version = %d (of %d migrations), want 2", v, len(mainMigrations))
+	}
+	w, err := db.Webhook(ctx, "6f1c2e9a-0000-4000-8000-000000000001")
+	if err != nil {
+		t.Fatalf("the webhook of version 1: %v", err)
+	}
+	if w.Name != "old" || w.UserID != "u1" || w.RetentionDays != 0 || w.CreatedAt.UnixNano() != 3 ||
+		len(w.Entrypoints) != 1 || w.Entrypoints[0].Key != "old-key" || len(w.Targets) != 1 || w.Targets[0].Name != "keep" {
+		t.Errorf("webhook after the migration = %+v", w)
+	}
+	if r, ok := snapshot(t, db).Route("old-key"); !ok || len(r.Targets) != 1 {
+		t.Errorf("old-key routes to %+v, %v", r, ok)
+	}
+	if keys, err := db.APIKeys(ctx, "u1"); err != nil || len(keys) != 1 || keys[0].Prefix != "whk_abcdefgh" {
+		t.Errorf("API keys after the migration = %+v, %v", keys, err)
+	}
+	got, err := db.UpdateWebhook(ctx, w.ID, WebhookPatch{RetentionDays: intp(90)})
+	if err != nil || got.RetentionDays != 90 {
+		t.Errorf("setting retention on a migrated webhook = %+v, %v", got, err)
+	}
+}
