@@ -40,6 +40,13 @@ type WebhookDBManager struct {
 	open     atomic.Int64
 	clock    atomic.Int64 // logical time for least-recently-used
 	evictMu  sync.Mutex
+
+	// deleted holds the ids of webhooks deleted since start, so that a late
+	// user (a retry timer, an ingest routed just before the delete) cannot
+	// bring a deleted event DB back by lazy creation. lifecycle orders
+	// marking one deleted before the files go, after opens under way.
+	lifecycle sync.RWMutex
+	deleted   map[string]bool
 }
 
 // NewWebhookDBManager manages the event DBs in dir, creating dir if needed.
@@ -56,7 +63,7 @@ func NewWebhookDBManager(dir string, opts ManagerOptions) (*WebhookDBManager, er
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	return &WebhookDBManager{dir: dir, opts: opts}, nil
+	return &WebhookDBManager{dir: dir, opts: opts, deleted: make(map[string]bool)}, nil
 }
 
 // eventDBHandle is a cache entry. refs counts users; -1 means closed.
@@ -129,6 +136,9 @@ func (m *WebhookDBManager) Create(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	m.lifecycle.Lock()
+	delete(m.deleted, id)
+	m.lifecycle.Unlock()
 	if _, ok := m.handles.Load(id); ok {
 		return nil
 	}
@@ -154,6 +164,11 @@ func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHand
 	path, err := m.EventDBPath(id)
 	if err != nil {
 		return nil, err
+	}
+	m.lifecycle.RLock()
+	defer m.lifecycle.RUnlock()
+	if m.deleted[id] {
+		return nil, fmt.Errorf("event db %s: the webhook was deleted: %w", id, ErrNotFound)
 	}
 	for {
 		v, ok := m.handles.Load(id)
@@ -276,12 +291,18 @@ func (m *WebhookDBManager) closeWhere(ctx context.Context, match func(id string)
 }
 
 // Delete closes and removes the event DB of webhook id, with its -wal and
-// -shm files. Stop routing to the webhook before deleting it.
+// -shm files. Stop routing to the webhook before deleting it. From then on
+// With refuses the id (ErrNotFound) rather than create the file again, until
+// Create.
 func (m *WebhookDBManager) Delete(ctx context.Context, id string) error {
 	path, err := m.EventDBPath(id)
 	if err != nil {
 		return err
 	}
+	// From here on no one opens it; opens under way finish first.
+	m.lifecycle.Lock()
+	m.deleted[id] = true
+	m.lifecycle.Unlock()
 	if err := m.Close(ctx, id); err != nil {
 		return err
 	}

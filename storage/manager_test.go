@@ -362,7 +362,7 @@ func TestWithReturnsErrorOfFunction(t *testing.T) {
 
 // --- Delete ---
 
-func TestDeleteRemovesFilesAndLaterWithRecreatesEmpty(t *testing.T) {
+func TestDeleteRemovesFilesAndOnlyCreateBringsThemBack(t *testing.T) {
 	ctx := context.Background()
 	m := newManager(t, ManagerOptions{})
 	id := newID(t)
@@ -387,7 +387,21 @@ func TestDeleteRemovesFilesAndLaterWithRecreatesEmpty(t *testing.T) {
 		t.Errorf("OpenCount after Delete = %d, want 0", n)
 	}
 
-	// Leftovers of a crashed process: Delete removes them as well.
+	// A late user (a retry timer, an ingest routed just before) does not
+	// bring a deleted webhook's file back by lazy creation.
+	err := m.With(ctx, id, func(*WebhookDB) error { return nil })
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("With after Delete: %v, want ErrNotFound", err)
+	}
+	if fileExists(t, path) {
+		t.Error("With after Delete created the file again")
+	}
+
+	// Create makes it usable again. Leftovers of a crashed process: Delete
+	// removes them as well.
+	if err := m.Create(ctx, id); err != nil {
+		t.Fatal(err)
+	}
 	withDB(t, m, id, func(db *WebhookDB) { ingestOne(t, db, "three", "t") })
 	if err := m.Close(ctx, id); err != nil {
 		t.Fatal(err)
@@ -404,14 +418,14 @@ func TestDeleteRemovesFilesAndLaterWithRecreatesEmpty(t *testing.T) {
 		t.Errorf("data directory holds %v after Delete, want nothing", got)
 	}
 
+	if err := m.Create(ctx, id); err != nil {
+		t.Fatal(err)
+	}
 	withDB(t, m, id, func(db *WebhookDB) {
 		if n := countEvents(t, db); n != 0 {
 			t.Errorf("recreated DB has %d events, want 0", n)
 		}
 	})
-	if !fileExists(t, path) {
-		t.Error("With after Delete did not recreate the file")
-	}
 
 	// Deleting a webhook whose file never existed is not an error.
 	if err := m.Delete(ctx, newID(t)); err != nil {
