@@ -71,11 +71,14 @@ type App struct {
 
 // WebhookConfig declares a webhook. Its id is derived from its name.
 type WebhookConfig struct {
-	Name        string             `json:"name"`
-	Description string             `json:"description,omitempty"`
-	Disabled    bool               `json:"disabled,omitempty"`
-	Entrypoints []EntrypointConfig `json:"entrypoints,omitempty"`
-	Targets     []TargetConfig     `json:"targets,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Disabled    bool   `json:"disabled,omitempty"`
+	// RetentionDays prunes finished events older than this many days (0:
+	// keep them all), as new events arrive, at most once an hour.
+	RetentionDays int                `json:"retention_days,omitempty"`
+	Entrypoints   []EntrypointConfig `json:"entrypoints,omitempty"`
+	Targets       []TargetConfig     `json:"targets,omitempty"`
 }
 
 // EntrypointConfig declares an entrypoint: requests whose last path segment
@@ -207,7 +210,7 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 		names[wc.Name] = true
 		w := &storage.Webhook{
 			ID: storage.DeclaredWebhookID(wc.Name), Name: wc.Name, Description: wc.Description,
-			Source: storage.SourceCaddyfile, Active: !wc.Disabled,
+			Source: storage.SourceCaddyfile, Active: !wc.Disabled, RetentionDays: wc.RetentionDays,
 		}
 		for _, ec := range wc.Entrypoints {
 			if err := storage.ValidateEntrypointKey(ec.Key); err != nil {

@@ -44,8 +44,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		retry_queue_size   <n>
 //		stop_grace_period  <duration>
 //		webhook <name> {
-//			description <text>
+//			description    <text>
 //			disabled
+//			retention_days <n>
 //			entrypoint <key> [disabled]
 //			target <name> http <url> [disabled] {
 //				max_retries <n>
@@ -128,6 +129,12 @@ func unmarshalWebhook(d *caddyfile.Dispenser) (*WebhookConfig, error) {
 				return nil, d.ArgErr()
 			}
 			w.Disabled = true
+		case "retention_days":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			w.RetentionDays = n
 		case "entrypoint":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "disabled") {
