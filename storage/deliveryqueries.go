@@ -43,9 +43,7 @@ func (db *WebhookDB) EventBody(ctx context.Context, eventID string) ([]byte, err
 // survives a restart.
 func (db *WebhookDB) Reschedule(ctx context.Context, deliveryID string, at time.Time) error {
 	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
-		res, err := w.tx.ExecContext(w.ctx, `UPDATE deliveries SET status = 'retrying', next_attempt_at = ?,
-			updated_at = ? WHERE id = ? AND status IN ('pending', 'retrying')`,
-			at.UnixNano(), time.Now().UnixNano(), deliveryID)
+		res, err := w.exec(sqlReschedule, at.UnixNano(), time.Now().UnixNano(), deliveryID)
 		if err != nil {
 			return err
 		}

@@ -66,9 +66,33 @@ type WebhookDB struct {
 	file      *sqliteFile
 	commits   groupCommitter
 
-	insertEvent    *sql.Stmt
-	insertDelivery *sql.Stmt
+	// stmts are the writes of the hot paths, prepared on the writer when the
+	// file opens (not later: inside a transaction the one writer connection is
+	// taken), so that SQLite parses each once, not once per write.
+	stmts map[string]*sql.Stmt
 }
+
+// The statements prepared when an event DB opens.
+const (
+	sqlInsertEvent = `INSERT INTO events
+		(id, entrypoint_id, entrypoint_key, method, path, query, headers, body, body_size, content_type, remote_addr, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlInsertDelivery = `INSERT INTO deliveries
+		(id, event_id, target_id, status, attempts, created_at, updated_at)
+		VALUES (?, ?, ?, 'pending', 0, ?, ?)`
+	sqlSavepoint    = "SAVEPOINT write"
+	sqlRollbackTo   = "ROLLBACK TO write"
+	sqlRelease      = "RELEASE write"
+	sqlSetOutcome   = `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`
+	sqlInsertResult = `INSERT INTO delivery_results
+		(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlReschedule = `UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, updated_at = ?
+		WHERE id = ? AND status IN ('pending', 'retrying')`
+)
+
+var preparedWrites = []string{sqlInsertEvent, sqlInsertDelivery, sqlSavepoint, sqlRollbackTo, sqlRelease,
+	sqlSetOutcome, sqlInsertResult, sqlReschedule}
 
 func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous) (*WebhookDB, error) {
 	file, err := openSQLiteFile(path, sync)
@@ -88,17 +112,15 @@ func (db *WebhookDB) prepare(ctx context.Context) error {
 	if err := migrate(ctx, db.file.writer, eventMigrations); err != nil {
 		return err
 	}
-	var err error
-	db.insertEvent, err = db.file.writer.PrepareContext(ctx, `INSERT INTO events
-		(id, entrypoint_id, entrypoint_key, method, path, query, headers, body, body_size, content_type, remote_addr, received_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
+	db.stmts = make(map[string]*sql.Stmt, len(preparedWrites))
+	for _, q := range preparedWrites {
+		stmt, err := db.file.writer.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", q, err)
+		}
+		db.stmts[q] = stmt
 	}
-	db.insertDelivery, err = db.file.writer.PrepareContext(ctx, `INSERT INTO deliveries
-		(id, event_id, target_id, status, attempts, created_at, updated_at)
-		VALUES (?, ?, ?, 'pending', 0, ?, ?)`)
-	return err
+	return nil
 }
 
 func (db *WebhookDB) close() error {
@@ -140,8 +162,13 @@ func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
 			Status: DeliveryPending, CreatedAt: ev.ReceivedAt, UpdatedAt: ev.ReceivedAt,
 		}
 	}
-	err := db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
-		return w.insertEvent(ev, deliveries)
+	// Encoded here, not in the write: the writer is held only for SQL.
+	headers, err := json.Marshal(ev.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("encode headers: %w", err)
+	}
+	err = db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
+		return w.insertEvent(ev, headers, deliveries)
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("store event in %s: %w", db.webhookID, err)
@@ -152,11 +179,25 @@ func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
 // writeTx is the transaction a batch of writes shares, with the prepared
 // statements bound to it on first use.
 type writeTx struct {
-	ctx context.Context
-	tx  *sql.Tx
-	db  *WebhookDB
+	ctx   context.Context
+	tx    *sql.Tx
+	db    *WebhookDB
+	bound map[string]*sql.Stmt
+}
 
-	insEvent, insDelivery *sql.Stmt
+// exec runs query in the transaction, as a prepared statement when it is one
+// of preparedWrites.
+func (w *writeTx) exec(query string, args ...any) (sql.Result, error) {
+	stmt := w.bound[query]
+	if stmt == nil {
+		prepared, ok := w.db.stmts[query]
+		if !ok {
+			return w.tx.ExecContext(w.ctx, query, args...)
+		}
+		stmt = w.tx.StmtContext(w.ctx, prepared)
+		w.bound[query] = stmt
+	}
+	return stmt.ExecContext(w.ctx, args...)
 }
 
 // commitBatch runs every write of batch in one transaction. Each write runs
@@ -170,23 +211,23 @@ func (db *WebhookDB) commitBatch(batch []*commitRequest) error {
 	if err != nil {
 		return err
 	}
-	w := &writeTx{ctx: ctx, tx: tx, db: db}
+	w := &writeTx{ctx: ctx, tx: tx, db: db, bound: make(map[string]*sql.Stmt, 4)}
 	for _, r := range batch {
 		if len(batch) == 1 {
 			r.err = r.write(w)
 			break
 		}
-		if _, err := tx.ExecContext(ctx, "SAVEPOINT write"); err != nil {
+		if _, err := w.exec(sqlSavepoint); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
 		if r.err = r.write(w); r.err != nil {
-			if _, err := tx.ExecContext(ctx, "ROLLBACK TO write"); err != nil {
+			if _, err := w.exec(sqlRollbackTo); err != nil {
 				_ = tx.Rollback()
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, "RELEASE write"); err != nil {
+		if _, err := w.exec(sqlRelease); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
@@ -198,27 +239,18 @@ func (db *WebhookDB) commitBatch(batch []*commitRequest) error {
 	return tx.Commit()
 }
 
-func (w *writeTx) insertEvent(ev *Event, deliveries []Delivery) error {
-	if w.insEvent == nil {
-		w.insEvent = w.tx.StmtContext(w.ctx, w.db.insertEvent)
-		w.insDelivery = w.tx.StmtContext(w.ctx, w.db.insertDelivery)
-	}
-	ctx, insEvent, insDelivery := w.ctx, w.insEvent, w.insDelivery
-	headers, err := json.Marshal(ev.Headers)
-	if err != nil {
-		return fmt.Errorf("encode headers: %w", err)
-	}
+func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) error {
 	body := ev.Body
 	if body == nil {
 		body = []byte{} // the column is NOT NULL; an empty body is not a missing one
 	}
 	received := ev.ReceivedAt.UnixNano()
-	if _, err := insEvent.ExecContext(ctx, ev.ID, ev.EntrypointID, ev.EntrypointKey, ev.Method, ev.Path,
+	if _, err := w.exec(sqlInsertEvent, ev.ID, ev.EntrypointID, ev.EntrypointKey, ev.Method, ev.Path,
 		ev.Query, string(headers), body, len(ev.Body), ev.ContentType, ev.RemoteAddr, received); err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
 	for _, d := range deliveries {
-		if _, err := insDelivery.ExecContext(ctx, d.ID, d.EventID, d.TargetID, received, received); err != nil {
+		if _, err := w.exec(sqlInsertDelivery, d.ID, d.EventID, d.TargetID, received, received); err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
 		}
 	}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -53,7 +54,11 @@ func storeEventsWithIDs(t *testing.T, db *WebhookDB, ids []string, times []time.
 	}
 	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
 		for i, ev := range events {
-			if err := w.insertEvent(ev, deliveries[i]); err != nil {
+			headers, err := json.Marshal(ev.Headers)
+			if err != nil {
+				return err
+			}
+			if err := w.insertEvent(ev, headers, deliveries[i]); err != nil {
 				return err
 			}
 		}

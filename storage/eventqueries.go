@@ -131,18 +131,14 @@ func (db *WebhookDB) RecordAttempt(ctx context.Context, r DeliveryResult, out De
 		next = sql.NullInt64{Int64: out.NextAttemptAt.UnixNano(), Valid: true}
 	}
 	err := db.commits.submit(&commitRequest{size: len(r.ResponseBody), write: func(w *writeTx) error {
-		res, err := w.tx.ExecContext(w.ctx, `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
-			last_error = ?, updated_at = ? WHERE id = ?`,
-			out.Status, r.Attempt, next, out.LastError, time.Now().UnixNano(), r.DeliveryID)
+		res, err := w.exec(sqlSetOutcome, out.Status, r.Attempt, next, out.LastError, time.Now().UnixNano(), r.DeliveryID)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		_, err = w.tx.ExecContext(w.ctx, `INSERT INTO delivery_results
-			(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
+		_, err = w.exec(sqlInsertResult, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
 			int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody)
 		return err
 	}})
