@@ -49,6 +49,7 @@ func NewAdminHandler(b *Backend) *Handler {
 	h := &Handler{b: b, mux: http.NewServeMux()}
 	h.routeWebhooks()
 	h.routeUsers()
+	h.routeUI()
 	return h
 }
 
@@ -58,6 +59,7 @@ func NewAdminHandler(b *Backend) *Handler {
 func NewTenantHandler(b *Backend) *Handler {
 	h := &Handler{b: b, tenant: true, mux: http.NewServeMux()}
 	h.routeWebhooks()
+	h.routeUI()
 	return h
 }
 
@@ -108,7 +110,7 @@ func (h *Handler) handle(path string, m methods) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.tenant {
+	if h.tenant && !h.isUI(r) { // the UI is static: it asks for the key itself
 		user, err := h.authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhooker"`)

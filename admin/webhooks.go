@@ -14,6 +14,9 @@ type webhookView struct {
 	// ReadOnly webhooks are declared in the Caddyfile, which owns them.
 	ReadOnly bool         `json:"read_only"`
 	Targets  []targetView `json:"targets"`
+	// Stats are read from the event DB for the list, with ?stats=true.
+	Stats      *storage.EventStats `json:"stats,omitempty"`
+	StatsError string              `json:"stats_error,omitempty"`
 }
 
 type targetView struct {
@@ -58,12 +61,30 @@ func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	withStats := r.URL.Query().Get("stats") == "true"
 	views := make([]webhookView, len(ws))
 	for i, wh := range ws {
 		views[i] = h.view(wh)
+		if withStats {
+			h.addStats(r, &views[i])
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"webhooks": views})
 	return nil
+}
+
+// addStats reads the event and delivery counts of v from its event DB. They
+// cost a query of every event DB, hence only on request. A webhook whose
+// figures cannot be read is listed with the error, not left out.
+func (h *Handler) addStats(r *http.Request, v *webhookView) {
+	err := h.b.Events.With(r.Context(), v.ID, func(db *storage.WebhookDB) error {
+		st, err := db.Stats(r.Context())
+		v.Stats = &st
+		return err
+	})
+	if err != nil {
+		v.Stats, v.StatsError = nil, err.Error()
+	}
 }
 
 type createWebhookRequest struct {
