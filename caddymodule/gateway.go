@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -132,7 +131,9 @@ func (g *gateway) setSnapshot(s *storage.Snapshot) {
 }
 
 // declare puts app's declared webhooks in force: they are written to the
-// main DB, their event DBs are created, and the new snapshot is swapped in.
+// main DB and the new snapshot is swapped in. Their event DBs are created by
+// their first event, so that declaring thousands costs no thousands of files
+// at start.
 func (g *gateway) declare(app *App, declared []*storage.Webhook) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -170,17 +171,6 @@ func (g *gateway) apply(declared []*storage.Webhook) error {
 	ctx := context.Background()
 	if err := g.main.SyncDeclared(ctx, declared); err != nil {
 		return err
-	}
-	for _, w := range declared {
-		path, err := g.events.EventDBPath(w.ID)
-		if err != nil {
-			return err
-		}
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			if err := g.events.Create(ctx, w.ID); err != nil {
-				return fmt.Errorf("webhook %s: %w", w.Name, err)
-			}
-		}
 	}
 	return g.reload(ctx)
 }

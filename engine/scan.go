@@ -58,8 +58,8 @@ func (e *Engine) scan() {
 // engine does not hold already. Sending into the full refs channel blocks
 // this goroutine only, until a worker makes room.
 func (e *Engine) scanWebhook(webhookID string) {
-	if !e.webhookLive(webhookID) {
-		return
+	if !e.webhookLive(webhookID) || !e.events.Exists(webhookID) {
+		return // no file, no event: nothing to find (and nothing to create)
 	}
 	ctx := context.Background()
 	var open []storage.Delivery

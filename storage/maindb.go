@@ -81,8 +81,13 @@ func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) error {
 			return fmt.Errorf("sync declared webhooks: %w", err)
 		}
 	}
+	up, err := prepareDeclaredUpserts(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("sync declared webhooks: %w", err)
+	}
+	defer up.close()
 	for _, w := range declared {
-		if err := upsertDeclared(ctx, tx, w, now); err != nil {
+		if err := up.upsert(ctx, w, now); err != nil {
 			return fmt.Errorf("sync declared webhook %s: %w", w.Name, err)
 		}
 	}
@@ -92,29 +97,65 @@ func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) error {
 	return nil
 }
 
-func upsertDeclared(ctx context.Context, tx *sql.Tx, w *Webhook, now int64) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks (id, name, description, source, active, retention_days, created_at, updated_at)
-		VALUES (?, ?, ?, 'caddyfile', ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
-			source = 'caddyfile', active = excluded.active, retention_days = excluded.retention_days,
-			updated_at = excluded.updated_at, deleted_at = NULL`,
-		w.ID, w.Name, w.Description, w.Active, w.RetentionDays, now, now); err != nil {
+// declaredUpserts are the statements of SyncDeclared, prepared once per sync:
+// a config may declare thousands of webhooks.
+type declaredUpserts struct {
+	webhook, keyOwner, entrypoint, target *sql.Stmt
+}
+
+func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, error) {
+	var up declaredUpserts
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&up.webhook, `INSERT INTO webhooks (id, name, description, source, active, retention_days, created_at, updated_at)
+			VALUES (?, ?, ?, 'caddyfile', ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
+				source = 'caddyfile', active = excluded.active, retention_days = excluded.retention_days,
+				updated_at = excluded.updated_at, deleted_at = NULL`},
+		{&up.keyOwner, `SELECT w.name FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
+			WHERE e.key = ? AND e.deleted_at IS NULL`},
+		{&up.entrypoint, `INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`},
+		{&up.target, `INSERT INTO targets (id, webhook_id, name, type, url, options, active, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET type = excluded.type, url = excluded.url, options = excluded.options,
+				active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`},
+	} {
+		stmt, err := tx.PrepareContext(ctx, p.query)
+		if err != nil {
+			up.close()
+			return nil, err
+		}
+		*p.stmt = stmt
+	}
+	return &up, nil
+}
+
+func (up *declaredUpserts) close() {
+	for _, s := range []*sql.Stmt{up.webhook, up.keyOwner, up.entrypoint, up.target} {
+		if s != nil {
+			_ = s.Close() // closing a statement of a finished transaction cannot fail usefully
+		}
+	}
+}
+
+func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) error {
+	if _, err := up.webhook.ExecContext(ctx, w.ID, w.Name, w.Description, w.Active, w.RetentionDays, now, now); err != nil {
 		return err
 	}
 	for _, e := range w.Entrypoints {
 		var owner string
-		err := tx.QueryRowContext(ctx, `SELECT w.name FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
-			WHERE e.key = ? AND e.deleted_at IS NULL`, e.Key).Scan(&owner)
+		err := up.keyOwner.QueryRowContext(ctx, e.Key).Scan(&owner)
 		if err == nil {
 			return fmt.Errorf("entrypoint key %q is already used by webhook %q", e.Key, owner)
 		}
 		if err != sql.ErrNoRows {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`,
-			e.ID, w.ID, e.Key, e.Active, now, now); err != nil {
+		if _, err := up.entrypoint.ExecContext(ctx, e.ID, w.ID, e.Key, e.Active, now, now); err != nil {
 			return fmt.Errorf("entrypoint %s: %w", e.Key, err)
 		}
 	}
@@ -123,11 +164,7 @@ func upsertDeclared(ctx context.Context, tx *sql.Tx, w *Webhook, now int64) erro
 		if err != nil {
 			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO targets (id, webhook_id, name, type, url, options, active, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET type = excluded.type, url = excluded.url, options = excluded.options,
-				active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`,
-			t.ID, w.ID, t.Name, t.Type, t.URL, string(options), t.Active, now, now); err != nil {
+		if _, err := up.target.ExecContext(ctx, t.ID, w.ID, t.Name, t.Type, t.URL, string(options), t.Active, now, now); err != nil {
 			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
 	}

@@ -128,6 +128,17 @@ func ValidateID(id string) error {
 	return nil
 }
 
+// Exists reports whether the event DB file of webhook id exists: a webhook
+// without one has no events, and nothing to recover.
+func (m *WebhookDBManager) Exists(id string) bool {
+	path, err := m.EventDBPath(id)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(path)
+	return err == nil
+}
+
 // Create creates the event DB of a new webhook with its schema. It is
 // idempotent: an existing file is migrated and kept. The file is not left
 // open; the first use opens it.
