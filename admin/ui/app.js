@@ -327,6 +327,7 @@ document.addEventListener('visibilitychange', () => {
 // ---------- routing ----------
 
 function setCrumbs(items) {
+	document.title = [...items.map((i) => i[0]).reverse(), 'webhooker'].join(' · ');
 	const c = $('crumbs');
 	put(c);
 	for (const [label, href] of items) {
@@ -632,11 +633,11 @@ function drawEntrypoints(box, wh, reload) {
 		el('div', { class: 'base-url' },
 			el('label', { for: 'entrypoint-base' }, 'URL prefix'), base,
 			el('span', { class: 'help' },
-				'Providers POST to your site’s address, the path of its ', el('code', {}, 'webhooker'),
-				' directive, then the key. The prefix defaults to this page’s origin + /hooks/ (as in ',
-				el('code', {}, 'webhooker /hooks/*'), '); edit it to match your site',
-				state.mode === 'admin' ? ' — this page is on Caddy’s admin endpoint, not on your site' : '',
-				'. It is remembered in this browser.')),
+				'An entrypoint’s URL is your site’s address, the path its ', el('code', {}, 'webhooker'),
+				' directive serves, then the key. The prefix defaults to this page’s origin + /hooks/ (for ',
+				el('code', {}, 'webhooker /hooks/*'), ')',
+				state.mode === 'admin' ? ', but this page is on Caddy’s admin endpoint, not on your site: set it to your site’s address' : '',
+				'. Edits are remembered in this browser.')),
 		addForm,
 		table);
 }
@@ -840,8 +841,8 @@ function eventLog(box, wh, gen) {
 			seen = new Set(events.map((e) => e.id));
 			put(table, el('table', { class: 'grid events' },
 				el('thead', {}, el('tr', {},
-					el('th', {}, 'Received'), el('th', {}, 'Status'), el('th', {}, 'Request'),
-					el('th', { class: 'num' }, 'Size'), el('th', {}, 'Deliveries'))),
+					el('th', { class: 'shrink' }, 'Received'), el('th', { class: 'shrink' }, 'Status'), el('th', {}, 'Request'),
+					el('th', { class: 'shrink' }, 'Content type'), el('th', { class: 'num shrink' }, 'Size'), el('th', {}, 'Deliveries'))),
 				el('tbody', {}, events.map((e) => eventRow(wh, e, previous && !previous.has(e.id))))));
 		}
 		put(pager,
@@ -873,12 +874,12 @@ function eventRow(wh, e, isNew) {
 	const href = `#/webhooks/${enc(wh.id)}/events/${enc(e.id)}`;
 	const st = overall(e.deliveries);
 	const tr = el('tr', { dataset: { eventId: e.id, status: st }, class: 'clickable' + (isNew ? ' new' : '') },
-		el('td', { class: 'nowrap' }, el('a', { href, class: 'event-link', title: fmtTime(e.received_at) }, fmtTime(e.received_at)),
-			el('div', { class: 'muted small' }, fmtAgo(e.received_at))),
+		el('td', { class: 'nowrap' }, el('a', { href, class: 'event-link' }, fmtTime(e.received_at)),
+			' ', el('span', { class: 'muted small' }, fmtAgo(e.received_at))),
 		el('td', {}, statusChip(st)),
-		el('td', { class: 'req' }, el('span', { class: 'method' }, e.method), ' ', el('span', { class: 'mono' }, e.path),
-			e.content_type ? el('div', { class: 'muted small' }, e.content_type) : null),
-		el('td', { class: 'num' }, fmtBytes(e.body_size)),
+		el('td', { class: 'req' }, el('span', { class: 'method' }, e.method), ' ', el('span', { class: 'mono' }, e.path)),
+		el('td', { class: 'muted small nowrap' }, e.content_type || '—'),
+		el('td', { class: 'num nowrap' }, fmtBytes(e.body_size)),
 		el('td', {}, el('div', { class: 'chips' }, (e.deliveries || []).map((d) =>
 			chip([d.target_name || shortID(d.target_id), ' ', el('span', { class: 'type' }, d.status)], 'st-' + d.status,
 				`${d.target_name || d.target_id}: ${d.status} after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}${d.last_error ? ' — ' + d.last_error : ''}`)))));
@@ -962,7 +963,8 @@ function bodyView(ev) {
 	if (ev.body_encoding === 'base64') {
 		return [el('p', { class: 'muted small' }, 'Not UTF-8 text: shown as base64.'), el('pre', { class: 'body', id: 'event-body' }, ev.body)];
 	}
-	let text = ev.body;
+	// Control characters (but tab and newlines) are shown as symbols, ␀ for NUL.
+	let text = ev.body.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => String.fromCharCode(0x2400 + c.charCodeAt(0)));
 	let note = null;
 	try {
 		const v = JSON.parse(ev.body);
@@ -992,7 +994,7 @@ function deliveryCard(wh, ev, d, refresh) {
 			toast(`Redelivery to ${d.target_name || 'the target'} queued`);
 			await refresh();
 		}), 'small redeliver-target')
-		: null;
+		: el('span', { class: 'muted small' }, target ? 'target disabled: enable it to redeliver' : 'target deleted');
 	const results = d.results || [];
 	return el('div', { class: 'delivery panel', dataset: { deliveryId: d.id, status: d.status } },
 		el('div', { class: 'delivery-head' },
@@ -1008,8 +1010,8 @@ function deliveryCard(wh, ev, d, refresh) {
 		results.length === 0
 			? el('p', { class: 'muted small' }, d.status === 'pending' ? 'Not attempted yet.' : 'No attempts recorded.')
 			: el('table', { class: 'grid attempts' },
-				el('thead', {}, el('tr', {}, el('th', { class: 'num' }, '#'), el('th', {}, 'Started'), el('th', { class: 'num' }, 'Duration'),
-					el('th', {}, 'Status'), el('th', {}, 'Error'), el('th', {}, 'Response'))),
+				el('thead', {}, el('tr', {}, el('th', { class: 'num shrink' }, '#'), el('th', { class: 'shrink' }, 'Started'), el('th', { class: 'num shrink' }, 'Duration'),
+					el('th', { class: 'shrink' }, 'Status'), el('th', {}, 'Error'), el('th', {}, 'Response'))),
 				el('tbody', {}, results.map((r) => el('tr', { class: 'attempt', dataset: { attempt: String(r.attempt) } },
 					el('td', { class: 'num' }, String(r.attempt)),
 					el('td', { class: 'nowrap' }, fmtTime(r.started_at)),
