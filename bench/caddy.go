@@ -85,6 +85,10 @@ type site struct {
 	extra       []string // more lines in the site block
 }
 
+// synchronous is the -synchronous flag: the webhooker option of every
+// check's Caddyfile ("" leaves the default, full).
+var synchronous string
+
 func newSite(dir string) site {
 	return site{admin: freePort(), port: freePort(), dataDir: filepath.Join(dir, "data")}
 }
@@ -94,6 +98,9 @@ func (s site) caddyfile() string {
 	fmt.Fprintf(&b, "{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n", s.admin)
 	if !s.plain {
 		fmt.Fprintf(&b, "\twebhooker {\n\t\tdata_dir %s\n", s.dataDir)
+		if synchronous != "" {
+			fmt.Fprintf(&b, "\t\tsynchronous %s\n", synchronous)
+		}
 		for _, o := range s.options {
 			fmt.Fprintf(&b, "\t\t%s\n", o)
 		}

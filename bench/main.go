@@ -107,6 +107,7 @@ func main() {
 	flag.StringVar(&cfg.bin, "bin", "", "use this caddy binary instead of building ./cmd/caddy")
 	flag.StringVar(&cfg.rev, "rev", "", "build this git revision (e.g. HEAD) instead of the working tree")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temp dirs (data dirs, Caddyfiles, caddy logs)")
+	flag.StringVar(&synchronous, "synchronous", "", "webhooker synchronous option for every check: full (the default) or normal")
 	flag.IntVar(&cfg.loadConn, "conns", 64, "connections (vegeta workers) for full-speed load")
 
 	flag.IntVar(&cfg.deliveryRate, "delivery-rate", 500, "delivery: ingest rate, events/s")

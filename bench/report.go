@@ -94,7 +94,7 @@ func newSummary(cfg *config) *summary {
 	return &summary{
 		Started: time.Now(), Short: cfg.short, Args: os.Args[1:], Machine: m,
 		Settings: map[string]any{
-			"conns": cfg.loadConn, "delivery_rate": cfg.deliveryRate, "delivery_duration": cfg.deliveryDuration.String(),
+			"conns": cfg.loadConn, "synchronous": synchronous, "delivery_rate": cfg.deliveryRate, "delivery_duration": cfg.deliveryDuration.String(),
 			"idle_webhooks": cfg.idleWebhooks, "idle_duration": cfg.idleDuration.String(),
 			"memory_events": cfg.memoryEvents, "memory_body": cfg.memoryBody, "memory_conns": cfg.memoryConns,
 			"memory_breaker": cfg.memoryBreaker, "ingest_duration": cfg.ingestDuration.String(),
