@@ -52,15 +52,8 @@ func checkMemory(e *env, r *result) error {
 
 	a := newAcks()
 	body := jsonBody(cfg.memoryBody)
-	atk := vegeta.NewAttacker(vegeta.Workers(uint64(cfg.memoryConns)), vegeta.MaxWorkers(uint64(cfg.memoryConns)),
-		vegeta.Connections(cfg.memoryConns), vegeta.MaxConnections(cfg.memoryConns), vegeta.MaxBody(4<<10),
-		vegeta.Timeout(2*time.Minute))
-	st := &loadStats{Codes: map[int]int{}, Errors: map[string]int{}}
-	pacer := limitPacer{vegeta.ConstantPacer{}, uint64(cfg.memoryEvents)}
-	for res := range atk.Attack(staticTarget(s.url("mem"), body), pacer, 0, "") {
-		st.add(res)
-		a.add(res)
-	}
+	st := runLoad(loadOpts{targeter: staticTarget(s.url("mem"), body), workers: cfg.memoryConns,
+		count: cfg.memoryEvents, timeout: 2 * time.Minute}, a.add)
 	ingested := p.stats()
 	ids := a.list()
 	mbps := float64(st.OK) * float64(cfg.memoryBody) / (1 << 20) / st.seconds()

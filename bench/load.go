@@ -20,6 +20,7 @@ type loadOpts struct {
 	rate     int // requests per second; 0: as fast as workers allow
 	workers  int // workers and connections; with rate 0 exactly this many
 	duration time.Duration
+	count    int // if > 0, stop after this many requests
 	timeout  time.Duration
 	stop     <-chan struct{} // closing it ends the attack early
 }
@@ -68,7 +69,10 @@ func runLoad(o loadOpts, each func(*vegeta.Result)) *loadStats {
 		}()
 	}
 	s := &loadStats{Codes: map[int]int{}, Errors: map[string]int{}}
-	pacer := vegeta.ConstantPacer{Freq: o.rate, Per: time.Second}
+	var pacer vegeta.Pacer = vegeta.ConstantPacer{Freq: o.rate, Per: time.Second}
+	if o.count > 0 {
+		pacer = limitPacer{pacer, uint64(o.count)}
+	}
 	for res := range atk.Attack(o.targeter, pacer, o.duration, "") {
 		s.add(res)
 		if each != nil {
