@@ -214,6 +214,11 @@ func (h *Handler) redeliver(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return h.withEventDB(r, func(wh *storage.Webhook, db *storage.WebhookDB) error {
+		// An unknown event is 404 whatever the targets are.
+		ev, err := db.Event(r.Context(), evid)
+		if err != nil {
+			return err
+		}
 		var targets []storage.Target
 		for _, t := range wh.Targets {
 			if (req.TargetID == "" && t.Active) || t.ID == req.TargetID {
@@ -227,10 +232,6 @@ func (h *Handler) redeliver(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusConflict, "webhook %s has no active target to deliver to", wh.Name)
 		case !targets[0].Active:
 			return errorf(http.StatusConflict, "target %s is disabled: enable it first", targets[0].Name)
-		}
-		ev, err := db.Event(r.Context(), evid)
-		if err != nil {
-			return err
 		}
 		ids := make([]string, len(targets))
 		for i, t := range targets {

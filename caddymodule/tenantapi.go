@@ -3,11 +3,14 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhooker/caddy-webhooker/admin"
 )
 
 func init() {
@@ -22,7 +25,9 @@ func init() {
 // TenantAPI serves the webhook, entrypoint, target and event routes of the
 // webhooker API under /webhooker/ on a site, to holders of an API key
 // (Authorization: Bearer whk_…), each seeing only their own webhooks.
-// Requests outside the API go to the next handler.
+// Requests outside /webhooker go to the next handler; every request under
+// it is answered by the API (401 without a good key, 404 for a route it
+// does not serve, such as the users and keys of the admin endpoint).
 type TenantAPI struct {
 	app *App
 }
@@ -47,12 +52,19 @@ func (t *TenantAPI) Provision(ctx caddy.Context) error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (t *TenantAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	h := t.app.gateway.tenantHandler()
-	if !h.Handles(r) {
+	if !underAPI(r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
-	h.ServeHTTP(w, r)
+	t.app.gateway.tenantHandler().ServeHTTP(w, r)
 	return nil
+}
+
+// underAPI reports whether path is in the API's namespace. Passing on only
+// the paths the API has no route for would hand, say, POST /webhooker/users
+// to the rest of the site, whose default answer is an empty 200: a client
+// would take the user for created.
+func underAPI(path string) bool {
+	return path == admin.Prefix || strings.HasPrefix(path, admin.Prefix+"/")
 }
 
 // UnmarshalCaddyfile implements caddyfile.Unmarshaler. Syntax:
