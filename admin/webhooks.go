@@ -75,8 +75,16 @@ func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) error {
 
 // addStats reads the event and delivery counts of v from its event DB. They
 // cost a query of every event DB, hence only on request. A webhook whose
-// figures cannot be read is listed with the error, not left out.
+// figures cannot be read is listed with the error, not left out. A webhook
+// without an event DB file (a declared one that has had no event yet) has
+// none: reading it would create the file.
 func (h *Handler) addStats(r *http.Request, v *webhookView) {
+	if !h.b.Events.Exists(v.ID) {
+		v.Stats = &storage.EventStats{Deliveries: map[storage.DeliveryStatus]int{
+			storage.DeliveryPending: 0, storage.DeliveryRetrying: 0, storage.DeliveryDelivered: 0, storage.DeliveryFailed: 0,
+		}}
+		return
+	}
 	err := h.b.Events.With(r.Context(), v.ID, func(db *storage.WebhookDB) error {
 		st, err := db.Stats(r.Context())
 		v.Stats = &st

@@ -151,6 +151,9 @@ func (b *browser) fail(format string, args ...any) {
 	if href, err := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href`)); err == nil {
 		msg += "\nat " + href
 	}
+	if text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById('main')||document.body).innerText.slice(0, 3000)`)); err == nil {
+		msg += "\nthe page says:\n" + text
+	}
 	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
 		name := filepath.Join(b.shots, "failure-"+strings.ReplaceAll(b.t.Name(), "/", "_")+".png")
 		if os.WriteFile(name, png, 0o644) == nil {
@@ -356,8 +359,12 @@ func TestUIAdmin(t *testing.T) {
 	b := newBrowser(t, chromium)
 	b.openAdminUI()
 	b.waitFor("the declared webhook in the list", `document.querySelector('#webhooks tr[data-webhook-id] .webhook-link')?.textContent === 'github'`)
-	if !strings.Contains(b.text("#webhooks tbody"), "Caddyfile") {
-		b.fail("the declared webhook is not marked as the Caddyfile's")
+	if row := b.text("#webhooks tbody"); !strings.Contains(row, "Caddyfile") || !strings.Contains(row, "none yet") {
+		b.fail("declared webhook row %q: want it marked as the Caddyfile's, with no deliveries yet", row)
+	}
+	// Its counts did not create its event DB: its first event does.
+	if _, err := os.Stat(g.eventDBPath("github")); !os.IsNotExist(err) {
+		t.Errorf("the list created the event DB of a webhook with no event: %v", err)
 	}
 	// An event for the declared webhook, whose ci target is down.
 	g.mustIngest("github-push", `{"ref":"refs/heads/main"}`)
