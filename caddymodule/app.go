@@ -4,8 +4,10 @@
 package caddymodule
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -67,6 +69,10 @@ type App struct {
 	declared []*storage.Webhook
 	gateway  *gateway
 	logger   *zap.Logger
+	// started is set once this config's webhooks are in force: until then an
+	// unknown entrypoint key may be one about to be declared.
+	// (A pointer: Caddy copies module values, and an atomic must not be.)
+	started *atomic.Bool
 }
 
 // WebhookConfig declares a webhook. Its id is derived from its name.
@@ -124,6 +130,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision sets defaults and turns the declared webhooks into configuration.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.started = new(atomic.Bool)
 	if a.DataDir == "" {
 		a.DataDir = filepath.Join(caddy.AppDataDir(), "webhooker")
 	}
@@ -259,7 +266,10 @@ func (a *App) Start() error {
 	if err := a.gateway.declare(a, a.declared); err != nil {
 		return err
 	}
-	a.gateway.start()
+	if err := a.gateway.start(); err != nil {
+		return errors.Join(err, a.gateway.retire(a))
+	}
+	a.started.Store(true)
 	a.logger.Info("webhooker started",
 		zap.String("data_dir", a.DataDir),
 		zap.Int("declared_webhooks", len(a.declared)))

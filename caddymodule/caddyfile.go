@@ -174,6 +174,9 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 		return t, d.Errf("target %s: unexpected %q", t.Name, strings.Join(args, " "))
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if t.Type != "http" && d.Val() != "disabled" {
+			return t, d.Errf("target %s: %s is an option of http targets, not of %s ones", t.Name, d.Val(), t.Type)
+		}
 		switch d.Val() {
 		case "max_retries":
 			n, err := intArg(d)

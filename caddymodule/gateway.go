@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,8 @@ type gateway struct {
 	snapshot    atomic.Pointer[storage.Snapshot]
 	reloadMu    sync.Mutex // orders loads and swaps of the snapshot
 	startEngine sync.Once
+	startErr    error
+	lock        *os.File // held while the engine runs: one process per data_dir
 
 	apiOnce      sync.Once
 	adminAPI     *admin.Handler
@@ -109,10 +112,17 @@ func openGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gate
 	return g, nil
 }
 
-// start starts the engine, once: a reload joins the running one. It is not
-// started at provisioning, so that `caddy validate` delivers nothing.
-func (g *gateway) start() {
-	g.startEngine.Do(g.engine.Start)
+// start takes the data directory's lock and starts the engine, once: a
+// reload joins the running one. Not done at provisioning, so that `caddy
+// validate` next to a running Caddy neither fails on the lock nor delivers.
+func (g *gateway) start() error {
+	g.startEngine.Do(func() {
+		g.lock, g.startErr = lockDataDir(g.dataDir)
+		if g.startErr == nil {
+			g.engine.Start()
+		}
+	})
+	return g.startErr
 }
 
 // Destruct stops the engine, letting attempts in flight finish within the
@@ -122,7 +132,7 @@ func (g *gateway) Destruct() error {
 	defer cancel()
 	g.engine.Stop(ctx)
 	g.pruning.wait()
-	return errors.Join(g.events.CloseAll(context.Background()), g.main.Close())
+	return errors.Join(g.events.CloseAll(context.Background()), g.main.Close(), unlockDataDir(g.lock))
 }
 
 func (g *gateway) setSnapshot(s *storage.Snapshot) {

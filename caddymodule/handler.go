@@ -70,6 +70,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	g := h.app.gateway
 	route, ok := g.snapshot.Load().Route(key)
 	if !ok {
+		if !h.app.started.Load() {
+			// Caddy starts its apps in no set order: the HTTP server may take
+			// requests before this config's webhooks are in force. A 404 could
+			// make a provider give up on the URL; a 503 makes it try again.
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhooker is starting: entrypoint %q is not in force yet", key))
+		}
 		return caddyhttp.Error(http.StatusNotFound, fmt.Errorf("no entrypoint with key %q", key))
 	}
 	switch {

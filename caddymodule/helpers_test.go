@@ -308,14 +308,13 @@ func (g *gatewayTest) eventDBPath(webhook string) string {
 	return filepath.Join(g.dataDir, "events-"+storage.DeclaredWebhookID(webhook)+".db")
 }
 
-// eventDB opens the event DB of the declared webhook read-only. The gateway
+// eventDB opens the event DB of the declared webhook read-only, on first use. The gateway
 // keeps writing it; SQLite's WAL lets this connection read alongside.
 func (g *gatewayTest) eventDB(webhook string) *sql.DB {
 	g.t.Helper()
+	// Opened lazily: a declared webhook's file is created by its first
+	// event, which may come after this call.
 	path := g.eventDBPath(webhook)
-	if _, err := os.Stat(path); err != nil {
-		g.t.Fatalf("event DB of webhook %s: %v", webhook, err)
-	}
 	dsn := "file:" + (&url.URL{Path: filepath.ToSlash(path)}).EscapedPath() + "?mode=ro&_pragma=busy_timeout(10000)"
 	db, err := sql.Open("sqlite3", dsn)
 	if err != nil {
