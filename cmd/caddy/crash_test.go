@@ -35,11 +35,7 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 		t.Skip("builds and runs the caddy binary")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "caddy")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildCaddy(t)
 
 	var (
 		mu       sync.Mutex
@@ -210,6 +206,79 @@ http://:%d {
 	}
 }
 
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// buildCaddy builds this command once per test run.
+func buildCaddy(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "webhooker-caddy-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "caddy")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// TestSecondProcessOnADataDirRefusesToStart runs two Caddy processes on one
+// data_dir: the second must refuse, or both would deliver every event.
+func TestSecondProcessOnADataDirRefusesToStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary")
+	}
+	bin, dir := buildCaddy(t), t.TempDir()
+	config := func(admin, site int) string {
+		path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", admin))
+		cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\twebhooker {\n\t\tdata_dir %s\n\t}\n}\nhttp://:%d {\n\twebhooker\n}\n",
+			admin, filepath.Join(dir, "data"), site)
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	env := append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	firstAdmin := freePort(t)
+	first := exec.Command(bin, "run", "--config", config(firstAdmin, freePort(t)))
+	first.Env = env
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Process.Kill(); _ = first.Wait() }()
+	waitUntil(t, 30*time.Second, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://localhost:%d/config/", firstAdmin))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, func() string { return "the first caddy did not start" })
+
+	second := exec.Command(bin, "run", "--config", config(freePort(t), freePort(t)))
+	second.Env = env
+	done := make(chan []byte, 1)
+	go func() { out, _ := second.CombinedOutput(); done <- out }()
+	select {
+	case out := <-done:
+		if !strings.Contains(string(out), "is in use by another process") {
+			t.Errorf("the second caddy exited without the expected message:\n%s", out)
+		}
+	case <-time.After(30 * time.Second):
+		_ = second.Process.Kill()
+		t.Fatal("a second caddy runs on the same data_dir")
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -229,4 +298,12 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, why func()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtBin != "" {
+		_ = os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }
