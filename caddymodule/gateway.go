@@ -202,21 +202,30 @@ func (g *gateway) reload(ctx context.Context) error {
 // ingest stores ev for route and hands its deliveries to the engine. It
 // returns only once the event is committed.
 func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
-	targetIDs := make([]string, len(route.Targets))
-	for i, t := range route.Targets {
-		targetIDs[i] = t.ID
+	// A database target's destination is the event DB itself: its delivery
+	// is stored delivered in the ingest transaction. The others go pending to
+	// the engine.
+	var pendingIDs, keptIDs []string
+	var pendingTargets []storage.Target
+	for _, t := range route.Targets {
+		if t.Type == storage.TargetDatabase {
+			keptIDs = append(keptIDs, t.ID)
+			continue
+		}
+		pendingIDs = append(pendingIDs, t.ID)
+		pendingTargets = append(pendingTargets, t)
 	}
 	var deliveries []storage.Delivery
 	err := g.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
 		var err error
-		deliveries, err = db.Ingest(ev, targetIDs)
+		deliveries, err = db.IngestKeeping(ev, pendingIDs, keptIDs)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	if len(deliveries) > 0 {
-		g.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
+		g.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, pendingTargets))
 	}
 	g.pruning.ingested(route.Webhook)
 	return nil

@@ -80,6 +80,9 @@ const (
 	sqlInsertDelivery = `INSERT INTO deliveries
 		(id, event_id, target_id, status, attempts, created_at, updated_at)
 		VALUES (?, ?, ?, 'pending', 0, ?, ?)`
+	sqlInsertKept = `INSERT INTO deliveries
+		(id, event_id, target_id, status, attempts, created_at, updated_at)
+		VALUES (?, ?, ?, 'delivered', 1, ?, ?)`
 	sqlSavepoint    = "SAVEPOINT write"
 	sqlRollbackTo   = "ROLLBACK TO write"
 	sqlRelease      = "RELEASE write"
@@ -91,7 +94,7 @@ const (
 		WHERE id = ? AND status IN ('pending', 'retrying')`
 )
 
-var preparedWrites = []string{sqlInsertEvent, sqlInsertDelivery, sqlSavepoint, sqlRollbackTo, sqlRelease,
+var preparedWrites = []string{sqlInsertEvent, sqlInsertDelivery, sqlInsertKept, sqlSavepoint, sqlRollbackTo, sqlRelease,
 	sqlSetOutcome, sqlInsertResult, sqlReschedule}
 
 func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous) (*WebhookDB, error) {
@@ -141,6 +144,15 @@ func (db *WebhookDB) Transactions() int64 { return db.commits.transactions.Load(
 // transaction has committed: a nil error means the event is durable. The
 // event's and deliveries' ids are assigned here when empty.
 func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
+	return db.IngestKeeping(ev, targetIDs, nil)
+}
+
+// IngestKeeping is Ingest for targets of two kinds: a pending delivery to
+// each of pendingTargetIDs, and to each of keptTargetIDs (database targets,
+// whose destination is this very file) a delivery stored as delivered, with
+// its one attempt, in the same transaction, so that they cost the engine and
+// the writer nothing more. It returns the pending deliveries.
+func (db *WebhookDB) IngestKeeping(ev *Event, pendingTargetIDs, keptTargetIDs []string) ([]Delivery, error) {
 	if ev.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -151,16 +163,27 @@ func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
 	if ev.ReceivedAt.IsZero() {
 		ev.ReceivedAt = time.Now()
 	}
-	deliveries := make([]Delivery, len(targetIDs))
-	for i, targetID := range targetIDs {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("new delivery id: %w", err)
+	newDeliveries := func(targetIDs []string, status DeliveryStatus) ([]Delivery, error) {
+		out := make([]Delivery, len(targetIDs))
+		for i, targetID := range targetIDs {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, fmt.Errorf("new delivery id: %w", err)
+			}
+			out[i] = Delivery{
+				ID: id.String(), EventID: ev.ID, TargetID: targetID,
+				Status: status, CreatedAt: ev.ReceivedAt, UpdatedAt: ev.ReceivedAt,
+			}
 		}
-		deliveries[i] = Delivery{
-			ID: id.String(), EventID: ev.ID, TargetID: targetID,
-			Status: DeliveryPending, CreatedAt: ev.ReceivedAt, UpdatedAt: ev.ReceivedAt,
-		}
+		return out, nil
+	}
+	pending, err := newDeliveries(pendingTargetIDs, DeliveryPending)
+	if err != nil {
+		return nil, err
+	}
+	kept, err := newDeliveries(keptTargetIDs, DeliveryDelivered)
+	if err != nil {
+		return nil, err
 	}
 	// Encoded here, not in the write: the writer is held only for SQL.
 	headers, err := json.Marshal(ev.Headers)
@@ -168,12 +191,15 @@ func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
 		return nil, fmt.Errorf("encode headers: %w", err)
 	}
 	err = db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
-		return w.insertEvent(ev, headers, deliveries)
+		if err := w.insertEvent(ev, headers, pending); err != nil {
+			return err
+		}
+		return w.insertKept(ev, kept)
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("store event in %s: %w", db.webhookID, err)
 	}
-	return deliveries, nil
+	return pending, nil
 }
 
 // writeTx is the transaction a batch of writes shares, with the prepared
@@ -252,6 +278,21 @@ func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) 
 	for _, d := range deliveries {
 		if _, err := w.exec(sqlInsertDelivery, d.ID, d.EventID, d.TargetID, received, received); err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
+		}
+	}
+	return nil
+}
+
+// insertKept stores deliveries to database targets as delivered at ingest,
+// each with its one attempt.
+func (w *writeTx) insertKept(ev *Event, kept []Delivery) error {
+	received := ev.ReceivedAt.UnixNano()
+	for _, d := range kept {
+		if _, err := w.exec(sqlInsertKept, d.ID, d.EventID, d.TargetID, received, received); err != nil {
+			return fmt.Errorf("insert delivery: %w", err)
+		}
+		if _, err := w.exec(sqlInsertResult, d.ID, 1, received, 0, 0, "", nil); err != nil {
+			return fmt.Errorf("insert delivery result: %w", err)
 		}
 	}
 	return nil
