@@ -15,6 +15,8 @@ type ingestRun struct {
 	// stored is the number of events in the event DB after the run
 	// (ingest runs only).
 	stored int
+	// states counts the deliveries by status once Caddy has stopped.
+	states map[string]int
 }
 
 // checkIngest runs, for 1 KiB and 64 KiB bodies, the same full-speed load
@@ -53,9 +55,12 @@ func checkIngest(e *env, r *result) error {
 			r.fig(prefix+"caddy_cores", round(run.cores, 3))
 			r.fig(prefix+"rss_mib", round(mibf(run.rssKB), 1))
 		}
-		r.row(fmt.Sprintf("%s, ingest ÷ respond", label), "%.2f (stored %d events for %d answers 200)", ratio, ingest.stored, ingest.st.OK)
+		r.row(fmt.Sprintf("%s, ingest ÷ respond", label), "%.2f (stored %d events for %d answers 200; database deliveries when Caddy stopped: %d delivered, %d pending)",
+			ratio, ingest.stored, ingest.st.OK, ingest.states["delivered"], ingest.states["pending"])
 		key := map[int]string{1 << 10: "1k", 64 << 10: "64k"}[size]
 		r.fig("ratio_"+key, round(ratio, 3))
+		r.fig("ingest_"+key+"_delivered_at_stop", ingest.states["delivered"])
+		r.fig("ingest_"+key+"_pending_at_stop", ingest.states["pending"])
 		if ingest.stored < ingest.st.OK {
 			r.fail("%s: %d answers 200 but only %d events stored", label, ingest.st.OK, ingest.stored)
 		}
@@ -96,6 +101,9 @@ func (e *env) ingestOnce(plain bool, size int) (*ingestRun, error) {
 			return nil, err
 		}
 		run.stored = len(ids)
+		if run.states, err = deliveryStates(s.dataDir, "bench"); err != nil {
+			return nil, err
+		}
 	}
 	logf("   %s %s: %.0f req/s, p50 %s, p99 %s, %s", sizeText(size), kind, st.okRate(),
 		ms(st.quantile(0.5)), ms(st.quantile(0.99)), st.errorsText())
