@@ -60,9 +60,12 @@ func openSQLiteFile(path string, sync Synchronous) (*sqliteFile, error) {
 		return nil, fmt.Errorf("resolve %s: %w", path, err)
 	}
 	base := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath()
+	// busy_timeout comes first: the pragmas after it may need the file's
+	// lock (journal_mode does), and must wait for it rather than fail with
+	// "database is locked" while another connection holds it.
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeoutMillis)
 
-	writer, err := sql.Open("sqlite3", base+"?_txlock=immediate&_pragma=journal_mode(wal)&_pragma=synchronous("+string(sync)+")&"+common)
+	writer, err := sql.Open("sqlite3", base+"?_txlock=immediate&"+common+"&_pragma=journal_mode(wal)&_pragma=synchronous("+string(sync)+")")
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
