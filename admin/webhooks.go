@@ -52,6 +52,31 @@ func (h *Handler) changed(r *http.Request) error {
 	return nil
 }
 
+// saved puts a saved change in force, then answers v with status, or 204
+// when v is nil.
+func (h *Handler) saved(w http.ResponseWriter, r *http.Request, status int, v any) error {
+	if err := h.changed(r); err != nil {
+		return err
+	}
+	if v == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	writeJSON(w, status, v)
+	return nil
+}
+
+// childOf resolves the webhook of a request and the id, in path parameter
+// param, of one of its entrypoints or targets.
+func (h *Handler) childOf(r *http.Request, param, kind string) (*storage.Webhook, string, error) {
+	wh, err := h.webhookFor(r)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := pathID(r, param, kind)
+	return wh, id, err
+}
+
 func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) error {
 	userID := ""
 	if u, ok := tenantOf(r); ok {
@@ -127,11 +152,7 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) error {
 		return errors.Join(fmt.Errorf("create the event DB of webhook %s: %w", wh.ID, err),
 			h.b.Main.DeleteWebhook(r.Context(), wh.ID))
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, h.view(wh))
-	return nil
+	return h.saved(w, r, http.StatusCreated, h.view(wh))
 }
 
 func (h *Handler) getWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -163,11 +184,7 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, h.view(updated))
-	return nil
+	return h.saved(w, r, http.StatusOK, h.view(updated))
 }
 
 // deleteWebhook soft-deletes the configuration, takes it out of force (its
@@ -212,19 +229,11 @@ func (h *Handler) addEntrypoint(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, e)
-	return nil
+	return h.saved(w, r, http.StatusCreated, e)
 }
 
 func (h *Handler) updateEntrypoint(w http.ResponseWriter, r *http.Request) error {
-	wh, err := h.webhookFor(r)
-	if err != nil {
-		return err
-	}
-	eid, err := pathID(r, "eid", "entrypoint")
+	wh, eid, err := h.childOf(r, "eid", "entrypoint")
 	if err != nil {
 		return err
 	}
@@ -236,30 +245,18 @@ func (h *Handler) updateEntrypoint(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, e)
-	return nil
+	return h.saved(w, r, http.StatusOK, e)
 }
 
 func (h *Handler) deleteEntrypoint(w http.ResponseWriter, r *http.Request) error {
-	wh, err := h.webhookFor(r)
-	if err != nil {
-		return err
-	}
-	eid, err := pathID(r, "eid", "entrypoint")
+	wh, eid, err := h.childOf(r, "eid", "entrypoint")
 	if err != nil {
 		return err
 	}
 	if err := h.b.Main.DeleteEntrypoint(r.Context(), wh.ID, eid); err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return h.saved(w, r, http.StatusNoContent, nil)
 }
 
 // targetRequest has the fields of a target, as the Caddyfile has them.
@@ -300,19 +297,11 @@ func (h *Handler) addTarget(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, h.targetView(added))
-	return nil
+	return h.saved(w, r, http.StatusCreated, h.targetView(added))
 }
 
 func (h *Handler) updateTarget(w http.ResponseWriter, r *http.Request) error {
-	wh, err := h.webhookFor(r)
-	if err != nil {
-		return err
-	}
-	tid, err := pathID(r, "tid", "target")
+	wh, tid, err := h.childOf(r, "tid", "target")
 	if err != nil {
 		return err
 	}
@@ -324,28 +313,16 @@ func (h *Handler) updateTarget(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, h.targetView(t))
-	return nil
+	return h.saved(w, r, http.StatusOK, h.targetView(t))
 }
 
 func (h *Handler) deleteTarget(w http.ResponseWriter, r *http.Request) error {
-	wh, err := h.webhookFor(r)
-	if err != nil {
-		return err
-	}
-	tid, err := pathID(r, "tid", "target")
+	wh, tid, err := h.childOf(r, "tid", "target")
 	if err != nil {
 		return err
 	}
 	if err := h.b.Main.DeleteTarget(r.Context(), wh.ID, tid); err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return h.saved(w, r, http.StatusNoContent, nil)
 }
