@@ -182,6 +182,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
 	}
 	a.gateway = g
+	if err := registerMetrics(ctx, g); err != nil {
+		return fmt.Errorf("webhooker metrics: %w", err)
+	}
 	return nil
 }
 

@@ -107,6 +107,7 @@ func openGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gate
 		QueueSize:      opts.engine.queueSize,
 		RetryQueueSize: opts.engine.retryQueueSize,
 		Logger:         logger.Named("engine"),
+		Recorded:       countAttempt,
 	})
 	g.setSnapshot(snap)
 	return g, nil

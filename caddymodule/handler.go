@@ -61,6 +61,12 @@ type ingestResponse struct {
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It answers every request
 // itself; next is never called.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	err := h.ingest(w, r)
+	countIngest(err)
+	return err
+}
+
+func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 	received := time.Now()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)

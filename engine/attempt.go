@@ -184,6 +184,9 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 		e.storageTrouble(t, "recording a delivery attempt", err)
 		return
 	}
+	if e.opts.Recorded != nil {
+		e.opts.Recorded(t.Target.Type, out.Status)
+	}
 	if out.Status == storage.DeliveryRetrying {
 		e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, out.NextAttemptAt)
 		return

@@ -32,6 +32,9 @@ type Options struct {
 	Logger         *zap.Logger
 	// Client sends http deliveries; by default one that follows no redirect.
 	Client *http.Client
+	// Recorded, if set, is told of every attempt once it is recorded: the
+	// target's type and where the delivery stands after it (for metrics).
+	Recorded func(targetType storage.TargetType, status storage.DeliveryStatus)
 }
 
 // Engine delivers events to targets. It is event-driven: workers wait on two
@@ -282,6 +285,10 @@ func (e *Engine) releaseHeld(targetID string) {
 		e.requeue(ref)
 	}
 }
+
+// QueueLengths are the numbers of tasks waiting in the channel of fresh
+// deliveries and in that of deliveries to read back.
+func (e *Engine) QueueLengths() (fresh, readBack int) { return len(e.queue), len(e.refs) }
 
 // PendingTimers is the number of retries waiting on a timer.
 func (e *Engine) PendingTimers() int {

@@ -1,0 +1,79 @@
+package caddymodule
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// The collectors live for the process and keep counting across reloads;
+// each config registers them into its own registry (Caddy makes a new one
+// per config), which serves them on /metrics.
+var (
+	ingestAnswers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooker", Name: "ingest_requests_total",
+		Help: "Requests to entrypoints, by the status code answered (200: stored).",
+	}, []string{"code"})
+	deliveryAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_attempts_total",
+		Help: "Recorded delivery attempts, by target type and the delivery's status after the attempt.",
+	}, []string{"target_type", "status"})
+)
+
+const queueHelp = "Deliveries waiting for a worker, by queue: fresh (from ingest) or read_back (retries come due, and work read back from the event DBs)."
+
+func countAttempt(targetType storage.TargetType, status storage.DeliveryStatus) {
+	deliveryAttempts.WithLabelValues(string(targetType), string(status)).Inc()
+}
+
+// countIngest counts the answer of one ingest: err is what ServeHTTP returns.
+func countIngest(err error) {
+	code := 200
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) {
+		code = he.StatusCode
+	} else if err != nil {
+		code = 500
+	}
+	ingestAnswers.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+// registerMetrics puts the collectors in the config's registry, with gauges
+// of this config's engine.
+func registerMetrics(ctx caddy.Context, g *gateway) error {
+	reg := ctx.GetMetricsRegistry()
+	if reg == nil {
+		return nil
+	}
+	queue := func(pick func(fresh, readBack int) int) func() float64 {
+		return func() float64 { return float64(pick(g.engine.QueueLengths())) }
+	}
+	for _, c := range []prometheus.Collector{
+		ingestAnswers, deliveryAttempts,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",
+			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "fresh"},
+		}, queue(func(fresh, _ int) int { return fresh })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",
+			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "read_back"},
+		}, queue(func(_, readBack int) int { return readBack })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
+			Help: "Deliveries waiting on a retry timer.",
+		}, func() float64 { return float64(g.engine.PendingTimers()) }),
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
