@@ -158,8 +158,12 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	case res.permanent:
 		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: result.Error})
 	case attempt > s.maxRetries:
+		tries := "attempts"
+		if attempt == 1 {
+			tries = "attempt" // max_retries 0
+		}
 		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed,
-			LastError: fmt.Sprintf("gave up after %d attempts: %s", attempt, result.Error)})
+			LastError: fmt.Sprintf("gave up after %d %s: %s", attempt, tries, result.Error)})
 	default:
 		delay := s.backoff.Delay(attempt)
 		if d, ok := retryAfter(res.retryAfter, time.Now(), min(time.Second, s.backoff.Max), s.backoff.Max); ok {
