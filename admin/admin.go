@@ -50,6 +50,7 @@ func NewAdminHandler(b *Backend) *Handler {
 	h.routeWebhooks()
 	h.routeUsers()
 	h.routeUI()
+	h.routeNotFound()
 	return h
 }
 
@@ -60,7 +61,15 @@ func NewTenantHandler(b *Backend) *Handler {
 	h := &Handler{b: b, tenant: true, mux: http.NewServeMux()}
 	h.routeWebhooks()
 	h.routeUI()
+	h.routeNotFound()
 	return h
+}
+
+// routeNotFound answers every path no route takes with a JSON 404.
+func (h *Handler) routeNotFound() {
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, "no such route: %s", r.URL.Path))
+	})
 }
 
 func (h *Handler) routeWebhooks() {
@@ -119,16 +128,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(withUser(r.Context(), user))
 	}
-	if _, pattern := h.mux.Handler(r); pattern == "" {
-		writeError(w, errorf(http.StatusNotFound, "no such route: %s", r.URL.Path))
-		return
-	}
 	h.mux.ServeHTTP(w, r)
-}
-
-// Handles reports whether path is one of the API's, so that a site can pass
-// other requests on.
-func (h *Handler) Handles(r *http.Request) bool {
-	_, pattern := h.mux.Handler(r)
-	return pattern != ""
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -46,9 +45,7 @@ type gateway struct {
 	engine  *engine.Engine
 	pruning *retention
 
-	// snapshot is read by every ingest; swapped whole when config changes.
-	snapshot    atomic.Pointer[storage.Snapshot]
-	reloadMu    sync.Mutex // orders loads and swaps of the snapshot
+	reloadMu    sync.Mutex // orders loads and swaps of the engine's snapshot
 	startEngine sync.Once
 	startErr    error
 	lock        *os.File // held while the engine runs: one process per data_dir
@@ -109,7 +106,7 @@ func openGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gate
 		Logger:         logger.Named("engine"),
 		Recorded:       countAttempt,
 	})
-	g.setSnapshot(snap)
+	g.engine.SetSnapshot(snap)
 	return g, nil
 }
 
@@ -136,10 +133,10 @@ func (g *gateway) Destruct() error {
 	return errors.Join(g.events.CloseAll(context.Background()), g.main.Close(), unlockDataDir(g.lock))
 }
 
-func (g *gateway) setSnapshot(s *storage.Snapshot) {
-	g.snapshot.Store(s)
-	g.engine.SetSnapshot(s)
-}
+// snapshot is the configuration in force, read by every ingest. It is the
+// engine's, swapped whole when the configuration changes: ingest and
+// delivery never see two different ones.
+func (g *gateway) snapshot() *storage.Snapshot { return g.engine.Snapshot() }
 
 // declare puts app's declared webhooks in force: they are written to the
 // main DB and the new snapshot is swapped in. Their event DBs are created by
@@ -196,7 +193,7 @@ func (g *gateway) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.setSnapshot(snap)
+	g.engine.SetSnapshot(snap)
 	return nil
 }
 

@@ -121,6 +121,9 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 // its next attempt.
 func (e *Engine) SetSnapshot(s *storage.Snapshot) { e.snapshot.Store(s) }
 
+// Snapshot is the configuration in force (nil before SetSnapshot).
+func (e *Engine) Snapshot() *storage.Snapshot { return e.snapshot.Load() }
+
 // webhookLive reports whether a webhook is in the configuration in force:
 // the engine does not touch the event DB of a deleted one.
 func (e *Engine) webhookLive(id string) bool {
