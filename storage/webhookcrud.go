@@ -197,20 +197,6 @@ func (db *MainDB) Webhooks(ctx context.Context, userID string) ([]*Webhook, erro
 	return ws, nil
 }
 
-// WebhookOwner is the user a live webhook belongs to ("" for none).
-func (db *MainDB) WebhookOwner(ctx context.Context, id string) (string, error) {
-	var owner string
-	err := db.file.reader.QueryRowContext(ctx, `SELECT coalesce(user_id, '') FROM webhooks
-		WHERE id = ? AND deleted_at IS NULL`, id).Scan(&owner)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("webhook %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("read owner of webhook %s: %w", id, err)
-	}
-	return owner, nil
-}
-
 // UpdateWebhook changes the fields p sets and returns the webhook as it is now.
 func (db *MainDB) UpdateWebhook(ctx context.Context, id string, p WebhookPatch) (*Webhook, error) {
 	var w *Webhook

@@ -94,8 +94,8 @@ func TestCreateWebhookHasDefaultEntrypointAndNoTargets(t *testing.T) {
 	if r, ok := snapshot(t, db).Route(e.Key); !ok || r.Webhook.ID != w.ID || r.Webhook.RetentionDays != 30 {
 		t.Errorf("default key routes to %+v, %v", r.Webhook, ok)
 	}
-	if owner, err := db.WebhookOwner(ctx, w.ID); err != nil || owner != "" {
-		t.Errorf("WebhookOwner = %q, %v, want no owner", owner, err)
+	if owner, err := webhookOwner(ctx, db, w.ID); err != nil || owner != "" {
+		t.Errorf("owner = %q, %v, want no owner", owner, err)
 	}
 }
 
@@ -194,12 +194,12 @@ func TestWebhooksListsAllOrOneUsersSortedWithChildren(t *testing.T) {
 		t.Errorf("webhooks of a stranger = %#v, %v, want an empty slice", none, err)
 	}
 	for id, want := range map[string]string{a1.ID: alice.ID, b1.ID: bob.ID, op.ID: ""} {
-		if got, err := db.WebhookOwner(ctx, id); err != nil || got != want {
-			t.Errorf("WebhookOwner(%s) = %q, %v, want %q", id, got, err, want)
+		if got, err := webhookOwner(ctx, db, id); err != nil || got != want {
+			t.Errorf("owner of %s = %q, %v, want %q", id, got, err, want)
 		}
 	}
-	_, err = db.WebhookOwner(ctx, gone.ID)
-	wantErr(t, "WebhookOwner of a deleted webhook", err, ErrNotFound)
+	_, err = webhookOwner(ctx, db, gone.ID)
+	wantErr(t, "the owner of a deleted webhook", err, ErrNotFound)
 }
 
 func TestUpdateWebhookChangesOnlyPatchedFields(t *testing.T) {
@@ -492,7 +492,6 @@ func TestUnknownWebhookIsNotFound(t *testing.T) {
 	unknown := uuid.NewString()
 	cases := map[string]func() error{
 		"Webhook":       func() error { _, err := db.Webhook(ctx, unknown); return err },
-		"WebhookOwner":  func() error { _, err := db.WebhookOwner(ctx, unknown); return err },
 		"UpdateWebhook": func() error { _, err := db.UpdateWebhook(ctx, unknown, WebhookPatch{}); return err },
 		"DeleteWebhook": func() error { return db.DeleteWebhook(ctx, unknown) },
 		"AddEntrypoint": func() error { _, err := db.AddEntrypoint(ctx, unknown, NewEntrypoint{}); return err },
@@ -609,4 +608,13 @@ func TestSnapshotFollowsAPIChanges(t *testing.T) {
 	if _, ok := s.Webhook(w.ID); ok {
 		t.Error("a deleted webhook is in the snapshot")
 	}
+}
+
+// webhookOwner is the user a live webhook belongs to ("" for none).
+func webhookOwner(ctx context.Context, db *MainDB, id string) (string, error) {
+	w, err := db.Webhook(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return w.UserID, nil
 }
