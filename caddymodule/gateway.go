@@ -177,7 +177,7 @@ func (g *gateway) retire(app *App) error {
 
 func (g *gateway) apply(declared []*storage.Webhook) error {
 	ctx := context.Background()
-	if err := g.main.SyncDeclared(ctx, declared); err != nil {
+	if _, err := g.main.SyncDeclared(ctx, declared); err != nil {
 		return err
 	}
 	return g.reload(ctx)

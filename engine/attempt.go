@@ -17,13 +17,14 @@ import (
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
-// runRef reads a delivery back from its event DB (a retry that came due, or
-// work found by a scan) and attempts it if it is still open. The body is
-// read only when the attempt goes ahead.
-func (e *Engine) runRef(ref deliveryRef) {
+// runRef reads a delivery back from its event DB (a retry that came due, a
+// parked delivery whose turn came, or work found by a scan) and attempts it
+// if it is still open. The body is read only when the attempt goes ahead.
+// It returns the parked delivery to run next, if the slot it held passes on.
+func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 	if !e.webhookLive(ref.webhookID) {
 		e.release(ref.deliveryID) // deleted meanwhile: its event DB is gone
-		return
+		return e.endSlot(ref.slot)
 	}
 	ctx := context.Background()
 	var (
@@ -57,19 +58,25 @@ func (e *Engine) runRef(ref deliveryRef) {
 	})
 	if err != nil {
 		e.storageTrouble(&Task{WebhookID: ref.webhookID, DeliveryID: ref.deliveryID}, "reading a delivery back", err)
-		return
+		return e.endSlot(ref.slot)
 	}
 	if !open {
 		e.release(ref.deliveryID)
-		return
+		return e.endSlot(ref.slot)
 	}
-	e.runTask(&task, attempts)
+	return e.runTask(&task, attempts, ref.slot)
 }
 
-// runTask attempts one delivery. attempts is how many it had before.
-func (e *Engine) runTask(t *Task, attempts int) {
+// runTask attempts one delivery. attempts is how many it had before; slot
+// is the target whose slot the delivery was handed, if any. It returns the
+// parked delivery to run next, if the slot used here passes on.
+func (e *Engine) runTask(t *Task, attempts int, slot string) (onward *deliveryRef) {
 	now := time.Now()
 	target, problem := e.currentTarget(t)
+	if problem != "" || target.Type != storage.TargetHTTP {
+		// Only http attempts use a slot: a handed-on one passes on at once.
+		defer func() { onward = e.endSlot(slot) }()
+	}
 	if problem != "" {
 		e.finish(t, storage.DeliveryResult{Attempt: attempts + 1, StartedAt: now, Error: problem},
 			storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: problem})
@@ -93,12 +100,26 @@ func (e *Engine) runTask(t *Task, attempts int) {
 		result.Duration = time.Since(now)
 		e.finish(t, result, delivered)
 	case storage.TargetHTTP:
+		if slot == "" {
+			switch e.slots.acquire(target.ID, deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}) {
+			case parked:
+				return nil // still in hand; its body, if any, is dropped with t
+			case overflowed:
+				// Pending in its event DB: a scan finds it when the
+				// target's FIFO has drained.
+				e.release(t.DeliveryID)
+				return nil
+			}
+			slot = target.ID
+		}
+		defer func() { onward = e.endSlot(slot) }()
 		e.attemptHTTP(t, target, attempts, now)
 	default:
 		problem := fmt.Sprintf("target %s has unknown type %q", target.Name, target.Type)
 		result.Error = problem
 		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: problem})
 	}
+	return nil // or the parked delivery a deferred endSlot hands the slot to
 }
 
 // currentTarget reads the target from the configuration in force now, so

@@ -35,6 +35,10 @@ type Options struct {
 	// Recorded, if set, is told of every attempt once it is recorded: the
 	// target's type and where the delivery stands after it (for metrics).
 	Recorded func(targetType storage.TargetType, status storage.DeliveryStatus)
+	// MaxPerTarget bounds the http attempts in flight to one target, so that
+	// a target that answers slowly or never holds no more than its share of
+	// the workers. Default: max(1, Workers/4).
+	MaxPerTarget int
 }
 
 // Engine delivers events to targets. It is event-driven: workers wait on two
@@ -50,6 +54,8 @@ type Engine struct {
 
 	queue chan Task
 	refs  chan deliveryRef
+	// slots bounds the attempts in flight per target and parks the rest.
+	slots *targetSlots
 
 	// owned holds the ids of deliveries the engine has in hand (queued,
 	// running or waiting on a timer), so that a scan of an event DB never
@@ -83,6 +89,9 @@ type deliveryRef struct {
 	deliveryID string
 	// heldBy is the target whose open circuit breaker holds the delivery.
 	heldBy string
+	// slot is the target whose slot an ending attempt handed on to this
+	// parked delivery: it attempts without taking another.
+	slot string
 }
 
 // New makes an engine for the event DBs of events. Call SetSnapshot, then Start.
@@ -102,11 +111,15 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	if opts.Client == nil {
 		opts.Client = newHTTPClient()
 	}
+	if opts.MaxPerTarget <= 0 {
+		opts.MaxPerTarget = max(1, opts.Workers/4)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{
 		opts: opts, logger: opts.Logger, client: opts.Client, events: events,
 		queue:      make(chan Task, opts.QueueSize),
 		refs:       make(chan deliveryRef, opts.RetryQueueSize),
+		slots:      newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
 		timers:     make(map[string]*time.Timer),
 		held:       make(map[string]map[string]deliveryRef),
 		breakers:   make(map[string]*breaker),
@@ -220,16 +233,48 @@ func (e *Engine) work() {
 				e.release(t.DeliveryID)
 				return
 			}
-			e.runTask(&t, 0)
+			e.runOnward(e.runTask(&t, 0, ""))
 		case ref := <-e.refs:
 			if e.stopped() {
 				e.release(ref.deliveryID)
 				return
 			}
-			e.runRef(ref)
+			e.runOnward(e.runRef(ref))
 		}
 	}
 }
+
+// runOnward runs the parked deliveries that ending attempts handed their
+// target's slot to, one after the other on this worker: the target keeps
+// the workers it had, no more.
+func (e *Engine) runOnward(next *deliveryRef) {
+	for next != nil {
+		if e.stopped() {
+			// Left open in its event DB, for the next start.
+			e.release(next.deliveryID)
+			return
+		}
+		next = e.runRef(*next)
+	}
+}
+
+// endSlot ends one use of a slot of targetID (none when it is empty) and
+// returns the parked delivery the slot passes to, for the caller to run.
+func (e *Engine) endSlot(targetID string) *deliveryRef {
+	if targetID == "" {
+		return nil
+	}
+	next, ok, scan := e.slots.done(targetID)
+	e.wantScan(scan...)
+	if !ok {
+		return nil
+	}
+	return &next
+}
+
+// ParkedDeliveries is the number of deliveries waiting for a slot of their
+// target.
+func (e *Engine) ParkedDeliveries() int { return e.slots.parkedCount() }
 
 // release lets go of a delivery: a later scan may pick it up again.
 func (e *Engine) release(deliveryID string) { e.owned.Delete(deliveryID) }

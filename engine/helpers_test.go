@@ -111,7 +111,7 @@ func (env *testEnv) configure(webhooks ...*storage.Webhook) *storage.Snapshot {
 			}
 		}
 	}
-	if err := env.main.SyncDeclared(ctx, webhooks); err != nil {
+	if _, err := env.main.SyncDeclared(ctx, webhooks); err != nil {
 		env.t.Fatalf("SyncDeclared: %v", err)
 	}
 	snap, err := env.main.LoadSnapshot(ctx)

@@ -286,7 +286,7 @@ func TestStopTakesNoNewWorkWhileAttemptsFinish(t *testing.T) {
 	opts := quick(3)
 	opts.Timeout = storage.Duration(time.Minute)
 	snap := env.configure(webhook("shop", httpTarget("crm", tg.URL, opts)))
-	e := env.start(snap, Options{Workers: 4, QueueSize: 100})
+	e := env.start(snap, Options{Workers: 4, QueueSize: 100, MaxPerTarget: 4})
 
 	var all []ingested
 	for range 12 {

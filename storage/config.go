@@ -3,11 +3,8 @@ package storage
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"regexp"
 	"time"
-
-	"golang.org/x/net/http/httpguts"
 )
 
 // Source says who owns a webhook's configuration.
@@ -44,10 +41,15 @@ type Webhook struct {
 
 // Entrypoint is an inbound URL: the last path segment of a request is its key.
 type Entrypoint struct {
-	ID        string    `json:"id"`
-	WebhookID string    `json:"webhook_id"`
-	Key       string    `json:"key"`
-	Active    bool      `json:"active"`
+	ID        string `json:"id"`
+	WebhookID string `json:"webhook_id"`
+	Key       string `json:"key"`
+	Active    bool   `json:"active"`
+	// Displaced entrypoints were made through the API with a key the
+	// Caddyfile then declared: the Caddyfile owns every key it declares, so
+	// they are inactive and route nothing until given a free key, or enabled
+	// again once their key is free.
+	Displaced bool      `json:"displaced,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -133,51 +135,9 @@ func ValidateEntrypointKey(key string) error {
 	return nil
 }
 
-// Validate checks a target's type and the settings its type needs.
-func (t Target) Validate() error {
-	if err := ValidateName("target", t.Name); err != nil {
-		return err
-	}
-	switch t.Type {
-	case TargetHTTP:
-		u, err := url.Parse(t.URL)
-		if err != nil {
-			return fmt.Errorf("target %s: url: %w", t.Name, err)
-		}
-		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("target %s: url %q must be an absolute http:// or https:// URL", t.Name, t.URL)
-		}
-	case TargetDatabase, TargetLog:
-		if t.URL != "" {
-			return fmt.Errorf("target %s: a %s target takes no url", t.Name, t.Type)
-		}
-	default:
-		return fmt.Errorf("target %s: unknown type %q (want http, database or log)", t.Name, t.Type)
-	}
-	o := t.Options
-	if r := o.MaxRetries; r != nil && *r < 0 {
-		return fmt.Errorf("target %s: max_retries must be 0 or more, not %d", t.Name, *r)
-	}
-	if r := o.BreakerThreshold; r != nil && *r < 0 {
-		return fmt.Errorf("target %s: breaker_threshold must be 0 or more, not %d", t.Name, *r)
-	}
-	for name, d := range map[string]Duration{"timeout": o.Timeout, "backoff_initial": o.BackoffInitial,
-		"backoff_max": o.BackoffMax, "breaker_cooldown": o.BreakerCooldown} {
-		if d < 0 {
-			return fmt.Errorf("target %s: %s must not be negative", t.Name, name)
-		}
-	}
-	if o.BackoffMax > 0 && o.BackoffInitial > o.BackoffMax {
-		return fmt.Errorf("target %s: backoff_initial (%s) is over backoff_max (%s)", t.Name,
-			time.Duration(o.BackoffInitial), time.Duration(o.BackoffMax))
-	}
-	for name := range o.Headers {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return fmt.Errorf("target %s: %q is not a valid header name", t.Name, name)
-		}
-	}
-	return nil
-}
+// Validate checks a target against the operator's limits, as the Caddyfile
+// declares it; see ValidateWithin.
+func (t Target) Validate() error { return t.ValidateWithin(OperatorLimits()) }
 
 // Snapshot is the live configuration, read once from the main DB and then
 // shared read-only, so that routing an ingest costs a map lookup and no query.
@@ -208,6 +168,9 @@ func newSnapshot(webhooks []*Webhook) *Snapshot {
 			}
 		}
 		for _, e := range w.Entrypoints {
+			if e.Displaced { // its key routes to the declared webhook that took it
+				continue
+			}
 			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -37,8 +38,9 @@ func DeclaredTargetID(webhookID, name string) string {
 // MainDB is the configuration database: users, API keys, webhooks,
 // entrypoints and targets.
 type MainDB struct {
-	file *sqliteFile
-	now  func() time.Time // the clock; tests replace it
+	file  *sqliteFile
+	now   func() time.Time // the clock; tests replace it
+	rules *Rules           // what writes obey; nil: the operator's (see WithRules)
 }
 
 // OpenMainDB opens (creating and migrating) the main DB in dataDir.
@@ -57,16 +59,36 @@ func OpenMainDB(ctx context.Context, dataDir string, sync Synchronous) (*MainDB,
 // Close closes the main DB.
 func (db *MainDB) Close() error { return db.file.close() }
 
+// KeyClash is an API entrypoint whose key a declared entrypoint took.
+type KeyClash struct {
+	Key          string
+	WebhookID    string // the API webhook of the displaced entrypoint
+	EntrypointID string // the displaced entrypoint
+	DeclaredBy   string // the name of the declared webhook that now owns Key
+}
+
 // SyncDeclared makes the Caddyfile-owned configuration in the main DB match
 // declared, in one transaction: declared webhooks, entrypoints and targets are
 // inserted, updated or revived; Caddyfile-owned rows no longer declared are
 // soft-deleted (their event DBs are kept). Configuration created through the
-// API is untouched, and an entrypoint key it already uses is an error.
-func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) error {
+// API is untouched, but for this: a declared key always wins, so that
+// nobody can squat a key ahead of the Caddyfile or stop it from loading. A
+// live API entrypoint with a declared key is displaced (inactive, kept for
+// its owner to see, routing nothing) and returned as a KeyClash; once
+// displaced it clashes no more. A key declared twice is an error.
+func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) ([]KeyClash, error) {
+	clashes, err := db.syncDeclared(ctx, declared)
+	if err != nil {
+		return nil, fmt.Errorf("sync declared webhooks: %w", err)
+	}
+	return clashes, nil
+}
+
+func (db *MainDB) syncDeclared(ctx context.Context, declared []*Webhook) ([]KeyClash, error) {
 	now := time.Now().UnixNano()
 	tx, err := db.file.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sync declared webhooks: %w", err)
+		return nil, err
 	}
 	defer tx.Rollback()
 
@@ -78,29 +100,32 @@ func (db *MainDB) SyncDeclared(ctx context.Context, declared []*Webhook) error {
 		`UPDATE webhooks SET deleted_at = ? WHERE deleted_at IS NULL AND source = 'caddyfile'`,
 	} {
 		if _, err := tx.ExecContext(ctx, q, now); err != nil {
-			return fmt.Errorf("sync declared webhooks: %w", err)
+			return nil, err
 		}
 	}
 	up, err := prepareDeclaredUpserts(ctx, tx)
 	if err != nil {
-		return fmt.Errorf("sync declared webhooks: %w", err)
+		return nil, err
 	}
 	defer up.close()
+	var clashes []KeyClash
 	for _, w := range declared {
-		if err := up.upsert(ctx, w, now); err != nil {
-			return fmt.Errorf("sync declared webhook %s: %w", w.Name, err)
+		c, err := up.upsert(ctx, w, now)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s: %w", w.Name, err)
 		}
+		clashes = append(clashes, c...)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sync declared webhooks: %w", err)
+		return nil, err
 	}
-	return nil
+	return clashes, nil
 }
 
 // declaredUpserts are the statements of SyncDeclared, prepared once per sync:
 // a config may declare thousands of webhooks.
 type declaredUpserts struct {
-	webhook, keyOwner, entrypoint, target *sql.Stmt
+	webhook, keyOwner, displace, entrypoint, target *sql.Stmt
 }
 
 func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, error) {
@@ -114,8 +139,9 @@ func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, 
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
 				source = 'caddyfile', active = excluded.active, retention_days = excluded.retention_days,
 				updated_at = excluded.updated_at, deleted_at = NULL`},
-		{&up.keyOwner, `SELECT w.name FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
-			WHERE e.key = ? AND e.deleted_at IS NULL`},
+		{&up.keyOwner, `SELECT e.id, w.id, w.name, w.source FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
+			WHERE e.key = ? AND e.deleted_at IS NULL AND e.displaced_at IS NULL`},
+		{&up.displace, `UPDATE entrypoints SET active = 0, displaced_at = ?, updated_at = ? WHERE id = ?`},
 		{&up.entrypoint, `INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`},
@@ -135,40 +161,50 @@ func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, 
 }
 
 func (up *declaredUpserts) close() {
-	for _, s := range []*sql.Stmt{up.webhook, up.keyOwner, up.entrypoint, up.target} {
+	for _, s := range []*sql.Stmt{up.webhook, up.keyOwner, up.displace, up.entrypoint, up.target} {
 		if s != nil {
 			_ = s.Close() // closing a statement of a finished transaction cannot fail usefully
 		}
 	}
 }
 
-func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) error {
+func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) ([]KeyClash, error) {
 	if _, err := up.webhook.ExecContext(ctx, w.ID, w.Name, w.Description, w.Active, w.RetentionDays, now, now); err != nil {
-		return err
+		return nil, err
 	}
+	var clashes []KeyClash
 	for _, e := range w.Entrypoints {
-		var owner string
-		err := up.keyOwner.QueryRowContext(ctx, e.Key).Scan(&owner)
-		if err == nil {
-			return fmt.Errorf("entrypoint key %q is already used by webhook %q", e.Key, owner)
-		}
-		if err != sql.ErrNoRows {
-			return err
+		// Every Caddyfile-owned entrypoint was retired at the start of the
+		// sync: a live holder of the key is an API entrypoint, or one this
+		// sync declared already.
+		var entrypointID, webhookID, owner string
+		var source Source
+		err := up.keyOwner.QueryRowContext(ctx, e.Key).Scan(&entrypointID, &webhookID, &owner, &source)
+		switch {
+		case err == nil && source == SourceCaddyfile:
+			return nil, fmt.Errorf("entrypoint key %q is already used by webhook %q", e.Key, owner)
+		case err == nil:
+			if _, err := up.displace.ExecContext(ctx, now, now, entrypointID); err != nil {
+				return nil, fmt.Errorf("displace entrypoint %s of webhook %s: %w", entrypointID, webhookID, err)
+			}
+			clashes = append(clashes, KeyClash{Key: e.Key, WebhookID: webhookID, EntrypointID: entrypointID, DeclaredBy: w.Name})
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, err
 		}
 		if _, err := up.entrypoint.ExecContext(ctx, e.ID, w.ID, e.Key, e.Active, now, now); err != nil {
-			return fmt.Errorf("entrypoint %s: %w", e.Key, err)
+			return nil, fmt.Errorf("entrypoint %s: %w", e.Key, err)
 		}
 	}
 	for _, t := range w.Targets {
 		options, err := json.Marshal(t.Options)
 		if err != nil {
-			return fmt.Errorf("target %s: %w", t.Name, err)
+			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
 		if _, err := up.target.ExecContext(ctx, t.ID, w.ID, t.Name, t.Type, t.URL, string(options), t.Active, now, now); err != nil {
-			return fmt.Errorf("target %s: %w", t.Name, err)
+			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
 	}
-	return nil
+	return clashes, nil
 }
 
 // LoadSnapshot reads the live (not deleted) configuration.
@@ -221,7 +257,7 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 		return webhooks, nil
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT e.id, e.webhook_id, e.key, e.active, e.created_at
+	rows, err = tx.QueryContext(ctx, `SELECT e.id, e.webhook_id, e.key, e.active, e.displaced_at IS NOT NULL, e.created_at
 		FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
 		WHERE e.deleted_at IS NULL AND `+cond+` ORDER BY e.created_at, e.key`, args...)
 	if err != nil {
@@ -232,7 +268,7 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 			e       Entrypoint
 			created int64
 		)
-		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &created); err != nil {
+		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &e.Displaced, &created); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load entrypoints: %w", err)
 		}

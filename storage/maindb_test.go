@@ -50,7 +50,7 @@ func declare(name string, active bool, keys []string, targets ...targetSpec) *We
 
 func syncDeclared(t *testing.T, db *MainDB, declared ...*Webhook) {
 	t.Helper()
-	if err := db.SyncDeclared(context.Background(), declared); err != nil {
+	if _, err := db.SyncDeclared(context.Background(), declared); err != nil {
 		t.Fatalf("SyncDeclared: %v", err)
 	}
 }
@@ -105,7 +105,7 @@ func TestOpenMainDBCreatesSchema(t *testing.T) {
 	if got := dirEntries(t, dir); contains(got, "events") {
 		t.Errorf("main DB dir holds %v", got)
 	}
-	if err := db.SyncDeclared(ctx, []*Webhook{declare("persisted", true, []string{"p"})}); err != nil {
+	if _, err := db.SyncDeclared(ctx, []*Webhook{declare("persisted", true, []string{"p"})}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
@@ -361,49 +361,98 @@ func insertAPIWebhook(t *testing.T, db *MainDB, name, key string) (webhookID str
 	return webhookID
 }
 
-func TestSyncDeclaredRefusesKeyOfAPIWebhook(t *testing.T) {
+// A tenant squatted future-key before the operator declared it: the
+// declaration wins, without failing, and the squatter's entrypoint is
+// displaced (kept, disabled), reported once.
+func TestSyncDeclaredDisplacesAPIEntrypointWithDeclaredKey(t *testing.T) {
 	ctx := context.Background()
 	db := openMain(t)
 	syncDeclared(t, db, declare("before", true, []string{"before-key"}))
-	apiID := insertAPIWebhook(t, db, "from-api", "taken")
+	apiID := insertAPIWebhook(t, db, "from-api", "future-key")
 
-	err := db.SyncDeclared(ctx, []*Webhook{
+	declared := []*Webhook{
 		declare("before", true, []string{"before-key"}),
-		declare("fresh", true, []string{"fresh-key"}),
-		declare("thief", true, []string{"taken"}),
-	})
-	if err == nil {
-		t.Fatal("SyncDeclared took a key of an API webhook")
+		declare("owner", true, []string{"future-key"}),
 	}
-	if !strings.Contains(err.Error(), `"taken"`) {
-		t.Errorf("error %q does not name the key", err)
+	clashes, err := db.SyncDeclared(ctx, declared)
+	if err != nil {
+		t.Fatalf("SyncDeclared with a key an API entrypoint holds: %v", err)
 	}
-
-	// All or nothing: the failed sync changed nothing.
+	api, err := db.Webhook(ctx, apiID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	squatter := api.Entrypoints[0]
+	want := []KeyClash{{Key: "future-key", WebhookID: apiID, EntrypointID: squatter.ID, DeclaredBy: "owner"}}
+	if !reflect.DeepEqual(clashes, want) {
+		t.Errorf("clashes = %+v, want %+v", clashes, want)
+	}
+	if squatter.Active || !squatter.Displaced || squatter.Key != "future-key" {
+		t.Errorf("the API entrypoint reads back %+v, want it disabled and displaced, with its key", squatter)
+	}
 	s := snapshot(t, db)
-	if r, ok := s.Route("taken"); !ok || r.Webhook.ID != apiID || r.Webhook.Source != SourceAPI {
-		t.Errorf("taken routes to %+v, want the API webhook", r.Webhook)
-	}
-	if _, ok := s.Route("fresh-key"); ok {
-		t.Error("part of a failed sync was committed")
-	}
-	if _, ok := s.Route("before-key"); !ok {
-		t.Error("a failed sync retired the previous configuration")
+	if r, ok := s.Route("future-key"); !ok || r.Webhook.ID != DeclaredWebhookID("owner") || r.Entrypoint.ID != DeclaredEntrypointID(DeclaredWebhookID("owner"), "future-key") {
+		t.Errorf("future-key routes to %+v (ok %v), want the declared webhook owner", r.Webhook, ok)
 	}
 
-	// Syncing the Caddyfile never touches API webhooks.
-	syncDeclared(t, db)
-	if _, ok := snapshot(t, db).Route("taken"); !ok {
-		t.Error("SyncDeclared with nothing declared deleted an API webhook's entrypoint")
+	// The same declaration again (a reload, a restart) is quiet.
+	clashes, err = db.SyncDeclared(ctx, declared)
+	if err != nil || len(clashes) != 0 {
+		t.Errorf("second SyncDeclared = %+v, %v; want no clash and no error", clashes, err)
+	}
+	if r, ok := snapshot(t, db).Route("future-key"); !ok || r.Webhook.Source != SourceCaddyfile {
+		t.Errorf("after the second sync future-key routes to %+v", r.Webhook)
+	}
+
+	// The squatter cannot take the key back while it is declared...
+	_, err = db.UpdateEntrypoint(ctx, apiID, squatter.ID, EntrypointPatch{Active: boolp(true)})
+	wantErr(t, "enabling a displaced entrypoint whose key is declared", err, ErrConflict)
+	// ...nor once the declaration goes, until its owner enables it.
+	syncDeclared(t, db, declare("before", true, []string{"before-key"}))
+	if _, ok := snapshot(t, db).Route("future-key"); ok {
+		t.Error("a displaced entrypoint took its key back by itself")
+	}
+	e, err := db.UpdateEntrypoint(ctx, apiID, squatter.ID, EntrypointPatch{Active: boolp(true)})
+	if err != nil || !e.Active || e.Displaced {
+		t.Fatalf("enabling the displaced entrypoint with its key free = %+v, %v", e, err)
+	}
+	if r, ok := snapshot(t, db).Route("future-key"); !ok || r.Webhook.ID != apiID {
+		t.Errorf("future-key routes to %+v, want the API webhook again", r.Webhook)
 	}
 	if d := deletedAt(t, db, "webhooks", apiID); d.Valid {
 		t.Error("SyncDeclared soft-deleted an API webhook")
 	}
 }
 
+// A displaced entrypoint given another key is in use again, and the key it
+// left stays the Caddyfile's.
+func TestDisplacedEntrypointComesBackWithAnotherKey(t *testing.T) {
+	ctx := context.Background()
+	db := openMain(t)
+	apiID := insertAPIWebhook(t, db, "from-api", "future-key")
+	if _, err := db.SyncDeclared(ctx, []*Webhook{declare("owner", true, []string{"future-key"})}); err != nil {
+		t.Fatal(err)
+	}
+	api, err := db.Webhook(ctx, apiID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := db.UpdateEntrypoint(ctx, apiID, api.Entrypoints[0].ID, EntrypointPatch{Key: strp("elsewhere"), Active: boolp(true)})
+	if err != nil || e.Displaced || !e.Active || e.Key != "elsewhere" {
+		t.Fatalf("rekeying the displaced entrypoint = %+v, %v", e, err)
+	}
+	s := snapshot(t, db)
+	if r, ok := s.Route("elsewhere"); !ok || r.Webhook.ID != apiID {
+		t.Errorf("elsewhere routes to %+v", r.Webhook)
+	}
+	if r, ok := s.Route("future-key"); !ok || r.Webhook.Source != SourceCaddyfile {
+		t.Errorf("future-key routes to %+v, want the declared webhook", r.Webhook)
+	}
+}
+
 func TestSyncDeclaredRefusesKeyDeclaredTwice(t *testing.T) {
 	db := openMain(t)
-	err := db.SyncDeclared(context.Background(), []*Webhook{
+	_, err := db.SyncDeclared(context.Background(), []*Webhook{
 		declare("one", true, []string{"dup"}),
 		declare("two", true, []string{"dup"}),
 	})

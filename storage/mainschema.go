@@ -66,4 +66,11 @@ CREATE INDEX targets_webhook ON targets (webhook_id);
 -- How many days a webhook keeps its events; 0 keeps them forever.
 ALTER TABLE webhooks ADD COLUMN retention_days INTEGER NOT NULL DEFAULT 0;
 `},
+	{name: "entrypoints.displaced_at", sql: `
+-- When a key declared in the Caddyfile displaced this API entrypoint: it is
+-- kept, inactive, for its owner to see, but no longer holds its key.
+ALTER TABLE entrypoints ADD COLUMN displaced_at INTEGER;
+DROP INDEX entrypoints_live_key;
+CREATE UNIQUE INDEX entrypoints_live_key ON entrypoints (key) WHERE deleted_at IS NULL AND displaced_at IS NULL;
+`},
 }

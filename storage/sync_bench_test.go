@@ -25,12 +25,12 @@ func BenchmarkSyncDeclared10k(b *testing.B) {
 			Targets:     []Target{{ID: DeclaredTargetID(id, "db"), WebhookID: id, Name: "db", Type: TargetDatabase, Active: true}},
 		}
 	}
-	if err := db.SyncDeclared(ctx, declared); err != nil {
+	if _, err := db.SyncDeclared(ctx, declared); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for range b.N {
-		if err := db.SyncDeclared(ctx, declared); err != nil {
+		if _, err := db.SyncDeclared(ctx, declared); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := db.LoadSnapshot(ctx); err != nil {

@@ -2,10 +2,13 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 	"unicode/utf8"
 
@@ -38,18 +41,22 @@ type WebhookPatch struct {
 
 // NewEntrypoint is an entrypoint to add to a webhook.
 type NewEntrypoint struct {
-	Key    string // "" for a fresh UUID
+	Key    string // "" for a generated one (GenerateEntrypointKey)
 	Active *bool  // nil for true
 }
 
-// EntrypointPatch changes the fields that are not nil.
+// EntrypointPatch changes the fields that are not nil. A displaced
+// entrypoint (see Entrypoint.Displaced) comes back into use with a key that
+// is free, or with active true once its own key is free again.
 type EntrypointPatch struct {
 	Key    *string
 	Active *bool
 }
 
 // TargetPatch changes the fields that are not nil. Options replaces the
-// options as a whole.
+// options as a whole, except the headers, whose values the API never shows:
+// Options.Headers nil keeps the stored headers, and a header whose value is
+// RedactedValue keeps its stored value; an empty, non-nil map clears them.
 type TargetPatch struct {
 	Name    *string
 	Type    *TargetType
@@ -85,15 +92,15 @@ func (db *MainDB) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return fn(tx)
 }
 
-func validateWebhookFields(name, description string, retentionDays int) error {
+func validateWebhookFields(name, description string, retentionDays int, l Limits) error {
 	if err := ValidateName("webhook", name); err != nil {
 		return invalid(err)
 	}
 	if n := utf8.RuneCountInString(description); n > maxDescription {
 		return invalid(fmt.Errorf("description: %d characters, at most %d", n, maxDescription))
 	}
-	if retentionDays < 0 {
-		return invalid(fmt.Errorf("retention_days must be 0 (keep forever) or more, not %d", retentionDays))
+	if err := validateRetentionDays(retentionDays, l); err != nil {
+		return invalid(err)
 	}
 	return nil
 }
@@ -129,21 +136,32 @@ func webhookIn(ctx context.Context, tx *sql.Tx, id string) (*Webhook, error) {
 }
 
 // CreateWebhook creates a webhook owned by the API (source api), active, with
-// one active entrypoint whose key is a fresh UUID. The caller creates its
-// event DB.
+// one active entrypoint whose key is generated. The caller creates its
+// event DB. The webhook and its entrypoint count against the quotas of its
+// user, when db's rules have quotas.
 func (db *MainDB) CreateWebhook(ctx context.Context, in NewWebhook) (*Webhook, error) {
-	if err := validateWebhookFields(in.Name, in.Description, in.RetentionDays); err != nil {
+	rules := db.rulesOf()
+	if err := validateWebhookFields(in.Name, in.Description, in.RetentionDays, rules.Limits); err != nil {
 		return nil, err
 	}
 	id := uuid.NewString()
+	key, err := GenerateEntrypointKey()
+	if err != nil {
+		return nil, fmt.Errorf("create webhook %s: %w", in.Name, err)
+	}
 	var w *Webhook
-	err := db.write(ctx, func(tx *sql.Tx, now int64) error {
+	err = db.write(ctx, func(tx *sql.Tx, now int64) error {
 		var user any // NULL for an operator's webhook
 		if in.UserID != "" {
 			if err := liveUser(ctx, tx, in.UserID); err != nil {
 				return err
 			}
 			user = in.UserID
+			for _, qu := range []quota{webhookQuota, entrypointQuota} {
+				if err := checkQuota(ctx, tx, rules, in.UserID, qu); err != nil {
+					return err
+				}
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks
 			(id, user_id, name, description, source, active, retention_days, created_at, updated_at)
@@ -151,7 +169,7 @@ func (db *MainDB) CreateWebhook(ctx context.Context, in NewWebhook) (*Webhook, e
 			id, user, in.Name, in.Description, in.RetentionDays, now, now); err != nil {
 			return err
 		}
-		if _, err := insertEntrypoint(ctx, tx, id, uuid.NewString(), true, now); err != nil {
+		if _, err := insertEntrypoint(ctx, tx, id, key, true, now); err != nil {
 			return err
 		}
 		var err error
@@ -220,7 +238,7 @@ func (db *MainDB) UpdateWebhook(ctx context.Context, id string, p WebhookPatch) 
 		if p.RetentionDays != nil {
 			cur.RetentionDays = *p.RetentionDays
 		}
-		if err := validateWebhookFields(cur.Name, cur.Description, cur.RetentionDays); err != nil {
+		if err := validateWebhookFields(cur.Name, cur.Description, cur.RetentionDays, db.rulesOf().Limits); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET name = ?, description = ?, active = ?,
@@ -264,11 +282,23 @@ func (db *MainDB) DeleteWebhook(ctx context.Context, id string) error {
 
 // --- entrypoints ---
 
-// keyFree checks that no live entrypoint other than except uses key.
+// GenerateEntrypointKey makes a key nobody chose: 128 random bits as 32
+// lowercase hex characters, so that a key cannot be guessed, nor squatted
+// ahead of the provider or the Caddyfile that would use it.
+func GenerateEntrypointKey() (string, error) {
+	var random [16]byte
+	if _, err := rand.Read(random[:]); err != nil {
+		return "", fmt.Errorf("generate an entrypoint key: %w", err)
+	}
+	return hex.EncodeToString(random[:]), nil
+}
+
+// keyFree checks that no live entrypoint other than except uses key. A
+// displaced entrypoint keeps its key but does not hold it.
 func keyFree(ctx context.Context, tx *sql.Tx, key, except string) error {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entrypoints
-		WHERE key = ? AND deleted_at IS NULL AND id != ?`, key, except).Scan(&n); err != nil {
+		WHERE key = ? AND deleted_at IS NULL AND displaced_at IS NULL AND id != ?`, key, except).Scan(&n); err != nil {
 		return err
 	}
 	if n > 0 {
@@ -289,9 +319,9 @@ func entrypointIn(ctx context.Context, tx *sql.Tx, webhookID, id string) (Entryp
 		e       Entrypoint
 		created int64
 	)
-	err := tx.QueryRowContext(ctx, `SELECT id, webhook_id, key, active, created_at FROM entrypoints
+	err := tx.QueryRowContext(ctx, `SELECT id, webhook_id, key, active, displaced_at IS NOT NULL, created_at FROM entrypoints
 		WHERE id = ? AND webhook_id = ? AND deleted_at IS NULL`, id, webhookID).
-		Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &created)
+		Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &e.Displaced, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entrypoint{}, fmt.Errorf("entrypoint %s of webhook %s: %w", id, webhookID, ErrNotFound)
 	}
@@ -303,25 +333,36 @@ func entrypointIn(ctx context.Context, tx *sql.Tx, webhookID, id string) (Entryp
 }
 
 // AddEntrypoint adds an entrypoint to a webhook. Its key must be free among
-// the live entrypoints of every webhook.
+// the live entrypoints of every webhook. It counts against the entrypoint
+// quota of the webhook's user, when db's rules have quotas.
 func (db *MainDB) AddEntrypoint(ctx context.Context, webhookID string, in NewEntrypoint) (Entrypoint, error) {
 	key := in.Key
 	if key == "" {
-		key = uuid.NewString()
+		var err error
+		if key, err = GenerateEntrypointKey(); err != nil {
+			return Entrypoint{}, fmt.Errorf("add entrypoint: %w", err)
+		}
 	}
 	if err := ValidateEntrypointKey(key); err != nil {
 		return Entrypoint{}, invalid(err)
 	}
 	active := in.Active == nil || *in.Active
+	rules := db.rulesOf()
 	var e Entrypoint
 	err := db.write(ctx, func(tx *sql.Tx, now int64) error {
 		if err := writableWebhook(ctx, tx, webhookID); err != nil {
 			return err
 		}
+		owner, err := ownerOf(ctx, tx, webhookID)
+		if err != nil {
+			return err
+		}
+		if err := checkQuota(ctx, tx, rules, owner, entrypointQuota); err != nil {
+			return err
+		}
 		if err := keyFree(ctx, tx, key, ""); err != nil {
 			return err
 		}
-		var err error
 		e, err = insertEntrypoint(ctx, tx, webhookID, key, active, now)
 		return err
 	})
@@ -347,17 +388,26 @@ func (db *MainDB) UpdateEntrypoint(ctx context.Context, webhookID, entrypointID 
 		if e, err = entrypointIn(ctx, tx, webhookID, entrypointID); err != nil {
 			return err
 		}
-		if p.Key != nil && *p.Key != e.Key {
-			if err := keyFree(ctx, tx, *p.Key, e.ID); err != nil {
-				return err
-			}
+		keyChanged := p.Key != nil && *p.Key != e.Key
+		if keyChanged {
 			e.Key = *p.Key
 		}
 		if p.Active != nil {
 			e.Active = *p.Active
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE entrypoints SET key = ?, active = ?, updated_at = ? WHERE id = ?`,
-			e.Key, e.Active, now, e.ID)
+		// A displaced entrypoint stays out of use until it holds a free key
+		// and is active: only then does it take the key back.
+		if keyChanged || (e.Displaced && e.Active) {
+			if err := keyFree(ctx, tx, e.Key, e.ID); err != nil {
+				if e.Displaced {
+					return fmt.Errorf("%w (the entrypoint was displaced by the Caddyfile, which declares its key: give it another key)", err)
+				}
+				return err
+			}
+			e.Displaced = false
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE entrypoints SET key = ?, active = ?, updated_at = ?,
+			displaced_at = CASE WHEN ? THEN displaced_at END WHERE id = ?`, e.Key, e.Active, now, e.Displaced, e.ID)
 		return err
 	})
 	if err != nil {
@@ -409,10 +459,18 @@ func targetIn(ctx context.Context, tx *sql.Tx, webhookID, id string) (Target, er
 }
 
 // AddTarget adds a target to a webhook. t.ID and t.WebhookID are ignored (a
-// new UUID is assigned); t.Active is stored as given.
+// new UUID is assigned); t.Active is stored as given. Its options must be
+// within the limits of db's rules, and it counts against the target quota
+// of the webhook's user, when they have quotas.
 func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Target, error) {
-	if err := t.Validate(); err != nil {
+	rules := db.rulesOf()
+	if err := t.ValidateWithin(rules.Limits); err != nil {
 		return Target{}, invalid(err)
+	}
+	for name, value := range t.Options.Headers {
+		if value == RedactedValue {
+			return Target{}, invalid(fmt.Errorf("target %s: header %s: %q stands for a stored value, and this target has none: send the value", t.Name, name, RedactedValue))
+		}
 	}
 	options, err := json.Marshal(t.Options)
 	if err != nil {
@@ -421,6 +479,13 @@ func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Ta
 	t.ID, t.WebhookID = uuid.NewString(), webhookID
 	err = db.write(ctx, func(tx *sql.Tx, now int64) error {
 		if err := writableWebhook(ctx, tx, webhookID); err != nil {
+			return err
+		}
+		owner, err := ownerOf(ctx, tx, webhookID)
+		if err != nil {
+			return err
+		}
+		if err := checkQuota(ctx, tx, rules, owner, targetQuota); err != nil {
 			return err
 		}
 		if err := targetNameFree(ctx, tx, webhookID, t.Name, ""); err != nil {
@@ -443,7 +508,15 @@ func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Ta
 
 // UpdateTarget changes the fields p sets on a target of webhookID; the target
 // as changed must validate as a whole (a type change may need the URL too).
+// Options p sets must be within the limits of db's rules; options it leaves
+// as they are were accepted before, maybe from the operator, and are held to
+// the operator's limits only, so that a tenant can still disable a target
+// the operator gave a long timeout.
 func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, p TargetPatch) (Target, error) {
+	limits := OperatorLimits()
+	if p.Options != nil {
+		limits = db.rulesOf().Limits
+	}
 	var t Target
 	err := db.write(ctx, func(tx *sql.Tx, now int64) error {
 		if err := writableWebhook(ctx, tx, webhookID); err != nil {
@@ -463,12 +536,16 @@ func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, 
 			t.URL = *p.URL
 		}
 		if p.Options != nil {
-			t.Options = *p.Options
+			options, err := keepStoredHeaders(*p.Options, t.Options.Headers)
+			if err != nil {
+				return invalid(fmt.Errorf("target %s: %w", t.Name, err))
+			}
+			t.Options = options
 		}
 		if p.Active != nil {
 			t.Active = *p.Active
 		}
-		if err := t.Validate(); err != nil {
+		if err := t.ValidateWithin(limits); err != nil {
 			return invalid(err)
 		}
 		options, err := json.Marshal(t.Options)
@@ -486,6 +563,34 @@ func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, 
 		return Target{}, fmt.Errorf("update target: %w", err)
 	}
 	return t, nil
+}
+
+// keepStoredHeaders gives the headers of options, sent by a client that
+// cannot read header values, their stored values where it asks to: no
+// headers at all keeps every stored one, a value of RedactedValue keeps
+// that header's (matched by its canonical name).
+func keepStoredHeaders(options TargetOptions, stored map[string]string) (TargetOptions, error) {
+	if options.Headers == nil {
+		options.Headers = stored
+		return options, nil
+	}
+	byName := make(map[string]string, len(stored))
+	for name, value := range stored {
+		byName[http.CanonicalHeaderKey(name)] = value
+	}
+	headers := make(map[string]string, len(options.Headers))
+	for name, value := range options.Headers {
+		if value == RedactedValue {
+			old, ok := byName[http.CanonicalHeaderKey(name)]
+			if !ok {
+				return TargetOptions{}, fmt.Errorf("header %s: %q stands for the stored value, and the target has no such header: send the value", name, RedactedValue)
+			}
+			value = old
+		}
+		headers[name] = value
+	}
+	options.Headers = headers
+	return options, nil
 }
 
 // DeleteTarget soft-deletes a target of webhookID. Its deliveries already
