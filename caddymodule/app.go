@@ -4,7 +4,6 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -167,9 +166,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.declared = declared
 
-	// The storage is opened here rather than in Start: Caddy starts apps in
-	// no set order, and the handlers of this config need it from their first
-	// request. Across a reload the new config joins the storage already open.
+	// The storage is only acquired here: it is opened by Start, after the
+	// data directory's lock, so that provisioning (and `caddy validate`)
+	// touches no file. Across a reload the new config joins the storage
+	// already open; until then its handlers answer 503.
 	g, err := acquireGateway(a.DataDir, gatewayOptions{
 		synchronous: storage.Synchronous(a.Synchronous),
 		maxOpen:     a.MaxOpenEventDBs,
@@ -266,12 +266,13 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 // Start puts the declared webhooks in force and, the first time, starts the
 // delivery engine, whose recovery scan resumes the work a previous run left.
 func (a *App) Start() error {
+	if err := a.gateway.open(); err != nil {
+		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
+	}
 	if err := a.gateway.declare(a, a.declared); err != nil {
 		return err
 	}
-	if err := a.gateway.start(); err != nil {
-		return errors.Join(err, a.gateway.retire(a))
-	}
+	a.gateway.start()
 	a.started.Store(true)
 	a.logger.Info("webhooker started",
 		zap.String("data_dir", a.DataDir),

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,19 +39,23 @@ type engineOptions struct {
 
 // gateway is the state of one data directory shared by every config that
 // uses it: the main DB, the event DBs, the configuration in force, and the
-// one delivery engine.
+// one delivery engine. Acquiring it touches no file: the data directory is
+// locked, then opened, when a config first starts (open), so that `caddy
+// validate` has no side effect and a second process on the same data_dir is
+// refused before it writes anything there.
 type gateway struct {
 	dataDir string
 	opts    gatewayOptions
-	main    *storage.MainDB
-	events  *storage.WebhookDBManager
-	engine  *engine.Engine
-	pruning *retention
+	logger  *zap.Logger
+
+	openOnce sync.Once
+	openErr  error
+	// storage is set once open succeeded; nil before (and after a failed
+	// open): requests then answer 503.
+	storage atomic.Pointer[openStorage]
 
 	reloadMu    sync.Mutex // orders loads and swaps of the engine's snapshot
 	startEngine sync.Once
-	startErr    error
-	lock        *os.File // held while the engine runs: one process per data_dir
 
 	apiOnce      sync.Once
 	adminAPI     *admin.Handler
@@ -60,9 +67,19 @@ type gateway struct {
 	declarers []*App
 }
 
+// openStorage is what open made: the data directory's lock, its databases
+// and its engine.
+type openStorage struct {
+	lock    *os.File // held while open: one process per data_dir
+	main    *storage.MainDB
+	events  *storage.WebhookDBManager
+	engine  *engine.Engine
+	pruning *retention
+}
+
 func acquireGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gateway, error) {
 	v, loaded, err := gateways.LoadOrNew(dataDir, func() (caddy.Destructor, error) {
-		return openGateway(dataDir, opts, logger)
+		return &gateway{dataDir: dataDir, opts: opts, logger: logger}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -80,63 +97,106 @@ func releaseGateway(dataDir string) error {
 	return err
 }
 
-func openGateway(dataDir string, opts gatewayOptions, logger *zap.Logger) (*gateway, error) {
+// open locks the data directory, then opens its storage and makes its
+// engine (not started), once: a reload joins what is open. The lock comes
+// first, so that a second process on the same data_dir is refused before it
+// creates, migrates or rewrites any file there.
+func (g *gateway) open() error {
+	g.openOnce.Do(func() {
+		s, err := openDataDir(g.dataDir, g.opts, g.logger)
+		if err != nil {
+			g.openErr = err
+			return
+		}
+		g.storage.Store(s)
+	})
+	return g.openErr
+}
+
+func openDataDir(dataDir string, opts gatewayOptions, logger *zap.Logger) (s *openStorage, err error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	lock, err := lockDataDir(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	s = &openStorage{lock: lock}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.close())
+		}
+	}()
 	ctx := context.Background()
-	events, err := storage.NewWebhookDBManager(dataDir, storage.ManagerOptions{
+	s.events, err = storage.NewWebhookDBManager(dataDir, storage.ManagerOptions{
 		Synchronous: opts.synchronous, MaxOpen: opts.maxOpen,
 	})
 	if err != nil {
 		return nil, err
 	}
-	main, err := storage.OpenMainDB(ctx, dataDir, opts.synchronous)
+	s.main, err = storage.OpenMainDB(ctx, dataDir, opts.synchronous)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := main.LoadSnapshot(ctx)
+	snap, err := s.main.LoadSnapshot(ctx)
 	if err != nil {
-		_ = main.Close()
 		return nil, err
 	}
-	g := &gateway{dataDir: dataDir, opts: opts, main: main, events: events,
-		pruning: newRetention(events, logger.Named("retention"))}
-	g.engine = engine.New(events, engine.Options{
+	s.pruning = newRetention(s.events, logger.Named("retention"))
+	s.engine = engine.New(s.events, engine.Options{
 		Workers:        opts.engine.workers,
 		QueueSize:      opts.engine.queueSize,
 		RetryQueueSize: opts.engine.retryQueueSize,
 		Logger:         logger.Named("engine"),
 		Recorded:       countAttempt,
 	})
-	g.engine.SetSnapshot(snap)
-	return g, nil
+	s.engine.SetSnapshot(snap)
+	return s, nil
 }
 
-// start takes the data directory's lock and starts the engine, once: a
-// reload joins the running one. Not done at provisioning, so that `caddy
-// validate` next to a running Caddy neither fails on the lock nor delivers.
-func (g *gateway) start() error {
-	g.startEngine.Do(func() {
-		g.lock, g.startErr = lockDataDir(g.dataDir)
-		if g.startErr == nil {
-			g.engine.Start()
-		}
-	})
-	return g.startErr
+// close closes what open opened, the lock last.
+func (s *openStorage) close() error {
+	var errs []error
+	if s.events != nil {
+		errs = append(errs, s.events.CloseAll(context.Background()))
+	}
+	if s.main != nil {
+		errs = append(errs, s.main.Close())
+	}
+	return errors.Join(append(errs, unlockDataDir(s.lock))...)
+}
+
+// start starts the engine, once: a reload joins the running one. Its
+// recovery scan reads the webhooks declared before it.
+func (g *gateway) start() {
+	g.startEngine.Do(func() { g.storage.Load().engine.Start() })
 }
 
 // Destruct stops the engine, letting attempts in flight finish within the
 // grace period, then closes the storage, once no config uses it.
 func (g *gateway) Destruct() error {
+	s := g.storage.Load()
+	if s == nil {
+		return nil // never opened: nothing was touched
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.opts.engine.stopGracePeriod)
 	defer cancel()
-	g.engine.Stop(ctx)
-	g.pruning.wait()
-	return errors.Join(g.events.CloseAll(context.Background()), g.main.Close(), unlockDataDir(g.lock))
+	s.engine.Stop(ctx)
+	s.pruning.wait()
+	return s.close()
 }
 
-// snapshot is the configuration in force, read by every ingest. It is the
-// engine's, swapped whole when the configuration changes: ingest and
-// delivery never see two different ones.
-func (g *gateway) snapshot() *storage.Snapshot { return g.engine.Snapshot() }
+// route finds the entrypoint with key in the configuration in force; none
+// is in force until the storage is open. The snapshot is the engine's,
+// swapped whole when the configuration changes: ingest and delivery never
+// see two different ones.
+func (g *gateway) route(key string) (storage.Route, bool) {
+	s := g.storage.Load()
+	if s == nil {
+		return storage.Route{}, false
+	}
+	return s.engine.Snapshot().Route(key)
+}
 
 // declare puts app's declared webhooks in force: they are written to the
 // main DB and the new snapshot is swapped in. Their event DBs are created by
@@ -177,7 +237,7 @@ func (g *gateway) retire(app *App) error {
 
 func (g *gateway) apply(declared []*storage.Webhook) error {
 	ctx := context.Background()
-	if _, err := g.main.SyncDeclared(ctx, declared); err != nil {
+	if err := g.storage.Load().main.SyncDeclared(ctx, declared); err != nil {
 		return err
 	}
 	return g.reload(ctx)
@@ -189,17 +249,19 @@ func (g *gateway) apply(declared []*storage.Webhook) error {
 func (g *gateway) reload(ctx context.Context) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
-	snap, err := g.main.LoadSnapshot(ctx)
+	s := g.storage.Load()
+	snap, err := s.main.LoadSnapshot(ctx)
 	if err != nil {
 		return err
 	}
-	g.engine.SetSnapshot(snap)
+	s.engine.SetSnapshot(snap)
 	return nil
 }
 
 // ingest stores ev for route and hands its deliveries to the engine. It
 // returns only once the event is committed.
 func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
+	s := g.storage.Load() // open: route found the route in it
 	// A database target's destination is the event DB itself: its delivery
 	// is stored delivered in the ingest transaction. The others go pending to
 	// the engine.
@@ -214,7 +276,7 @@ func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.E
 		pendingTargets = append(pendingTargets, t)
 	}
 	var deliveries []storage.Delivery
-	err := g.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
+	err := s.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
 		var err error
 		deliveries, err = db.IngestKeeping(ev, pendingIDs, keptIDs)
 		return err
@@ -223,30 +285,37 @@ func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.E
 		return err
 	}
 	if len(deliveries) > 0 {
-		g.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, pendingTargets))
+		s.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, pendingTargets))
 	}
-	g.pruning.ingested(route.Webhook)
+	s.pruning.ingested(route.Webhook)
 	return nil
 }
 
 func (g *gateway) makeAPIs() {
+	s := g.storage.Load()
 	b := &admin.Backend{
-		Main: g.main, Events: g.events, Notifier: g.engine,
-		ConfigChanged: g.reload, BreakerState: g.engine.BreakerState,
+		Main: s.main, Events: s.events, Notifier: s.engine,
+		ConfigChanged: g.reload, BreakerState: s.engine.BreakerState,
 	}
 	g.adminAPI, g.tenantAPIHdl = admin.NewAdminHandler(b), admin.NewTenantHandler(b)
 }
 
-// adminHandler serves the API on Caddy's admin endpoint.
-func (g *gateway) adminHandler() *admin.Handler {
+// serveAPI serves the admin endpoint's API, or with tenant a site's, once
+// the storage is open; 503 before.
+func (g *gateway) serveAPI(w http.ResponseWriter, r *http.Request, tenant bool) {
+	if g.storage.Load() == nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":"webhooker is starting: its storage is not open yet"}`+"\n")
+		return
+	}
 	g.apiOnce.Do(g.makeAPIs)
-	return g.adminAPI
-}
-
-// tenantHandler serves the API on sites, to API key holders.
-func (g *gateway) tenantHandler() *admin.Handler {
-	g.apiOnce.Do(g.makeAPIs)
-	return g.tenantAPIHdl
+	if tenant {
+		g.tenantAPIHdl.ServeHTTP(w, r)
+		return
+	}
+	g.adminAPI.ServeHTTP(w, r)
 }
 
 var _ caddy.Destructor = (*gateway)(nil)

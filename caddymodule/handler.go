@@ -74,7 +74,7 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 	}
 	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	g := h.app.gateway
-	route, ok := g.snapshot().Route(key)
+	route, ok := g.route(key)
 	if !ok {
 		if !h.app.started.Load() {
 			// Caddy starts its apps in no set order: the HTTP server may take

@@ -51,7 +51,12 @@ func registerMetrics(ctx caddy.Context, g *gateway) error {
 		return nil
 	}
 	queue := func(pick func(fresh, readBack int) int) func() float64 {
-		return func() float64 { return float64(pick(g.engine.QueueLengths())) }
+		return func() float64 {
+			if s := g.storage.Load(); s != nil {
+				return float64(pick(s.engine.QueueLengths()))
+			}
+			return 0
+		}
 	}
 	for _, c := range []prometheus.Collector{
 		ingestAnswers, deliveryAttempts,
@@ -66,7 +71,12 @@ func registerMetrics(ctx caddy.Context, g *gateway) error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
 			Help: "Deliveries waiting on a retry timer.",
-		}, func() float64 { return float64(g.engine.PendingTimers()) }),
+		}, func() float64 {
+			if s := g.storage.Load(); s != nil {
+				return float64(s.engine.PendingTimers())
+			}
+			return 0
+		}),
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -233,24 +235,30 @@ func buildCaddy(t *testing.T) string {
 }
 
 // TestSecondProcessOnADataDirRefusesToStart runs two Caddy processes on one
-// data_dir: the second must refuse, or both would deliver every event.
+// data_dir: the second must refuse, or both would deliver every event, and
+// it must refuse before it writes anything there: it once rewrote
+// webhooker.db with its own Caddyfile's webhooks before the lock stopped it,
+// and the first process's declared entrypoints answered 404 from its next
+// admin write on.
 func TestSecondProcessOnADataDirRefusesToStart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the caddy binary")
 	}
 	bin, dir := buildCaddy(t), t.TempDir()
-	config := func(admin, site int) string {
+	data := filepath.Join(dir, "data")
+	config := func(admin, site int, webhook string) string {
 		path := filepath.Join(dir, fmt.Sprintf("Caddyfile-%d", admin))
-		cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\twebhooker {\n\t\tdata_dir %s\n\t}\n}\nhttp://:%d {\n\twebhooker\n}\n",
-			admin, filepath.Join(dir, "data"), site)
+		cfg := fmt.Sprintf("{\n\tadmin localhost:%d\n\twebhooker {\n\t\tdata_dir %s\n"+
+			"\t\twebhook %s {\n\t\t\tentrypoint %s-key\n\t\t\ttarget keep database\n\t\t}\n\t}\n}\n"+
+			"http://:%d {\n\twebhooker\n}\n", admin, data, webhook, webhook, site)
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		return path
 	}
 	env := append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	firstAdmin := freePort(t)
-	first := exec.Command(bin, "run", "--config", config(firstAdmin, freePort(t)))
+	firstAdmin, firstSite := freePort(t), freePort(t)
+	first := exec.Command(bin, "run", "--config", config(firstAdmin, firstSite, "first"))
 	first.Env = env
 	if err := first.Start(); err != nil {
 		t.Fatal(err)
@@ -263,8 +271,26 @@ func TestSecondProcessOnADataDirRefusesToStart(t *testing.T) {
 		}
 		return err == nil
 	}, func() string { return "the first caddy did not start" })
+	ingest := func(key string) int {
+		resp, err := http.Post(fmt.Sprintf("http://localhost:%d/hooks/%s", firstSite, key), "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ingest("first-key"); code != http.StatusOK {
+		t.Fatalf("ingest into the first caddy: %d", code)
+	}
+	before := dataDirState(t, data)
 
-	second := exec.Command(bin, "run", "--config", config(freePort(t), freePort(t)))
+	secondConfig := config(freePort(t), freePort(t), "second")
+	validate := exec.Command(bin, "validate", "--config", secondConfig)
+	validate.Env = env
+	if out, err := validate.CombinedOutput(); err != nil {
+		t.Fatalf("caddy validate beside a running caddy: %v\n%s", err, out)
+	}
+	second := exec.Command(bin, "run", "--config", secondConfig)
 	second.Env = env
 	done := make(chan []byte, 1)
 	go func() { out, _ := second.CombinedOutput(); done <- out }()
@@ -277,6 +303,54 @@ func TestSecondProcessOnADataDirRefusesToStart(t *testing.T) {
 		_ = second.Process.Kill()
 		t.Fatal("a second caddy runs on the same data_dir")
 	}
+	if after := dataDirState(t, data); !maps.Equal(before, after) {
+		t.Errorf("caddy validate and the refused second caddy changed the data_dir:\nbefore %v\nafter  %v", before, after)
+	}
+
+	// Any admin write makes the first process reload its configuration
+	// from webhooker.db: its declared key must still be routed.
+	resp, err := http.Post(fmt.Sprintf("http://localhost:%d/webhooker/webhooks", firstAdmin), "application/json",
+		strings.NewReader(`{"name":"after-the-second"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("admin write on the first caddy: %d", resp.StatusCode)
+	}
+	for key, want := range map[string]int{"first-key": http.StatusOK, "second-key": http.StatusNotFound} {
+		if code := ingest(key); code != want {
+			t.Errorf("POST /hooks/%s on the first caddy: %d, want %d", key, code, want)
+		}
+	}
+}
+
+// dataDirState is the name, mode and sha256 of every file in dir, except
+// the lock file's pid and SQLite's shared-memory index, which readers
+// write too.
+func dataDirState(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]string)
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := ""
+		if !strings.HasSuffix(e.Name(), "-shm") {
+			sum = fmt.Sprintf("%x", sha256.Sum256(b))
+		}
+		out[e.Name()] = fmt.Sprintf("%v %s", info.Mode(), sum)
+	}
+	return out
 }
 
 func freePort(t *testing.T) int {
