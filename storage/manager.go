@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -60,10 +62,65 @@ func NewWebhookDBManager(dir string, opts ManagerOptions) (*WebhookDBManager, er
 	if opts.MaxOpen <= 0 {
 		opts.MaxOpen = DefaultMaxOpenEventDBs
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if err := CreateDataDir(dir); err != nil {
+		return nil, err
 	}
 	return &WebhookDBManager{dir: dir, opts: opts, deleted: make(map[string]bool)}, nil
+}
+
+// dataDirMode is the mode of a data directory we create: its files hold
+// event bodies and the senders' credentials, and whoever may write to it may
+// remove or replace them.
+const dataDirMode fs.FileMode = 0o700
+
+// CreateDataDir creates dir, with its missing parents, with mode 0700
+// whatever the umask. An existing directory keeps the mode its owner gave
+// it: DataDirWarning says when that lets others in.
+func CreateDataDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, dataDirMode); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := os.Chmod(dir, dataDirMode); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	return nil
+}
+
+// DataDirWarning returns a sentence to log when dir is open to other users
+// of the machine (any permission bit for group or others), "" when it is not
+// or cannot be read. The files in it are 0600 whatever the directory's mode,
+// but a readable directory lists the webhooks and a writable one lets others
+// remove or replace their event DBs.
+func DataDirWarning(dir string) string {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return ""
+	}
+	perm := fi.Mode().Perm()
+	if perm&0o077 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("data_dir %s has mode %04o: other users of this machine can %s; "+
+		"its database files are private (0600), but restrict the directory to the user Caddy runs as: chmod 700 %s",
+		dir, perm, strings.Join(openTo(perm), ", "), dir)
+}
+
+// openTo says what group and others may do in a directory of mode perm.
+func openTo(perm fs.FileMode) []string {
+	var can []string
+	if perm&0o044 != 0 {
+		can = append(can, "list its files")
+	}
+	if perm&0o022 != 0 {
+		can = append(can, "remove or replace its files")
+	}
+	if perm&0o011 != 0 {
+		can = append(can, "reach files in it by name")
+	}
+	return can
 }
 
 // eventDBHandle is a cache entry. refs counts users; -1 means closed.
