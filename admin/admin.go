@@ -28,6 +28,14 @@ type Backend struct {
 	// BreakerState tells a target's circuit breaker state (closed, open,
 	// half-open); nil reports none.
 	BreakerState func(targetID string) string
+	// Quotas bound what each user may create through the tenant API
+	// (Caddyfile: tenant_quotas); 0 in a field means its default.
+	Quotas storage.Quotas
+	// CheckTargetURL, when not nil, vets the URL of an http target before
+	// it is stored, with tenant true when the target belongs to a user's
+	// webhook; a refusal is answered 400 with its message. (The same policy
+	// is enforced again where deliveries connect.)
+	CheckTargetURL func(ctx context.Context, rawURL string, tenant bool) error
 }
 
 // Prefix is where the API lives, on the admin endpoint and on sites.

@@ -54,3 +54,14 @@ func (h *Handler) webhookFor(r *http.Request) (*storage.Webhook, error) {
 	}
 	return w, nil
 }
+
+// mainFor is the main DB as the caller of r may write to it: a tenant
+// within the tenant's limits and their user's quotas, the operator within
+// the operator's limits, even on a tenant's webhook.
+func (h *Handler) mainFor(r *http.Request) *storage.MainDB {
+	if _, ok := tenantOf(r); !ok {
+		return h.b.Main
+	}
+	quotas := h.b.Quotas
+	return h.b.Main.WithRules(storage.Rules{Limits: storage.TenantLimits(), Quotas: &quotas})
+}

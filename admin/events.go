@@ -170,7 +170,7 @@ func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {
 		}
 		out := eventDetail{
 			ID: ev.ID, WebhookID: wh.ID, EntrypointID: ev.EntrypointID, Method: ev.Method, Path: ev.Path,
-			Query: ev.Query, Headers: ev.Headers, ContentType: ev.ContentType, BodySize: len(ev.Body),
+			Query: ev.Query, Headers: maskCredentials(ev.Headers), ContentType: ev.ContentType, BodySize: len(ev.Body),
 			RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt, Deliveries: make([]deliveryView, len(ds)),
 		}
 		out.Body, out.BodyEncoding = text(ev.Body)

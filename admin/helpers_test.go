@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -35,6 +36,13 @@ type env struct {
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the Backend's optional settings (quotas, target
+// URL policy) set by configure before the handlers are made.
+func newEnvWith(t *testing.T, configure func(*admin.Backend)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -78,6 +86,9 @@ func newEnv(t *testing.T) *env {
 			return nil
 		},
 		BreakerState: eng.BreakerState,
+	}
+	if configure != nil {
+		configure(b)
 	}
 	return &env{t: t, dir: dir, main: main, events: events, engine: eng,
 		admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
@@ -433,3 +444,7 @@ func (rc *receiver) count(body string) int {
 	}
 	return n
 }
+
+// generatedKey is what the API generates for an entrypoint: 128 random bits
+// in lowercase hex.
+var generatedKey = regexp.MustCompile(`^[0-9a-f]{32}$`)

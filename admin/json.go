@@ -24,7 +24,7 @@ func errorf(status int, format string, args ...any) error {
 }
 
 // writeError answers err as {"error": "…"} with the status it calls for:
-// storage's sentinel errors map to 400, 401, 404 and 409.
+// storage's sentinel errors map to 400, 401, 403, 404 and 409.
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	var ae *apiError
@@ -35,6 +35,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, storage.ErrUnauthorized):
 		status = http.StatusUnauthorized
+	case errors.Is(err, storage.ErrQuota):
+		status = http.StatusForbidden
 	case errors.Is(err, storage.ErrNotFound):
 		status = http.StatusNotFound
 	case errors.Is(err, storage.ErrConflict), errors.Is(err, storage.ErrReadOnly):

@@ -131,9 +131,9 @@ func TestTenantIsolation(t *testing.T) {
 	var tgt targetJSON
 	expect(t, e.as(ka.Key, "POST", base+"/targets", map[string]any{"name": "keep", "type": "database"}), http.StatusCreated, &tgt)
 	var ep entrypointJSON
-	expect(t, e.as(ka.Key, "POST", base+"/entrypoints", map[string]any{"key": "alice-in"}), http.StatusCreated, &ep)
+	expect(t, e.as(ka.Key, "POST", base+"/entrypoints", nil), http.StatusCreated, &ep)
 	expect(t, e.as(ka.Key, "PATCH", base, map[string]any{"description": "mine"}), http.StatusOK, nil)
-	id := e.ingest("alice-in", incoming{body: []byte(`{"x":1}`), contentType: "application/json"})
+	id := e.ingest(ep.Key, incoming{body: []byte(`{"x":1}`), contentType: "application/json"})
 	var page eventPage
 	eventually(t, "alice's event delivered", func() (bool, string) {
 		expect(t, e.as(ka.Key, "GET", base+"/events", nil), http.StatusOK, &page)

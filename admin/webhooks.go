@@ -36,7 +36,9 @@ func (h *Handler) view(w *storage.Webhook) webhookView {
 	return v
 }
 
+// targetView shows t with its header values masked: they are write-only.
 func (h *Handler) targetView(t storage.Target) targetView {
+	t.Options = maskTargetHeaders(t.Options)
 	v := targetView{Target: t}
 	if h.b.BreakerState != nil && t.Type == storage.TargetHTTP {
 		v.Circuit = h.b.BreakerState(t.ID)
@@ -141,7 +143,7 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	} else if req.UserID != "" && storage.ValidateID(req.UserID) != nil {
 		return errorf(http.StatusBadRequest, "user_id %q is not a user id", req.UserID)
 	}
-	wh, err := h.b.Main.CreateWebhook(r.Context(), storage.NewWebhook{
+	wh, err := h.mainFor(r).CreateWebhook(r.Context(), storage.NewWebhook{
 		UserID: req.UserID, Name: req.Name, Description: req.Description, RetentionDays: req.RetentionDays,
 	})
 	if err != nil {
@@ -180,7 +182,7 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	updated, err := h.b.Main.UpdateWebhook(r.Context(), wh.ID, storage.WebhookPatch(req))
+	updated, err := h.mainFor(r).UpdateWebhook(r.Context(), wh.ID, storage.WebhookPatch(req))
 	if err != nil {
 		return err
 	}
@@ -212,6 +214,15 @@ type entrypointRequest struct {
 	Active *bool   `json:"active"`
 }
 
+// refuseChosenKey: a tenant cannot choose an entrypoint key, or they could
+// take one a provider or the Caddyfile is about to use.
+func refuseChosenKey(r *http.Request, req entrypointRequest) error {
+	if _, ok := tenantOf(r); ok && req.Key != nil {
+		return errorf(http.StatusBadRequest, "key: entrypoint keys of API-key holders are generated; leave key out")
+	}
+	return nil
+}
+
 func (h *Handler) addEntrypoint(w http.ResponseWriter, r *http.Request) error {
 	wh, err := h.webhookFor(r)
 	if err != nil {
@@ -221,11 +232,14 @@ func (h *Handler) addEntrypoint(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
+	if err := refuseChosenKey(r, req); err != nil {
+		return err
+	}
 	in := storage.NewEntrypoint{Active: req.Active}
 	if req.Key != nil {
 		in.Key = *req.Key
 	}
-	e, err := h.b.Main.AddEntrypoint(r.Context(), wh.ID, in)
+	e, err := h.mainFor(r).AddEntrypoint(r.Context(), wh.ID, in)
 	if err != nil {
 		return err
 	}
@@ -241,7 +255,10 @@ func (h *Handler) updateEntrypoint(w http.ResponseWriter, r *http.Request) error
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	e, err := h.b.Main.UpdateEntrypoint(r.Context(), wh.ID, eid, storage.EntrypointPatch(req))
+	if err := refuseChosenKey(r, req); err != nil {
+		return err
+	}
+	e, err := h.mainFor(r).UpdateEntrypoint(r.Context(), wh.ID, eid, storage.EntrypointPatch(req))
 	if err != nil {
 		return err
 	}
@@ -293,7 +310,12 @@ func (h *Handler) addTarget(w http.ResponseWriter, r *http.Request) error {
 	if req.Active != nil {
 		t.Active = *req.Active
 	}
-	added, err := h.b.Main.AddTarget(r.Context(), wh.ID, t)
+	if t.Type == storage.TargetHTTP {
+		if err := h.checkTargetURL(r, wh, t.URL); err != nil {
+			return err
+		}
+	}
+	added, err := h.mainFor(r).AddTarget(r.Context(), wh.ID, t)
 	if err != nil {
 		return err
 	}
@@ -309,7 +331,12 @@ func (h *Handler) updateTarget(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	t, err := h.b.Main.UpdateTarget(r.Context(), wh.ID, tid, storage.TargetPatch(req))
+	if req.URL != nil && *req.URL != "" && !hasTargetURL(wh, tid, *req.URL) {
+		if err := h.checkTargetURL(r, wh, *req.URL); err != nil {
+			return err
+		}
+	}
+	t, err := h.mainFor(r).UpdateTarget(r.Context(), wh.ID, tid, storage.TargetPatch(req))
 	if err != nil {
 		return err
 	}
@@ -325,4 +352,32 @@ func (h *Handler) deleteTarget(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return h.saved(w, r, http.StatusNoContent, nil)
+}
+
+// checkTargetURL vets the URL of an http target of wh with the Backend's
+// policy: a target of a user's webhook obeys the tenant's rules whoever
+// makes it, since its user can edit it. A URL that does not validate is
+// refused first, with the reason, before the policy looks at it.
+func (h *Handler) checkTargetURL(r *http.Request, wh *storage.Webhook, rawURL string) error {
+	if h.b.CheckTargetURL == nil {
+		return nil
+	}
+	if err := storage.ValidateTargetURL(rawURL, storage.OperatorLimits()); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	if err := h.b.CheckTargetURL(r.Context(), rawURL, wh.UserID != ""); err != nil {
+		return errorf(http.StatusBadRequest, "url: %v", err)
+	}
+	return nil
+}
+
+// hasTargetURL tells whether target tid of wh has rawURL already: a change
+// that keeps the URL is not checked again.
+func hasTargetURL(wh *storage.Webhook, tid, rawURL string) bool {
+	for _, t := range wh.Targets {
+		if t.ID == tid {
+			return t.URL == rawURL
+		}
+	}
+	return false
 }

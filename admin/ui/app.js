@@ -9,6 +9,7 @@
 
 const API = location.pathname.replace(/\/ui(\/.*)?$/, '');
 const KEY_ITEM = 'webhooker.apiKey';
+const REDACTED = '(redacted)'; // what the API shows for a secret it keeps
 const BASE_ITEM = 'webhooker.entrypointBase'; // not a secret: a URL prefix
 const POLL_MS = 3000;
 const EVENTS_PAGE = 25;
@@ -571,15 +572,17 @@ function drawWebhookHead(box, wh, reload) {
 function drawEntrypoints(box, wh, reload) {
 	const ro = wh.read_only;
 	const base = el('input', { id: 'entrypoint-base', value: entrypointBase(), spellcheck: 'false', class: 'mono' });
-	const keyIn = el('input', { id: 'entrypoint-key', placeholder: 'blank: a random UUID', autocomplete: 'off', class: 'mono' });
+	const keyIn = el('input', { id: 'entrypoint-key', placeholder: 'blank: a random key', autocomplete: 'off', class: 'mono' });
+	// Holders of an API key cannot choose keys: theirs are generated.
+	const chooseKey = state.mode !== 'tenant';
 	const addForm = el('form', { class: 'panel form inline', id: 'add-entrypoint-form', hidden: true },
-		field('Key', keyIn, 'The last path segment of the URL.'),
+		chooseKey ? field('Key', keyIn, 'The last path segment of the URL.') : el('p', { class: 'muted' }, 'The new entrypoint gets a random key.'),
 		el('div', { class: 'buttons' },
 			el('button', { type: 'submit', class: 'primary', id: 'add-entrypoint-save' }, 'Add entrypoint'),
 			button('Cancel', () => (addForm.hidden = true))));
 	addForm.addEventListener('submit', (ev) => {
 		ev.preventDefault();
-		const key = keyIn.value.trim();
+		const key = chooseKey ? keyIn.value.trim() : '';
 		run(ev.submitter, async () => {
 			await api('POST', `/webhooks/${enc(wh.id)}/entrypoints`, key ? { key } : {});
 			toast('Entrypoint added');
@@ -602,7 +605,9 @@ function drawEntrypoints(box, wh, reload) {
 					el('td', {}, el('div', { class: 'url' },
 						el('code', { class: 'entrypoint-url' }, url),
 						button('Copy', (ev) => copy(url, ev.currentTarget), 'link small'))),
-					el('td', {}, e.active ? chip('active', 'st-on') : chip('disabled: answers 410', 'st-off')),
+					el('td', {}, e.displaced
+						? chip('displaced', 'st-off', 'The Caddyfile declares this key, which it owns: this entrypoint receives nothing. Delete it, or enable it once the key is free.')
+						: e.active ? chip('active', 'st-on') : chip('disabled: answers 410', 'st-off')),
 					el('td', {}, when(e.created_at)),
 					ro ? null : el('td', { class: 'right nowrap' },
 						button(e.active ? 'Disable' : 'Enable', (ev) => run(ev.currentTarget, async () => {
@@ -629,7 +634,7 @@ function drawEntrypoints(box, wh, reload) {
 	drawTable();
 	put(box,
 		el('div', { class: 'section-head' }, el('h2', {}, 'Entrypoints'),
-			ro ? null : button('Add entrypoint', () => { addForm.hidden = false; keyIn.focus(); }, '', { id: 'add-entrypoint' })),
+			ro ? null : button('Add entrypoint', () => { addForm.hidden = false; if (chooseKey) keyIn.focus(); }, '', { id: 'add-entrypoint' })),
 		el('div', { class: 'base-url' },
 			el('label', { for: 'entrypoint-base' }, 'URL prefix'), base,
 			el('span', { class: 'help' },
@@ -731,7 +736,8 @@ function drawTargets(box, wh, reload) {
 }
 
 // targetForm adds (t null) or edits a target. Options the form does not
-// show (headers, breaker settings) are kept as they are.
+// show (breaker settings) are kept as they are; headers are left out of the
+// change, which keeps them: the API shows their values masked.
 function targetForm(wh, t, done, cancel) {
 	const o = (t && t.options) || {};
 	const name = el('input', { id: 'target-name', required: true, value: t ? t.name : '', autocomplete: 'off' });
@@ -764,6 +770,7 @@ function targetForm(wh, t, done, cancel) {
 		if (type.value === 'http') {
 			body.url = url.value.trim();
 			const opts = { ...o };
+			delete opts.headers;
 			delete opts.max_retries;
 			delete opts.timeout;
 			delete opts.backoff_initial;
@@ -954,8 +961,13 @@ function kv(k, v) {
 function headersTable(headers) {
 	const names = Object.keys(headers || {}).sort();
 	if (names.length === 0) return el('p', { class: 'muted' }, 'No headers.');
-	return el('table', { class: 'grid kvtable' }, el('tbody', {}, names.flatMap((n) =>
-		headers[n].map((v) => el('tr', {}, el('th', { class: 'mono' }, n), el('td', { class: 'mono wrap' }, v))))));
+	const masked = names.some((n) => headers[n].includes(REDACTED));
+	return [
+		el('table', { class: 'grid kvtable' }, el('tbody', {}, names.flatMap((n) =>
+			headers[n].map((v) => el('tr', {}, el('th', { class: 'mono' }, n),
+				v === REDACTED ? el('td', { class: 'muted' }, v) : el('td', { class: 'mono wrap' }, v)))))),
+		masked ? el('p', { class: 'muted small' }, 'Credential headers are not shown. They are stored and forwarded as received.') : null,
+	];
 }
 
 function bodyView(ev) {

@@ -1,0 +1,76 @@
+package admin
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// Secrets are write-only: the API and the UI show that they exist, never
+// what they are. What storage keeps and what the engine forwards is not
+// changed: only what is read back.
+
+// credentialHeaders are the headers of a received event that carry a
+// sender's credentials, by canonical name. Names ending in one of
+// credentialSuffixes are masked too.
+var credentialHeaders = map[string]bool{
+	"Authorization":       true,
+	"Proxy-Authorization": true,
+	"Cookie":              true,
+	"Set-Cookie":          true,
+	"X-Api-Key":           true,
+	"X-Auth-Token":        true,
+}
+
+var credentialSuffixes = []string{"-Token", "-Secret", "-Key", "-Password"}
+
+// isCredentialHeader tells whether a header of a received event holds a
+// credential and is shown masked.
+func isCredentialHeader(name string) bool {
+	name = http.CanonicalHeaderKey(name)
+	if credentialHeaders[name] {
+		return true
+	}
+	for _, suffix := range credentialSuffixes {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// maskCredentials is h with the values of credential headers replaced by
+// storage.RedactedValue, one for each value, so that a reader still sees
+// which were sent and how many times. h itself is not changed.
+func maskCredentials(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	for name, values := range h {
+		if !isCredentialHeader(name) {
+			out[name] = values
+			continue
+		}
+		masked := make([]string, len(values))
+		for i := range masked {
+			masked[i] = storage.RedactedValue
+		}
+		out[name] = masked
+	}
+	return out
+}
+
+// maskTargetHeaders is options with every header value replaced by
+// storage.RedactedValue: target headers are where operators and tenants put
+// the receiver's credentials. Sent back unchanged in a PATCH, the mask keeps
+// the stored values (see storage.TargetPatch).
+func maskTargetHeaders(options storage.TargetOptions) storage.TargetOptions {
+	if options.Headers == nil {
+		return options
+	}
+	masked := make(map[string]string, len(options.Headers))
+	for name := range options.Headers {
+		masked[name] = storage.RedactedValue
+	}
+	options.Headers = masked
+	return options
+}
