@@ -312,3 +312,36 @@ func (tg *target) all() []received {
 	defer tg.mu.Unlock()
 	return append([]received(nil), tg.requests...)
 }
+
+// tenantWebhook creates, as the tenant API does, a webhook owned by a new
+// user with the one target tg and its event DB, and reads the live
+// configuration back. It returns the configuration, the webhook and its
+// entrypoint key.
+func (env *testEnv) tenantWebhook(name string, tg storage.Target) (*storage.Snapshot, *storage.Webhook, string) {
+	env.t.Helper()
+	ctx := context.Background()
+	user, err := env.main.CreateUser(ctx, name+"-owner")
+	if err != nil {
+		env.t.Fatalf("CreateUser: %v", err)
+	}
+	w, err := env.main.CreateWebhook(ctx, storage.NewWebhook{UserID: user.ID, Name: name})
+	if err != nil {
+		env.t.Fatalf("CreateWebhook: %v", err)
+	}
+	if err := env.events.Create(ctx, w.ID); err != nil {
+		env.t.Fatalf("create event DB: %v", err)
+	}
+	tg.Active = true
+	if _, err := env.main.AddTarget(ctx, w.ID, tg); err != nil {
+		env.t.Fatalf("AddTarget: %v", err)
+	}
+	snap, err := env.main.LoadSnapshot(ctx)
+	if err != nil {
+		env.t.Fatalf("LoadSnapshot: %v", err)
+	}
+	w, ok := snap.Webhook(w.ID)
+	if !ok || w.UserID != user.ID || len(w.Entrypoints) != 1 || len(w.Targets) != 1 {
+		env.t.Fatalf("tenant webhook as loaded: %+v", w)
+	}
+	return snap, w, w.Entrypoints[0].Key
+}

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -33,33 +37,94 @@ type attemptResult struct {
 	err        error  // why it failed, nil on success
 	response   []byte // the first 4 KiB of the answer
 	retryAfter http.Header
-	// permanent failures are not retried: the target answered 410 Gone.
+	// permanent failures are not retried: the target answered 410 Gone, or
+	// the target policy refused the connection.
 	permanent bool
+	// refused: the target policy refused every address of the target, so
+	// no connection was made and the circuit breaker learns nothing.
+	refused bool
 	// countsAgainstTarget failures say the target is unwell (network error,
 	// timeout, 5xx, 408, 429) and feed its circuit breaker.
 	countsAgainstTarget bool
 }
 
-func newHTTPClient() *http.Client {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = 64
+// dialTimeout bounds making a connection (a target's timeout bounds the
+// whole attempt).
+const dialTimeout = 30 * time.Second
+
+// newHTTPClient makes the client of http deliveries, with policy enforced
+// where each connection is made: the dialer's Control checks every address
+// it is about to connect to, after DNS, so that names, rebinding and every
+// spelling of an address meet the same check.
+//
+// Tenants' requests (the tenant flag in the request context, set by
+// deliverHTTP) go through a transport of their own: a connection dialled
+// under the operator's rules sits in a pool that no tenant's request draws
+// from.
+func newHTTPClient(policy *TargetPolicy) *http.Client {
 	return &http.Client{
-		Transport: transport,
+		Transport: &policyTransport{
+			operator: policyHTTPTransport(policy, false),
+			tenant:   policyHTTPTransport(policy, true),
+		},
 		// A redirect is an answer, not an instruction to re-send the body
 		// elsewhere: it counts as a failed attempt.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
 
+func policyHTTPTransport(policy *TargetPolicy, tenant bool) *http.Transport {
+	dialer := &net.Dialer{
+		Timeout:   dialTimeout,
+		KeepAlive: 30 * time.Second,
+		ControlContext: func(ctx context.Context, _, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("%w: cannot read the address being dialled, %q: %v", ErrTargetPolicy, address, err)
+			}
+			return policy.CheckAddr(ap, tenant || tenantFrom(ctx))
+		},
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = dialer.DialContext
+	// No proxy, whatever HTTP_PROXY says: through a proxy the dialer would
+	// check the proxy's address, not the target's, and the policy would
+	// guard nothing.
+	transport.Proxy = nil
+	transport.MaxIdleConnsPerHost = 64
+	return transport
+}
+
+// policyTransport sends a request through the transport of its kind.
+type policyTransport struct {
+	operator, tenant *http.Transport
+}
+
+func (t *policyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tenantFrom(req.Context()) {
+		return t.tenant.RoundTrip(req)
+	}
+	return t.operator.RoundTrip(req)
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach both pools.
+func (t *policyTransport) CloseIdleConnections() {
+	t.operator.CloseIdleConnections()
+	t.tenant.CloseIdleConnections()
+}
+
 // deliverHTTP POSTs the event to the target: the original body and content
-// type, the end-to-end headers, and the webhook-id and webhook-timestamp
-// headers of the Standard Webhooks convention.
-func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task *Task, body io.Reader, now time.Time) attemptResult {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+// type, the end-to-end headers, the webhook-id and webhook-timestamp
+// headers of the Standard Webhooks convention, and the hop marker of
+// gatewayID. tenant says the target's webhook is owned by a user: the
+// client holds it to the tenant rules of the target policy.
+func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task *Task, body io.Reader, now time.Time,
+	tenant bool, gatewayID string) attemptResult {
+	ctx, cancel := context.WithTimeout(withTenant(ctx, tenant), s.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, task.Target.URL, body)
 	if err != nil {
-		return attemptResult{err: fmt.Errorf("build request: %w", err)}
+		return attemptResult{err: fmt.Errorf("build request: %w", redactURLError(err))}
 	}
 	req.ContentLength = int64(task.Event.BodySize)
 	req.Header = forwardedHeaders(task.Event.Headers)
@@ -76,11 +141,22 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 	}
 	// The event's id in the gateway's event log, for the receiver to quote.
 	req.Header.Set("Webhooker-Event-Id", task.Event.ID)
+	eventHops := req.Header.Values(HopHeader)
 	for name, value := range s.headers {
 		req.Header.Set(name, value)
 	}
+	// Last, from the event's own hops: neither the event nor a configured
+	// header can remove or forge this gateway's id, on which loop
+	// detection depends.
+	req.Header[HopHeader] = eventHops
+	addHop(req.Header, gatewayID)
 
 	resp, err := client.Do(req)
+	if errors.Is(err, ErrTargetPolicy) {
+		// Refused before a connection was made: it says nothing of the
+		// target's health, and trying again would be refused again.
+		return attemptResult{err: describeTransportError(err, s.timeout), permanent: true, refused: true}
+	}
 	if err != nil {
 		return attemptResult{err: describeTransportError(err, s.timeout), countsAgainstTarget: true}
 	}
@@ -126,9 +202,58 @@ func forwardedHeaders(in http.Header) http.Header {
 	return out
 }
 
+// describeTransportError says why an attempt got no answer, without the
+// URL's query string or credentials, which may hold a secret (the error
+// text is stored in the event log and shown to the webhook's owner).
 func describeTransportError(err error, timeout time.Duration) error {
+	err = redactURLError(err)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("no answer within the target's timeout (%s): %w", timeout, err)
 	}
 	return err
 }
+
+// redactURLError rewrites the URL a *url.Error quotes with redactURL.
+func redactURLError(err error) error {
+	var uerr *url.Error
+	if !errors.As(err, &uerr) {
+		return err
+	}
+	redacted := *uerr
+	redacted.URL = redactURL(uerr.URL)
+	if uerr == err {
+		return &redacted
+	}
+	// Wrapped deeper than expected: the text as a whole cannot be trusted
+	// to be free of the URL, so keep only the cause's.
+	return fmt.Errorf("%s %q: %w", redacted.Op, redacted.URL, uerr.Err)
+}
+
+// redactURL is raw with its credentials, query string and fragment replaced
+// by REDACTED: http://host:8080/x?REDACTED.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Not a URL we can take apart: keep the scheme only.
+		scheme, _, found := strings.Cut(raw, "://")
+		if !found || strings.ContainsAny(scheme, "/?#@") {
+			return "REDACTED"
+		}
+		return scheme + "://REDACTED"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "REDACTED", false
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = "REDACTED", ""
+	}
+	return u.String()
+}
+
+// GatewayID is this gateway's id in the hop marker of its deliveries: an
+// entrypoint that finds it in a request's HopHeader refuses the request
+// (LoopDetected).
+func (e *Engine) GatewayID() string { return e.opts.GatewayID }
