@@ -266,3 +266,20 @@ func TestGenerateEntrypointKey(t *testing.T) {
 		seen[k] = true
 	}
 }
+
+// The Caddyfile's retention_days is bounded as the API's is: a declaration
+// of 999999 days fails the sync, naming the bound, and changes nothing.
+func TestSyncDeclaredBoundsRetentionDays(t *testing.T) {
+	db := openMain(t)
+	w := declare("forever", true, []string{"k"})
+	w.RetentionDays = 999999
+	_, err := db.SyncDeclared(context.Background(), []*Webhook{w})
+	if err == nil || !strings.Contains(err.Error(), "retention_days 999999 is over the most allowed, 36500 (operator limits)") {
+		t.Errorf("SyncDeclared with retention_days 999999 = %v, want refused naming the bound", err)
+	}
+	if n := count(t, db, "SELECT count(*) FROM webhooks"); n != 0 {
+		t.Errorf("webhooks after the refused sync = %d, want 0", n)
+	}
+	w.RetentionDays = 36500
+	syncDeclared(t, db, w)
+}

@@ -169,6 +169,11 @@ func (up *declaredUpserts) close() {
 }
 
 func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) ([]KeyClash, error) {
+	// The Caddyfile is held to the operator's limits like the admin API:
+	// an overflowing retention would prune acknowledged events.
+	if err := validateRetentionDays(w.RetentionDays, OperatorLimits()); err != nil {
+		return nil, err
+	}
 	if _, err := up.webhook.ExecContext(ctx, w.ID, w.Name, w.Description, w.Active, w.RetentionDays, now, now); err != nil {
 		return nil, err
 	}
