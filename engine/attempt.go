@@ -155,14 +155,21 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		e.storageTrouble(t, "reading an event body", err)
 		return
 	}
-	res := deliverHTTP(e.attempts, e.client, s, t, body, now, e.tenantOwned(t.WebhookID), e.opts.GatewayID)
+	// Durably, before the request goes out: if the target kills the
+	// gateway, the next start counts this attempt (see interrupted.go).
+	if err := e.markInFlight(t, now); err != nil {
+		e.storageTrouble(t, "marking an attempt in flight", err)
+		return
+	}
+	res := deliverHTTP(e.attempts, e.client, s, t, body, now)
 	if e.attempts.Err() != nil {
-		// Cut short by a stop: not a verdict on the target, not recorded.
+		// Cut short by a stop: not a verdict on the target, not recorded,
+		// and not counted at the next start.
+		e.clearInFlight(t)
 		e.release(t.DeliveryID)
 		return
 	}
-	// A refusal of the target policy made no connection: nothing learnt.
-	if !res.refused && br.record(!res.countsAgainstTarget, time.Now()) {
+	if br.record(!res.countsAgainstTarget, time.Now()) {
 		e.releaseHeld(target.ID)
 	}
 
@@ -180,12 +187,8 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	case res.permanent:
 		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: result.Error})
 	case attempt > s.maxRetries:
-		tries := "attempts"
-		if attempt == 1 {
-			tries = "attempt" // max_retries 0
-		}
 		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed,
-			LastError: fmt.Sprintf("gave up after %d %s: %s", attempt, tries, result.Error)})
+			LastError: gaveUp(attempt, result.Error)})
 	default:
 		delay := s.backoff.Delay(attempt)
 		if d, ok := retryAfter(res.retryAfter, time.Now(), min(time.Second, s.backoff.Max), s.backoff.Max); ok {

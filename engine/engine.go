@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -31,17 +30,8 @@ type Options struct {
 	QueueSize      int
 	RetryQueueSize int
 	Logger         *zap.Logger
-	// Client sends http deliveries; by default one that follows no redirect
-	// and enforces Policy on every connection. A client given here enforces
-	// what it likes: Policy is not applied to it.
+	// Client sends http deliveries; by default one that follows no redirect.
 	Client *http.Client
-	// Policy decides which addresses http targets may connect to; nil is
-	// NewTargetPolicy(PolicyConfig{}): tenants' targets reach public
-	// addresses only, and no admin endpoint is known.
-	Policy *TargetPolicy
-	// GatewayID is this gateway's id in the hop marker of its deliveries
-	// (HopHeader); by default a random one (see Engine.GatewayID).
-	GatewayID string
 	// Recorded, if set, is told of every attempt once it is recorded: the
 	// target's type and where the delivery stands after it (for metrics).
 	Recorded func(targetType storage.TargetType, status storage.DeliveryStatus)
@@ -83,6 +73,9 @@ type Engine struct {
 	scanMu     sync.Mutex
 	scanWanted map[string]bool // webhook ids whose event DB holds work not in hand
 	scanning   bool
+	// recovering are the webhooks whose start-up scan is still to come: it
+	// alone counts the attempts the previous process died during.
+	recovering map[string]bool
 
 	// attempts is the context of delivery attempts: cancelled only when a
 	// stop's grace period runs out.
@@ -118,14 +111,8 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	if opts.Policy == nil {
-		opts.Policy, _ = NewTargetPolicy(PolicyConfig{}) // nothing in it to refuse
-	}
 	if opts.Client == nil {
-		opts.Client = newHTTPClient(opts.Policy)
-	}
-	if opts.GatewayID == "" {
-		opts.GatewayID = uuid.NewString()
+		opts.Client = newHTTPClient()
 	}
 	if opts.MaxPerTarget <= 0 {
 		opts.MaxPerTarget = max(1, opts.Workers/4)
@@ -168,17 +155,24 @@ func (e *Engine) webhookLive(id string) bool {
 // is read once, pending deliveries run at once and retrying ones get timers
 // for what remains of their backoff.
 func (e *Engine) Start() {
+	var ids []string
+	if snap := e.snapshot.Load(); snap != nil {
+		for _, w := range snap.Webhooks() {
+			ids = append(ids, w.ID)
+		}
+	}
+	// Before any worker runs: no scan of these webhooks may come first.
+	e.scanMu.Lock()
+	e.recovering = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		e.recovering[id] = true
+	}
+	e.scanMu.Unlock()
 	for range e.opts.Workers {
 		e.workers.Add(1)
 		go e.work()
 	}
-	if snap := e.snapshot.Load(); snap != nil {
-		ids := make([]string, 0)
-		for _, w := range snap.Webhooks() {
-			ids = append(ids, w.ID)
-		}
-		e.wantScan(ids...)
-	}
+	e.wantScan(ids...)
 }
 
 // Stop stops taking work and waits for attempts in flight (and a scan under

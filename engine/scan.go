@@ -49,21 +49,42 @@ func (e *Engine) scan() {
 			return
 		}
 		delete(e.scanWanted, id)
+		recovery := e.recovering[id]
+		delete(e.recovering, id)
 		e.scanMu.Unlock()
-		e.scanWebhook(id)
+		e.scanWebhook(id, recovery)
 	}
 }
 
 // scanWebhook takes in hand every open delivery of one event DB that the
 // engine does not hold already. Sending into the full refs channel blocks
-// this goroutine only, until a worker makes room.
-func (e *Engine) scanWebhook(webhookID string) {
+// this goroutine only, until a worker makes room. The start-up scan
+// (recovery) first counts the attempts that were in flight when the previous
+// process died.
+func (e *Engine) scanWebhook(webhookID string, recovery bool) {
 	if !e.webhookLive(webhookID) || !e.events.Exists(webhookID) {
 		return // no file, no event: nothing to find (and nothing to create)
 	}
 	ctx := context.Background()
-	var open []storage.Delivery
+	var (
+		open        []storage.Delivery
+		interrupted map[string]storage.InterruptedAttempt
+	)
 	err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
+		if recovery {
+			// An attempt of this process may have marked a delivery
+			// already (one notified since Start): it is in hand, and the
+			// record of an interrupted attempt is conditional on the very
+			// mark read here, so it is never counted for one.
+			marked, err := db.InterruptedAttempts(ctx)
+			if err != nil {
+				return err
+			}
+			interrupted = make(map[string]storage.InterruptedAttempt, len(marked))
+			for _, a := range marked {
+				interrupted[a.DeliveryID] = a
+			}
+		}
 		var err error
 		open, err = db.OpenDeliveries(ctx)
 		return err
@@ -78,6 +99,9 @@ func (e *Engine) scanWebhook(webhookID string) {
 			continue
 		}
 		ref := deliveryRef{webhookID: webhookID, deliveryID: d.ID}
+		if a, ok := interrupted[d.ID]; ok && e.countInterrupted(webhookID, d, a) {
+			continue
+		}
 		if d.Status == storage.DeliveryRetrying && d.NextAttemptAt.After(now) {
 			e.schedule(ref, d.NextAttemptAt)
 			continue

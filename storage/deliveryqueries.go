@@ -57,3 +57,117 @@ func (db *WebhookDB) Reschedule(ctx context.Context, deliveryID string, at time.
 	}
 	return nil
 }
+
+// The writes that mark an attempt in flight; prepared with the other writes.
+const (
+	sqlMarkAttempt = `UPDATE deliveries SET attempt_started_at = ?
+		WHERE id = ? AND status IN ('pending', 'retrying')`
+	sqlClearAttempt = `UPDATE deliveries SET attempt_started_at = NULL WHERE id = ?`
+	// sqlRecordInterrupted applies the outcome of an interrupted attempt only
+	// if the delivery is still marked as it was read: a scan that read a mark
+	// just before the attempt of this process recorded it changes nothing.
+	sqlRecordInterrupted = `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?,
+		last_error = ?, updated_at = ?, attempt_started_at = NULL
+		WHERE id = ? AND attempt_started_at = ? AND status IN ('pending', 'retrying')`
+)
+
+// MarkAttemptStarted durably marks an open delivery as having an attempt in
+// flight since at, before the attempt goes out. RecordAttempt clears the
+// mark; one found at start means the process died during the attempt. It
+// shares a transaction with concurrent writes (group commit).
+func (db *WebhookDB) MarkAttemptStarted(ctx context.Context, deliveryID string, at time.Time) error {
+	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+		res, err := w.exec(sqlMarkAttempt, at.UnixNano(), deliveryID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("no open delivery with this id: %w", ErrNotFound)
+		}
+		return nil
+	}})
+	if err != nil {
+		return fmt.Errorf("mark attempt of delivery %s in flight: %w", deliveryID, err)
+	}
+	return nil
+}
+
+// ClearAttemptStarted removes the in-flight mark of an attempt that was cut
+// short by a stop and not recorded: it is not counted.
+func (db *WebhookDB) ClearAttemptStarted(ctx context.Context, deliveryID string) error {
+	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+		_, err := w.exec(sqlClearAttempt, deliveryID)
+		return err
+	}})
+	if err != nil {
+		return fmt.Errorf("clear in-flight mark of delivery %s: %w", deliveryID, err)
+	}
+	return nil
+}
+
+// InterruptedAttempt is an open delivery whose attempt was marked in flight
+// and never recorded.
+type InterruptedAttempt struct {
+	DeliveryID string
+	StartedAt  time.Time // the mark
+}
+
+// InterruptedAttempts lists the open deliveries marked as having an attempt
+// in flight. Read at start, before any attempt of this process, they are the
+// attempts that the previous process died during.
+func (db *WebhookDB) InterruptedAttempts(ctx context.Context) ([]InterruptedAttempt, error) {
+	rows, err := db.file.reader.QueryContext(ctx, `SELECT id, attempt_started_at FROM deliveries
+		WHERE status IN ('pending', 'retrying') AND attempt_started_at IS NOT NULL ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("list interrupted attempts: %w", err)
+	}
+	defer rows.Close()
+	var out []InterruptedAttempt
+	for rows.Next() {
+		var (
+			a  InterruptedAttempt
+			ns int64
+		)
+		if err := rows.Scan(&a.DeliveryID, &ns); err != nil {
+			return nil, fmt.Errorf("list interrupted attempts: %w", err)
+		}
+		a.StartedAt = time.Unix(0, ns)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list interrupted attempts: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNotInterrupted says that a delivery is no longer marked as it was read:
+// its attempt was recorded meanwhile, and there is nothing to count.
+var ErrNotInterrupted = errors.New("the delivery's attempt is no longer marked in flight")
+
+// RecordInterruptedAttempt counts an interrupted attempt: it stores r and the
+// delivery's new state, and clears the mark, in one write, provided the
+// delivery is still open and marked at a.StartedAt; else it changes nothing
+// and returns ErrNotInterrupted.
+func (db *WebhookDB) RecordInterruptedAttempt(ctx context.Context, a InterruptedAttempt, r DeliveryResult, out DeliveryOutcome) error {
+	var next sql.NullInt64
+	if out.Status == DeliveryRetrying {
+		next = sql.NullInt64{Int64: out.NextAttemptAt.UnixNano(), Valid: true}
+	}
+	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+		res, err := w.exec(sqlRecordInterrupted, out.Status, r.Attempt, next, out.LastError,
+			time.Now().UnixNano(), a.DeliveryID, a.StartedAt.UnixNano())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotInterrupted
+		}
+		_, err = w.exec(sqlInsertResult, a.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
+			int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody)
+		return err
+	}})
+	if err != nil {
+		return fmt.Errorf("record interrupted attempt %d of delivery %s: %w", r.Attempt, a.DeliveryID, err)
+	}
+	return nil
+}

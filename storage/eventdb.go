@@ -86,7 +86,7 @@ const (
 	sqlSavepoint    = "SAVEPOINT write"
 	sqlRollbackTo   = "ROLLBACK TO write"
 	sqlRelease      = "RELEASE write"
-	sqlSetOutcome   = `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?`
+	sqlSetOutcome   = `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?, attempt_started_at = NULL WHERE id = ?`
 	sqlInsertResult = `INSERT INTO delivery_results
 		(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
@@ -95,7 +95,7 @@ const (
 )
 
 var preparedWrites = []string{sqlInsertEvent, sqlInsertDelivery, sqlInsertKept, sqlSavepoint, sqlRollbackTo, sqlRelease,
-	sqlSetOutcome, sqlInsertResult, sqlReschedule}
+	sqlSetOutcome, sqlInsertResult, sqlReschedule, sqlMarkAttempt, sqlClearAttempt, sqlRecordInterrupted}
 
 func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous) (*WebhookDB, error) {
 	file, err := openSQLiteFile(path, sync)

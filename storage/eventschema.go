@@ -49,4 +49,12 @@ CREATE TABLE delivery_results (
 );
 CREATE INDEX delivery_results_delivery ON delivery_results (delivery_id, attempt);
 `},
+	// Set (Unix ns) just before an http attempt goes out and cleared by the
+	// write that records it: a delivery found marked at start was in flight
+	// when the process died (a target that kills the gateway, say), and is
+	// counted as an attempt, so that max_retries ends a crash loop. No index:
+	// marks are few, and recovery finds them through deliveries_open.
+	{name: "deliveries.attempt_started_at", sql: `
+ALTER TABLE deliveries ADD COLUMN attempt_started_at INTEGER;
+`},
 }

@@ -1,0 +1,172 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// An event DB written by the first release (schema version 1) gains the
+// in-flight mark and keeps its events, deliveries and attempts.
+func TestEventDBFromVersion1GainsAttemptMarkAndKeepsRows(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events-v1.db")
+	f, err := openSQLiteFile(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, f.writer, eventMigrations[:1]); err != nil {
+		t.Fatalf("migrate to version 1: %v", err)
+	}
+	for _, q := range []string{
+		`INSERT INTO events (id, entrypoint_id, entrypoint_key, method, path, headers, body, body_size, received_at)
+			VALUES ('ev1', 'ep', 'key', 'POST', '/hooks/key', '{}', x'7b7d', 2, 10)`,
+		`INSERT INTO deliveries (id, event_id, target_id, status, attempts, created_at, updated_at)
+			VALUES ('d-pending', 'ev1', 't1', 'pending', 0, 10, 10)`,
+		`INSERT INTO deliveries (id, event_id, target_id, status, attempts, next_attempt_at, last_error, created_at, updated_at)
+			VALUES ('d-retrying', 'ev1', 't2', 'retrying', 1, 99, 'target answered 500', 10, 11)`,
+		`INSERT INTO delivery_results (delivery_id, attempt, started_at, duration_ns, status_code, error)
+			VALUES ('d-retrying', 1, 11, 5, 500, 'target answered 500')`,
+	} {
+		if _, err := f.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := f.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := openWebhookDB(ctx, "v1", path, "")
+	if err != nil {
+		t.Fatalf("open a version 1 event DB: %v", err)
+	}
+	t.Cleanup(func() { _ = db.close() })
+	if v := userVersion(t, db.file.reader); v != len(eventMigrations) {
+		t.Errorf("user_version = %d, want %d", v, len(eventMigrations))
+	}
+	open, err := db.OpenDeliveries(ctx)
+	if err != nil || len(open) != 2 {
+		t.Fatalf("open deliveries after the migration = %+v, %v; want 2", open, err)
+	}
+	if d := findDelivery(t, open, "d-retrying"); d.Attempts != 1 || d.LastError != "target answered 500" || d.NextAttemptAt.UnixNano() != 99 {
+		t.Errorf("retrying delivery after the migration = %+v", d)
+	}
+	if rs, err := db.DeliveryResults(ctx, "d-retrying"); err != nil || len(rs) != 1 || rs[0].StatusCode != 500 {
+		t.Errorf("results after the migration = %+v, %v", rs, err)
+	}
+	if ev, err := db.Event(ctx, "ev1"); err != nil || string(ev.Body) != "{}" {
+		t.Errorf("event after the migration = %+v, %v", ev, err)
+	}
+	// No delivery of the old file is taken for an interrupted attempt.
+	if marked, err := db.InterruptedAttempts(ctx); err != nil || len(marked) != 0 {
+		t.Errorf("interrupted attempts in a migrated file = %+v, %v; want none", marked, err)
+	}
+	if err := db.MarkAttemptStarted(ctx, "d-pending", time.Unix(0, 42)); err != nil {
+		t.Errorf("mark in a migrated file: %v", err)
+	}
+}
+
+func TestAttemptMarkIsSetThenClearedByTheRecordOfTheAttempt(t *testing.T) {
+	ctx := context.Background()
+	db := openEventDB(t)
+	ev := ingestOne(t, db, "mark", "t1", "t2")
+	ds, err := db.Deliveries(ctx, ev.ID)
+	if err != nil || len(ds) != 2 {
+		t.Fatalf("deliveries = %+v, %v", ds, err)
+	}
+	first, second := ds[0].ID, ds[1].ID
+	at := time.Now()
+	for _, id := range []string{first, second} {
+		if err := db.MarkAttemptStarted(ctx, id, at); err != nil {
+			t.Fatalf("MarkAttemptStarted: %v", err)
+		}
+	}
+	marked, err := db.InterruptedAttempts(ctx)
+	if err != nil || len(marked) != 2 || marked[0].DeliveryID != first || !marked[0].StartedAt.Equal(at) {
+		t.Fatalf("marked = %+v, %v; want both, at %s", marked, err, at)
+	}
+
+	// Recording the attempt clears the mark in the same write.
+	err = db.RecordAttempt(ctx, DeliveryResult{DeliveryID: first, Attempt: 1, StartedAt: at, StatusCode: 200},
+		DeliveryOutcome{Status: DeliveryDelivered})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stop that cut the attempt short clears it without counting one.
+	if err := db.ClearAttemptStarted(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if marked, err := db.InterruptedAttempts(ctx); err != nil || len(marked) != 0 {
+		t.Errorf("marks left = %+v, %v; want none", marked, err)
+	}
+	if d, _ := db.Delivery(ctx, second); d.Status != DeliveryPending || d.Attempts != 0 {
+		t.Errorf("cleared delivery = %+v, want pending with no attempt", d)
+	}
+
+	// A finished delivery cannot be marked.
+	if err := db.MarkAttemptStarted(ctx, first, time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Errorf("mark of a delivered delivery = %v, want ErrNotFound", err)
+	}
+	if marked, _ := db.InterruptedAttempts(ctx); len(marked) != 0 {
+		t.Errorf("a finished delivery is marked: %+v", marked)
+	}
+}
+
+func TestInterruptedAttemptIsRecordedOnlyWhileStillMarked(t *testing.T) {
+	ctx := context.Background()
+	db := openEventDB(t)
+	ev := ingestOne(t, db, "interrupted", "t1")
+	ds, _ := db.Deliveries(ctx, ev.ID)
+	id := ds[0].ID
+	at := time.Now().Add(-time.Minute)
+	if err := db.MarkAttemptStarted(ctx, id, at); err != nil {
+		t.Fatal(err)
+	}
+	marked, err := db.InterruptedAttempts(ctx)
+	if err != nil || len(marked) != 1 {
+		t.Fatalf("marked = %+v, %v", marked, err)
+	}
+	const why = "interrupted: the gateway stopped during this attempt"
+	next := time.Now().Add(time.Hour)
+	record := func(a InterruptedAttempt) error {
+		return db.RecordInterruptedAttempt(ctx, a,
+			DeliveryResult{DeliveryID: id, Attempt: 1, StartedAt: a.StartedAt, Error: why},
+			DeliveryOutcome{Status: DeliveryRetrying, NextAttemptAt: next, LastError: why})
+	}
+
+	// Marked again since it was read (an attempt of this process): the
+	// stale read counts nothing.
+	if err := db.MarkAttemptStarted(ctx, id, at.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := record(marked[0]); !errors.Is(err, ErrNotInterrupted) {
+		t.Fatalf("record with a stale mark = %v, want ErrNotInterrupted", err)
+	}
+	if rs, _ := db.DeliveryResults(ctx, id); len(rs) != 0 {
+		t.Fatalf("a stale mark recorded %+v", rs)
+	}
+
+	marked, _ = db.InterruptedAttempts(ctx)
+	if err := record(marked[0]); err != nil {
+		t.Fatalf("RecordInterruptedAttempt: %v", err)
+	}
+	d, _ := db.Delivery(ctx, id)
+	if d.Status != DeliveryRetrying || d.Attempts != 1 || d.LastError != why || !d.NextAttemptAt.Equal(next) {
+		t.Errorf("delivery after the interrupted attempt = %+v", d)
+	}
+	if rs, _ := db.DeliveryResults(ctx, id); len(rs) != 1 || rs[0].Error != why || !rs[0].StartedAt.Equal(marked[0].StartedAt) {
+		t.Errorf("results = %+v, want the interrupted attempt", rs)
+	}
+	if left, _ := db.InterruptedAttempts(ctx); len(left) != 0 {
+		t.Errorf("mark left after the record: %+v", left)
+	}
+	// Counted once: a second record finds no mark.
+	if err := record(marked[0]); !errors.Is(err, ErrNotInterrupted) {
+		t.Errorf("second record = %v, want ErrNotInterrupted", err)
+	}
+	if rs, _ := db.DeliveryResults(ctx, id); len(rs) != 1 {
+		t.Errorf("results after a second record = %d, want 1", len(rs))
+	}
+}
