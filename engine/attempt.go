@@ -161,7 +161,7 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		e.storageTrouble(t, "marking an attempt in flight", err)
 		return
 	}
-	res := deliverHTTP(e.attempts, e.client, s, t, body, now)
+	res := deliverHTTP(e.attempts, e.client, s, t, body, now, e.tenantOwned(t.WebhookID), e.opts.GatewayID)
 	if e.attempts.Err() != nil {
 		// Cut short by a stop: not a verdict on the target, not recorded,
 		// and not counted at the next start.
@@ -169,7 +169,8 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		e.release(t.DeliveryID)
 		return
 	}
-	if br.record(!res.countsAgainstTarget, time.Now()) {
+	// A refusal of the target policy made no connection: nothing learnt.
+	if !res.refused && br.record(!res.countsAgainstTarget, time.Now()) {
 		e.releaseHeld(target.ID)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -30,8 +31,17 @@ type Options struct {
 	QueueSize      int
 	RetryQueueSize int
 	Logger         *zap.Logger
-	// Client sends http deliveries; by default one that follows no redirect.
+	// Client sends http deliveries; by default one that follows no redirect
+	// and enforces Policy on every connection. A client given here enforces
+	// what it likes: Policy is not applied to it.
 	Client *http.Client
+	// Policy decides which addresses http targets may connect to; nil is
+	// NewTargetPolicy(PolicyConfig{}): tenants' targets reach public
+	// addresses only, and no admin endpoint is known.
+	Policy *TargetPolicy
+	// GatewayID is this gateway's id in the hop marker of its deliveries
+	// (HopHeader); by default a random one (see Engine.GatewayID).
+	GatewayID string
 	// Recorded, if set, is told of every attempt once it is recorded: the
 	// target's type and where the delivery stands after it (for metrics).
 	Recorded func(targetType storage.TargetType, status storage.DeliveryStatus)
@@ -111,8 +121,14 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
+	if opts.Policy == nil {
+		opts.Policy, _ = NewTargetPolicy(PolicyConfig{}) // nothing in it to refuse
+	}
 	if opts.Client == nil {
-		opts.Client = newHTTPClient()
+		opts.Client = newHTTPClient(opts.Policy)
+	}
+	if opts.GatewayID == "" {
+		opts.GatewayID = uuid.NewString()
 	}
 	if opts.MaxPerTarget <= 0 {
 		opts.MaxPerTarget = max(1, opts.Workers/4)
