@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -423,5 +424,41 @@ func TestCheckTargetURLOnCreateAndURLChange(t *testing.T) {
 	expect(t, e.as(key, "GET", "/webhooker/webhooks/"+tw.ID, nil), http.StatusOK, &got)
 	if len(got.Targets) != 1 || got.Targets[0].URL != "https://receiver.example/in" {
 		t.Errorf("targets after the refusals = %+v", got.Targets)
+	}
+}
+
+// Finding 1 with the gateway's real policy: each URL the probe got accepted
+// (201) is refused at creation to a tenant, and the admin endpoint to the
+// operator too.
+func TestTargetPolicyRefusesTheProbesURLs(t *testing.T) {
+	policy, err := engine.NewTargetPolicy(engine.PolicyConfig{AdminEndpoints: []string{"localhost:2019"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, func(b *admin.Backend) { b.CheckTargetURL = policy.CheckURL })
+	key, tw := e.tenantWebhook("prober")
+	for _, u := range []string{
+		"http://169.254.169.254/latest/meta-data/",
+		"http://[::1]:2019/load",
+		"http://0.0.0.0:2019/",
+		"http://localhost:2019/stop",
+		"http://2130706433:2019/",
+		"http://10.0.0.5/internal",
+	} {
+		resp := e.as(key, "POST", "/webhooker/webhooks/"+tw.ID+"/targets", map[string]any{"name": "probe", "type": "http", "url": u})
+		if resp.status != http.StatusBadRequest || !strings.Contains(resp.errorMessage(t), "target policy") {
+			t.Errorf("tenant target %s: %d %s, want 400 from the target policy", u, resp.status, resp)
+		}
+	}
+	ow := e.createWebhook("operators")
+	resp := e.call("POST", "/webhooker/webhooks/"+ow.ID+"/targets", map[string]any{"name": "admin", "type": "http", "url": "http://127.0.0.1:2019/config/"})
+	if resp.status != http.StatusBadRequest || !strings.Contains(resp.errorMessage(t), "target policy") {
+		t.Errorf("operator target on the admin endpoint: %d %s, want 400", resp.status, resp)
+	}
+	e.must(http.StatusCreated, "POST", "/webhooker/webhooks/"+ow.ID+"/targets", map[string]any{"name": "app", "type": "http", "url": "http://10.0.0.5:8080/in"}, nil)
+	var got webhookJSON
+	expect(t, e.as(key, "GET", "/webhooker/webhooks/"+tw.ID, nil), http.StatusOK, &got)
+	if len(got.Targets) != 0 {
+		t.Errorf("the tenant's webhook has targets %+v, want none", got.Targets)
 	}
 }
