@@ -66,6 +66,10 @@ type WebhookDB struct {
 	file      *sqliteFile
 	commits   groupCommitter
 
+	// onGone, set by the manager, drops this handle when its file turns out
+	// to be removed or replaced, so that the next use opens the path again.
+	onGone func()
+
 	// stmts are the writes of the hot paths, prepared on the writer when the
 	// file opens (not later: inside a transaction the one writer connection is
 	// taken), so that SQLite parses each once, not once per write.
@@ -108,6 +112,7 @@ func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous
 		return nil, fmt.Errorf("event db %s: %w", webhookID, err)
 	}
 	db.commits.commit = db.commitBatch
+	db.commits.verify = db.verifyFile
 	return db, nil
 }
 

@@ -38,6 +38,10 @@ type commitSignal struct {
 
 type groupCommitter struct {
 	commit func(batch []*commitRequest) error
+	// verify, when set, runs once after each transaction that committed; its
+	// error fails every write of the batch. It is how a commit into a file
+	// that was removed behind our back is never reported as durable.
+	verify func() error
 
 	mu      sync.Mutex
 	queue   []*commitRequest
@@ -69,6 +73,9 @@ func (g *groupCommitter) submit(r *commitRequest) error {
 	g.mu.Unlock()
 
 	err := g.commit(batch)
+	if err == nil && g.verify != nil {
+		err = g.verify()
+	}
 	g.transactions.Add(1)
 
 	g.mu.Lock()

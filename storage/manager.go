@@ -49,6 +49,14 @@ type WebhookDBManager struct {
 	// marking one deleted before the files go, after opens under way.
 	lifecycle sync.RWMutex
 	deleted   map[string]bool
+
+	// gone holds the handle of a webhook dropped because its file was
+	// removed or replaced behind our back (webhook id -> *eventDBHandle),
+	// until it is closed. A new handle on the path waits for that close:
+	// beside it, with only the -wal removed, both would share one -shm that
+	// indexes the frames of two different -wal files, and closing the old
+	// one would delete the new -wal by name.
+	gone sync.Map
 }
 
 // NewWebhookDBManager manages the event DBs in dir, creating dir if needed.
@@ -210,6 +218,9 @@ func (m *WebhookDBManager) Create(ctx context.Context, id string) error {
 	if _, ok := m.handles.Load(id); ok {
 		return nil
 	}
+	if err := m.waitGone(ctx, id); err != nil {
+		return err
+	}
 	db, err := openWebhookDB(ctx, id, path, m.opts.Synchronous)
 	if err != nil {
 		return fmt.Errorf("create event db: %w", err)
@@ -249,8 +260,14 @@ func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHand
 		}
 		opened := false
 		h.once.Do(func() {
+			if h.err = m.waitGone(ctx, id); h.err != nil {
+				return
+			}
 			h.db, h.err = openWebhookDB(ctx, id, path, m.opts.Synchronous)
 			opened = h.err == nil
+			if opened {
+				h.db.onGone = func() { m.dropGone(id, h) }
+			}
 			h.ready.Store(opened)
 		})
 		if h.err != nil {
@@ -266,6 +283,31 @@ func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHand
 			}
 		}
 		return h, nil
+	}
+}
+
+// dropGone evicts h, whose file was removed or replaced while open: its
+// users finish with it (their writes fail), the next use opens the path again
+// through the usual lazy path (which a Delete still refuses), once h is closed.
+func (m *WebhookDBManager) dropGone(id string, h *eventDBHandle) {
+	m.gone.Store(id, h) // before evict: a handle opened after it must see it
+	m.evict(id, h)
+}
+
+// waitGone waits until the dropped handle of webhook id, if any, is closed.
+// Its users hold it only for single reads and writes, and its writes fail.
+func (m *WebhookDBManager) waitGone(ctx context.Context, id string) error {
+	v, ok := m.gone.Load(id)
+	if !ok {
+		return nil
+	}
+	old := v.(*eventDBHandle)
+	select {
+	case <-old.closed:
+		m.gone.CompareAndDelete(id, old)
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("event db %s: waiting for the users of its removed file: %w", id, ctx.Err())
 	}
 }
 

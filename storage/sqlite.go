@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	// The database/sql driver for SQLite, compiled to Go: no cgo, no system library.
 	_ "github.com/ncruces/go-sqlite3/driver"
@@ -56,6 +57,9 @@ type sqliteFile struct {
 	// identity is the file and -wal that path and path-wal named when the
 	// file was opened, to notice when they stop naming them (see replaced).
 	identity [2]os.FileInfo
+	// moved is set once replaced has seen the path name another file (or
+	// none): close then clears what the old file leaves behind.
+	moved atomic.Bool
 }
 
 // openSQLiteFile opens (creating if needed) the SQLite file at path, with its
@@ -190,13 +194,11 @@ func (f *sqliteFile) identityPaths() [2]string { return [2]string{f.path, f.path
 func (f *sqliteFile) replaced() (bool, error) {
 	for i, p := range f.identityPaths() {
 		now, err := os.Stat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return true, nil
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false, fmt.Errorf("check %s is still the file opened: %w", p, err)
 		}
-		if !os.SameFile(f.identity[i], now) {
+		if err != nil || !os.SameFile(f.identity[i], now) {
+			f.moved.Store(true)
 			return true, nil
 		}
 	}
@@ -210,6 +212,31 @@ func (f *sqliteFile) close() error {
 	}
 	if rerr != nil {
 		return fmt.Errorf("close %s readers: %w", f.path, rerr)
+	}
+	if f.moved.Load() {
+		return f.removeStaleWAL()
+	}
+	return nil
+}
+
+// removeStaleWAL removes the -wal of a file that was replaced while open.
+// SQLite does not checkpoint a moved file on close, so its -wal stays under
+// the path's name, and the next open would replay its pages onto whatever
+// file has the name now.
+func (f *sqliteFile) removeStaleWAL() error {
+	wal := f.path + "-wal"
+	now, err := os.Stat(wal)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", f.path, err)
+	}
+	if !os.SameFile(f.identity[1], now) {
+		return nil // not ours: it came with the file that replaced ours
+	}
+	if err := os.Remove(wal); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("close %s: remove the -wal of the replaced file: %w", f.path, err)
 	}
 	return nil
 }
