@@ -38,6 +38,15 @@ type App struct {
 	// requests get 413 and nothing is stored. Default: 10 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
+	// MaxIngestMemory bounds the body bytes held by ingests in flight, in
+	// bytes; beyond it a request gets 503 with Retry-After and nothing is
+	// stored. At least MaxBodySize. Default: 256 MiB, or MaxBodySize if larger.
+	MaxIngestMemory int64 `json:"max_ingest_memory,omitempty"`
+
+	// BodyTimeout is how long a client may take to send a request body;
+	// a slower one gets 408 and nothing is stored. Default: 30s.
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
 	// Synchronous is SQLite's durability setting: "full" (default) fsyncs
 	// every commit, so an acknowledged event survives a power loss; "normal"
 	// survives a crash of Caddy but not of the machine.
@@ -142,6 +151,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxBodySize == 0 {
 		a.MaxBodySize = DefaultMaxBodySize
 	}
+	if a.MaxIngestMemory == 0 {
+		a.MaxIngestMemory = max(DefaultMaxIngestMemory, a.MaxBodySize)
+	}
+	if a.BodyTimeout == 0 {
+		a.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
+	}
 	if a.Synchronous == "" {
 		a.Synchronous = string(storage.SynchronousFull)
 	}
@@ -198,6 +213,12 @@ func (a *App) Validate() error {
 		if n < 0 {
 			return fmt.Errorf("%s must be positive, not %d", name, n)
 		}
+	}
+	if a.MaxIngestMemory < a.MaxBodySize {
+		return fmt.Errorf("max_ingest_memory (%d bytes) must be at least max_body_size (%d bytes): a body of the largest size must fit", a.MaxIngestMemory, a.MaxBodySize)
+	}
+	if a.BodyTimeout < 0 {
+		return fmt.Errorf("body_timeout must not be negative")
 	}
 	if a.StopGracePeriod < 0 {
 		return fmt.Errorf("stop_grace_period must not be negative")

@@ -37,6 +37,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //	webhooker {
 //		data_dir           <path>
 //		max_body_size      <size>
+//		max_ingest_memory  <size>
+//		body_timeout       <duration>
 //		synchronous        full|normal
 //		max_open_event_dbs <n>
 //		workers            <n>
@@ -80,6 +82,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("max_body_size %q: want a size such as 10MB or 512KiB", size)
 			}
 			a.MaxBodySize = int64(n)
+		case "max_ingest_memory":
+			n, err := sizeArg(d)
+			if err != nil {
+				return err
+			}
+			a.MaxIngestMemory = n
+		case "body_timeout":
+			dur, err := durationArgs(d, 1, 1)
+			if err != nil {
+				return err
+			}
+			if dur[0] == 0 {
+				return d.Errf("body_timeout: want a duration over 0, such as 30s")
+			}
+			a.BodyTimeout = dur[0]
 		case "synchronous":
 			if !d.AllArgs(&a.Synchronous) {
 				return d.ArgErr()

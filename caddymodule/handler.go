@@ -1,11 +1,9 @@
 package caddymodule
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -28,7 +26,9 @@ func init() {
 //
 // Answers: 405 (with Allow: POST) for other methods, 404 for an unknown key,
 // 410 for a disabled entrypoint or webhook, 413 for a body over the app's
-// max_body_size, 503 when storage fails. In each of these nothing is stored.
+// max_body_size, 408 for a body not in within body_timeout, 503 when the
+// bodies in flight hold max_ingest_memory or when storage fails. In each of
+// these nothing is stored.
 type Handler struct {
 	app    *App
 	logger *zap.Logger
@@ -91,7 +91,10 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusGone, fmt.Errorf("entrypoint %q of webhook %s is disabled", key, route.Webhook.Name))
 	}
 
-	body, err := readBody(w, r, h.app.MaxBodySize)
+	body, held, err := readBody(w, r, bodyLimits{
+		maxBody: h.app.MaxBodySize, maxMemory: h.app.MaxIngestMemory, timeout: time.Duration(h.app.BodyTimeout),
+	})
+	defer held.release()
 	if err != nil {
 		return err
 	}
@@ -113,33 +116,12 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
 	}
 
+	// Stored: the body is no longer needed, and is given back before the
+	// answer so that a client that has its 200 finds the budget free.
+	held.release()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	return json.NewEncoder(w).Encode(ingestResponse{EventID: ev.ID})
-}
-
-// readBody reads the whole body, or answers 413 when it is over limit.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	tooLarge := func() error {
-		return caddyhttp.Error(http.StatusRequestEntityTooLarge,
-			fmt.Errorf("request body is over max_body_size (%d bytes)", limit))
-	}
-	if r.ContentLength > limit {
-		return nil, tooLarge()
-	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &maxErr):
-		return nil, tooLarge()
-	case err != nil && !errors.Is(err, io.EOF):
-		return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
-	}
-	return buf.Bytes(), nil
 }
 
 var (
