@@ -237,8 +237,14 @@ func (g *gateway) retire(app *App) error {
 
 func (g *gateway) apply(declared []*storage.Webhook) error {
 	ctx := context.Background()
-	if err := g.storage.Load().main.SyncDeclared(ctx, declared); err != nil {
+	clashes, err := g.storage.Load().main.SyncDeclared(ctx, declared)
+	if err != nil {
 		return err
+	}
+	for _, c := range clashes {
+		g.logger.Warn("a declared entrypoint key was held by an API entrypoint, which is now disabled: the Caddyfile owns the keys it declares",
+			zap.String("key", c.Key), zap.String("declared_by", c.DeclaredBy),
+			zap.String("api_webhook", c.WebhookID), zap.String("api_entrypoint", c.EntrypointID))
 	}
 	return g.reload(ctx)
 }
