@@ -75,8 +75,11 @@ type App struct {
 	Webhooks []*WebhookConfig `json:"webhooks,omitempty"`
 
 	declared []*storage.Webhook
-	gateway  *gateway
-	logger   *zap.Logger
+	// gatewayID is this Caddy instance's id: the hop marker its deliveries
+	// carry, refused (508) by its entrypoints.
+	gatewayID string
+	gateway   *gateway
+	logger    *zap.Logger
 	// started is set once this config's webhooks are in force: until then an
 	// unknown entrypoint key may be one about to be declared.
 	// (A pointer: Caddy copies module values, and an atomic must not be.)
@@ -148,6 +151,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("data_dir %q: %w", a.DataDir, err)
 	}
 	a.DataDir = abs // the storage pool is keyed by it
+	instance, err := caddy.InstanceID()
+	if err != nil {
+		return fmt.Errorf("reading this instance's id, the hop marker of deliveries: %w", err)
+	}
+	a.gatewayID = instance.String()
 	if a.MaxBodySize == 0 {
 		a.MaxBodySize = DefaultMaxBodySize
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -24,7 +25,8 @@ func init() {
 // per active target, and acknowledged with 200 {"event_id": "..."} only once
 // committed.
 //
-// Answers: 405 (with Allow: POST) for other methods, 404 for an unknown key,
+// Answers: 405 (with Allow: POST) for other methods, 508 for a request this
+// gateway delivered itself, 404 for an unknown key,
 // 410 for a disabled entrypoint or webhook, 413 for a body over the app's
 // max_body_size, 408 for a body not in within body_timeout, 503 when the
 // bodies in flight hold max_ingest_memory or when storage fails. In each of
@@ -71,6 +73,11 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("webhook entrypoints take POST, not %s", r.Method))
+	}
+	if engine.LoopDetected(r.Header, h.app.gatewayID) {
+		// Stored, it would be delivered again to wherever it came back from.
+		return caddyhttp.Error(http.StatusLoopDetected,
+			errors.New("this gateway delivered this request: a webhook may not feed itself"))
 	}
 	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	g := h.app.gateway
