@@ -26,11 +26,10 @@ func init() {
 // committed.
 //
 // Answers: 405 (with Allow: POST) for other methods, 508 for a request this
-// gateway delivered itself, 404 for an unknown key,
-// 410 for a disabled entrypoint or webhook, 413 for a body over the app's
-// max_body_size, 408 for a body not in within body_timeout, 503 when the
-// bodies in flight hold max_ingest_memory or when storage fails. In each of
-// these nothing is stored.
+// gateway delivered itself, 404 for an unknown key, 410 for a disabled
+// entrypoint or webhook, 413 for a body over the app's max_body_size, 408
+// for a body not in within body_timeout, 503 when the bodies in flight hold
+// max_ingest_memory or when storage fails. In each of these nothing is stored.
 type Handler struct {
 	app    *App
 	logger *zap.Logger
