@@ -130,9 +130,9 @@ func openSQLiteConns(abs string, sync Synchronous) (*sqliteFile, error) {
 }
 
 // settle opens the writer connection, which switches the file to WAL mode,
-// and reads through it, which makes the -wal; then it gives the file, -wal and -shm privateFileMode
-// (repairing files an older version created 0644, and whatever the umask let
-// through) and records which file the path names.
+// and reads through it, which makes the -wal; then it gives the file, -wal
+// and -shm privateFileMode (repairing files an older version created 0644,
+// and whatever the umask let through) and records which files the path names.
 func (f *sqliteFile) settle() error {
 	conn, err := f.writer.Conn(context.Background())
 	if err != nil {
