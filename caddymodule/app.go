@@ -71,10 +71,24 @@ type App struct {
 	// restart, never recorded as delivered). Default: 10s.
 	StopGracePeriod caddy.Duration `json:"stop_grace_period,omitempty"`
 
+	// TargetConcurrency bounds the attempts in flight to one http target,
+	// so that a slow or unanswering target holds no more than its share of
+	// the workers. Default: a quarter of Workers (at least 1).
+	TargetConcurrency int `json:"target_concurrency,omitempty"`
+
+	// TargetPolicy widens or narrows the addresses http targets may connect
+	// to. Caddy's admin endpoint is never reachable; tenants' targets reach
+	// public addresses only unless allowed here.
+	TargetPolicy *TargetPolicyConfig `json:"target_policy,omitempty"`
+
+	// TenantQuotas bound what each user may create through the tenant API.
+	TenantQuotas *TenantQuotasConfig `json:"tenant_quotas,omitempty"`
+
 	// Webhooks are declared here and owned by the config: read-only elsewhere.
 	Webhooks []*WebhookConfig `json:"webhooks,omitempty"`
 
 	declared []*storage.Webhook
+	policy   *engine.TargetPolicy
 	// gatewayID is this Caddy instance's id: the hop marker its deliveries
 	// carry, refused (508) by its entrypoints.
 	gatewayID string
@@ -151,11 +165,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("data_dir %q: %w", a.DataDir, err)
 	}
 	a.DataDir = abs // the storage pool is keyed by it
-	instance, err := caddy.InstanceID()
-	if err != nil {
-		return fmt.Errorf("reading this instance's id, the hop marker of deliveries: %w", err)
-	}
-	a.gatewayID = instance.String()
 	if a.MaxBodySize == 0 {
 		a.MaxBodySize = DefaultMaxBodySize
 	}
@@ -165,6 +174,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.BodyTimeout == 0 {
 		a.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
+	instance, err := caddy.InstanceID()
+	if err != nil {
+		return fmt.Errorf("reading this instance's id, the hop marker of deliveries: %w", err)
+	}
+	a.gatewayID = instance.String()
 	if a.Synchronous == "" {
 		a.Synchronous = string(storage.SynchronousFull)
 	}
@@ -188,6 +202,16 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.declared = declared
+	pc, err := a.policyConfig(ctx)
+	if err != nil {
+		return err
+	}
+	if a.policy, err = engine.NewTargetPolicy(pc); err != nil {
+		return err
+	}
+	if err := checkDeclaredTargets(a.policy, declared); err != nil {
+		return err
+	}
 
 	// The storage is only acquired here: it is opened by Start, after the
 	// data directory's lock, so that provisioning (and `caddy validate`)
@@ -198,6 +222,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		maxOpen:     a.MaxOpenEventDBs,
 		engine: engineOptions{
 			workers: a.Workers, queueSize: a.QueueSize, retryQueueSize: a.RetryQueueSize,
+			maxPerTarget:    a.TargetConcurrency,
 			stopGracePeriod: time.Duration(a.StopGracePeriod),
 		},
 	}, a.logger)
@@ -217,7 +242,7 @@ func (a *App) Validate() error {
 		return fmt.Errorf("max_body_size must be positive, not %d", a.MaxBodySize)
 	}
 	for name, n := range map[string]int{"max_open_event_dbs": a.MaxOpenEventDBs, "workers": a.Workers,
-		"queue_size": a.QueueSize, "retry_queue_size": a.RetryQueueSize} {
+		"queue_size": a.QueueSize, "retry_queue_size": a.RetryQueueSize, "target_concurrency": a.TargetConcurrency} {
 		if n < 0 {
 			return fmt.Errorf("%s must be positive, not %d", name, n)
 		}
@@ -295,10 +320,10 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 // Start puts the declared webhooks in force and, the first time, starts the
 // delivery engine, whose recovery scan resumes the work a previous run left.
 func (a *App) Start() error {
-	if err := a.gateway.open(); err != nil {
+	if err := a.gateway.open(a); err != nil {
 		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
 	}
-	if err := a.gateway.declare(a, a.declared); err != nil {
+	if err := a.gateway.declare(a); err != nil {
 		return err
 	}
 	a.gateway.start()

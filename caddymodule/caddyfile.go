@@ -45,6 +45,16 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		queue_size         <n>
 //		retry_queue_size   <n>
 //		stop_grace_period  <duration>
+//		target_concurrency <n>
+//		target_policy {
+//			allow <cidr>...
+//			deny  <cidr>...
+//		}
+//		tenant_quotas {
+//			webhooks    <n>
+//			entrypoints <n>
+//			targets     <n>
+//		}
 //		webhook <name> {
 //			description    <text>
 //			disabled
@@ -115,6 +125,33 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.StopGracePeriod = dur[0]
+		case "target_concurrency":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return d.Errf("target_concurrency: want 1 or more attempts in flight per target")
+			}
+			a.TargetConcurrency = n
+		case "target_policy":
+			if a.TargetPolicy != nil {
+				return d.Errf("target_policy is set twice: put every allow and deny in one block")
+			}
+			p, err := unmarshalTargetPolicy(d)
+			if err != nil {
+				return err
+			}
+			a.TargetPolicy = p
+		case "tenant_quotas":
+			if a.TenantQuotas != nil {
+				return d.Errf("tenant_quotas is set twice")
+			}
+			q, err := unmarshalTenantQuotas(d)
+			if err != nil {
+				return err
+			}
+			a.TenantQuotas = q
 		case "webhook":
 			w, err := unmarshalWebhook(d)
 			if err != nil {

@@ -33,8 +33,8 @@ type gatewayOptions struct {
 
 // engineOptions are the comparable settings of the engine.
 type engineOptions struct {
-	workers, queueSize, retryQueueSize int
-	stopGracePeriod                    time.Duration
+	workers, queueSize, retryQueueSize, maxPerTarget int
+	stopGracePeriod                                  time.Duration
 }
 
 // gateway is the state of one data directory shared by every config that
@@ -57,9 +57,9 @@ type gateway struct {
 	reloadMu    sync.Mutex // orders loads and swaps of the engine's snapshot
 	startEngine sync.Once
 
-	apiOnce      sync.Once
-	adminAPI     *admin.Handler
-	tenantAPIHdl *admin.Handler
+	// apis serve the admin endpoint's API and the tenant API, made anew
+	// with each configuration put in force (its quotas); nil until then.
+	apis atomic.Pointer[apiHandlers]
 
 	mu sync.Mutex
 	// declarers are the started apps, oldest first; the newest one's
@@ -101,9 +101,9 @@ func releaseGateway(dataDir string) error {
 // engine (not started), once: a reload joins what is open. The lock comes
 // first, so that a second process on the same data_dir is refused before it
 // creates, migrates or rewrites any file there.
-func (g *gateway) open() error {
+func (g *gateway) open(app *App) error {
 	g.openOnce.Do(func() {
-		s, err := openDataDir(g.dataDir, g.opts, g.logger)
+		s, err := openDataDir(g.dataDir, g.opts, app, g.logger)
 		if err != nil {
 			g.openErr = err
 			return
@@ -113,7 +113,7 @@ func (g *gateway) open() error {
 	return g.openErr
 }
 
-func openDataDir(dataDir string, opts gatewayOptions, logger *zap.Logger) (s *openStorage, err error) {
+func openDataDir(dataDir string, opts gatewayOptions, app *App, logger *zap.Logger) (s *openStorage, err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -147,6 +147,9 @@ func openDataDir(dataDir string, opts gatewayOptions, logger *zap.Logger) (s *op
 		Workers:        opts.engine.workers,
 		QueueSize:      opts.engine.queueSize,
 		RetryQueueSize: opts.engine.retryQueueSize,
+		MaxPerTarget:   opts.engine.maxPerTarget,
+		Policy:         app.policy,
+		GatewayID:      app.gatewayID,
 		Logger:         logger.Named("engine"),
 		Recorded:       countAttempt,
 	})
@@ -202,13 +205,13 @@ func (g *gateway) route(key string) (storage.Route, bool) {
 // main DB and the new snapshot is swapped in. Their event DBs are created by
 // their first event, so that declaring thousands costs no thousands of files
 // at start.
-func (g *gateway) declare(app *App, declared []*storage.Webhook) error {
+func (g *gateway) declare(app *App) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := g.apply(declared); err != nil {
+	if err := g.apply(app); err != nil {
 		// Leave the previous declaration in force, in the DB and in memory.
 		if len(g.declarers) > 0 {
-			if rerr := g.apply(g.declarers[len(g.declarers)-1].declared); rerr != nil {
+			if rerr := g.apply(g.declarers[len(g.declarers)-1]); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("restore previous declarations: %w", rerr))
 			}
 		}
@@ -230,14 +233,17 @@ func (g *gateway) retire(app *App) error {
 	wasCurrent := i == len(g.declarers)-1
 	g.declarers = slices.Delete(g.declarers, i, i+1)
 	if wasCurrent && len(g.declarers) > 0 {
-		return g.apply(g.declarers[len(g.declarers)-1].declared)
+		return g.apply(g.declarers[len(g.declarers)-1])
 	}
 	return nil
 }
 
-func (g *gateway) apply(declared []*storage.Webhook) error {
+// apply puts app's configuration in force: its declared webhooks, its
+// target policy and its tenant quotas.
+func (g *gateway) apply(app *App) error {
 	ctx := context.Background()
-	clashes, err := g.storage.Load().main.SyncDeclared(ctx, declared)
+	s := g.storage.Load()
+	clashes, err := s.main.SyncDeclared(ctx, app.declared)
 	if err != nil {
 		return err
 	}
@@ -246,6 +252,7 @@ func (g *gateway) apply(declared []*storage.Webhook) error {
 			zap.String("key", c.Key), zap.String("declared_by", c.DeclaredBy),
 			zap.String("api_webhook", c.WebhookID), zap.String("api_entrypoint", c.EntrypointID))
 	}
+	g.apis.Store(g.makeAPIs(s, app))
 	return g.reload(ctx)
 }
 
@@ -297,31 +304,37 @@ func (g *gateway) ingest(ctx context.Context, route storage.Route, ev *storage.E
 	return nil
 }
 
-func (g *gateway) makeAPIs() {
-	s := g.storage.Load()
+// apiHandlers are the two faces of the API on one backend.
+type apiHandlers struct {
+	admin, tenant *admin.Handler
+}
+
+func (g *gateway) makeAPIs(s *openStorage, app *App) *apiHandlers {
 	b := &admin.Backend{
 		Main: s.main, Events: s.events, Notifier: s.engine,
 		ConfigChanged: g.reload, BreakerState: s.engine.BreakerState,
+		Quotas:         app.TenantQuotas.quotas(),
+		CheckTargetURL: app.policy.CheckURL,
 	}
-	g.adminAPI, g.tenantAPIHdl = admin.NewAdminHandler(b), admin.NewTenantHandler(b)
+	return &apiHandlers{admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
 }
 
 // serveAPI serves the admin endpoint's API, or with tenant a site's, once
-// the storage is open; 503 before.
+// a configuration is in force; 503 before.
 func (g *gateway) serveAPI(w http.ResponseWriter, r *http.Request, tenant bool) {
-	if g.storage.Load() == nil {
+	apis := g.apis.Load()
+	if apis == nil {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, `{"error":"webhooker is starting: its storage is not open yet"}`+"\n")
 		return
 	}
-	g.apiOnce.Do(g.makeAPIs)
 	if tenant {
-		g.tenantAPIHdl.ServeHTTP(w, r)
+		apis.tenant.ServeHTTP(w, r)
 		return
 	}
-	g.adminAPI.ServeHTTP(w, r)
+	apis.admin.ServeHTTP(w, r)
 }
 
 var _ caddy.Destructor = (*gateway)(nil)
