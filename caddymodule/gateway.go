@@ -114,8 +114,11 @@ func (g *gateway) open(app *App) error {
 }
 
 func openDataDir(dataDir string, opts gatewayOptions, app *App, logger *zap.Logger) (s *openStorage, err error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if err := storage.CreateDataDir(dataDir); err != nil {
+		return nil, err
+	}
+	if warning := storage.DataDirWarning(dataDir); warning != "" {
+		logger.Warn(warning, zap.String("data_dir", dataDir))
 	}
 	lock, err := lockDataDir(dataDir)
 	if err != nil {
@@ -252,6 +255,7 @@ func (g *gateway) apply(app *App) error {
 			zap.String("key", c.Key), zap.String("declared_by", c.DeclaredBy),
 			zap.String("api_webhook", c.WebhookID), zap.String("api_entrypoint", c.EntrypointID))
 	}
+	s.engine.SetTargetPolicy(app.policy)
 	g.apis.Store(g.makeAPIs(s, app))
 	return g.reload(ctx)
 }
@@ -314,7 +318,7 @@ func (g *gateway) makeAPIs(s *openStorage, app *App) *apiHandlers {
 		Main: s.main, Events: s.events, Notifier: s.engine,
 		ConfigChanged: g.reload, BreakerState: s.engine.BreakerState,
 		Quotas:         app.TenantQuotas.quotas(),
-		CheckTargetURL: app.policy.CheckURL,
+		CheckTargetURL: s.engine.CheckTargetURL,
 	}
 	return &apiHandlers{admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
 }

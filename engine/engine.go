@@ -61,6 +61,8 @@ type Engine struct {
 	client   *http.Client
 	events   *storage.WebhookDBManager
 	snapshot atomic.Pointer[storage.Snapshot]
+	// policy is the target policy in force, read at every dial.
+	policy atomic.Pointer[TargetPolicy]
 
 	queue chan Task
 	refs  chan deliveryRef
@@ -124,9 +126,6 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	if opts.Policy == nil {
 		opts.Policy, _ = NewTargetPolicy(PolicyConfig{}) // nothing in it to refuse
 	}
-	if opts.Client == nil {
-		opts.Client = newHTTPClient(opts.Policy)
-	}
 	if opts.GatewayID == "" {
 		opts.GatewayID = uuid.NewString()
 	}
@@ -134,7 +133,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		opts.MaxPerTarget = max(1, opts.Workers/4)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{
+	e := &Engine{
 		opts: opts, logger: opts.Logger, client: opts.Client, events: events,
 		queue:      make(chan Task, opts.QueueSize),
 		refs:       make(chan deliveryRef, opts.RetryQueueSize),
@@ -146,6 +145,27 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		attempts:   ctx, abortAttempts: cancel,
 		stopping: make(chan struct{}),
 	}
+	e.policy.Store(opts.Policy)
+	if e.client == nil {
+		e.client = newHTTPClient(e.policy.Load)
+	}
+	return e
+}
+
+// SetTargetPolicy puts a new target policy in force (a reload): the next
+// connection obeys it. Idle connections made under the old one are closed,
+// so that none it would refuse stays in use.
+func (e *Engine) SetTargetPolicy(p *TargetPolicy) {
+	if p == nil || e.policy.Swap(p) == p {
+		return
+	}
+	e.client.CloseIdleConnections()
+}
+
+// CheckTargetURL is the target policy in force's verdict on a target URL
+// (TargetPolicy.CheckURL), for a clear refusal when a target is created.
+func (e *Engine) CheckTargetURL(ctx context.Context, rawURL string, tenant bool) error {
+	return e.policy.Load().CheckURL(ctx, rawURL, tenant)
 }
 
 // SetSnapshot puts a new configuration in force. Attempts read the target's

@@ -61,7 +61,10 @@ const dialTimeout = 30 * time.Second
 // deliverHTTP) go through a transport of their own: a connection dialled
 // under the operator's rules sits in a pool that no tenant's request draws
 // from.
-func newHTTPClient(policy *TargetPolicy) *http.Client {
+//
+// policy gives the policy in force at each dial, so that a new one (a
+// reload) applies to the next connection.
+func newHTTPClient(policy func() *TargetPolicy) *http.Client {
 	return &http.Client{
 		Transport: &policyTransport{
 			operator: policyHTTPTransport(policy, false),
@@ -73,7 +76,7 @@ func newHTTPClient(policy *TargetPolicy) *http.Client {
 	}
 }
 
-func policyHTTPTransport(policy *TargetPolicy, tenant bool) *http.Transport {
+func policyHTTPTransport(policy func() *TargetPolicy, tenant bool) *http.Transport {
 	dialer := &net.Dialer{
 		Timeout:   dialTimeout,
 		KeepAlive: 30 * time.Second,
@@ -82,7 +85,7 @@ func policyHTTPTransport(policy *TargetPolicy, tenant bool) *http.Transport {
 			if err != nil {
 				return fmt.Errorf("%w: cannot read the address being dialled, %q: %v", ErrTargetPolicy, address, err)
 			}
-			return policy.CheckAddr(ap, tenant || tenantFrom(ctx))
+			return policy().CheckAddr(ap, tenant || tenantFrom(ctx))
 		},
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -171,6 +174,11 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 		return r
 	case resp.StatusCode == http.StatusGone:
 		r.err, r.permanent = fmt.Errorf("target answered 410 Gone: not retrying"), true
+	case resp.StatusCode == http.StatusLoopDetected:
+		// A gateway this delivery went through already (this one, say: a
+		// target on one of its own entrypoints) refused it. Sending it
+		// again would loop again.
+		r.err, r.permanent = fmt.Errorf("target answered 508 Loop Detected: the delivery came back to a gateway it went through; not retrying"), true
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		r.err = fmt.Errorf("target answered %d (redirect to %q, not followed)", resp.StatusCode, resp.Header.Get("Location"))
 	default:

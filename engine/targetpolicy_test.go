@@ -281,7 +281,7 @@ func TestCheckURL(t *testing.T) {
 
 func TestHTTPClientIgnoresProxyEnvironment(t *testing.T) {
 	t.Parallel()
-	pt, ok := newHTTPClient(mustPolicy(t, PolicyConfig{})).Transport.(*policyTransport)
+	pt, ok := newHTTPClient(fixedPolicy(mustPolicy(t, PolicyConfig{}))).Transport.(*policyTransport)
 	if !ok {
 		t.Fatal("the client's transport is not the policy's")
 	}
@@ -442,7 +442,7 @@ func TestConfiguredHeaderCannotReplaceHopMarker(t *testing.T) {
 	h := http.Header{}
 	h.Set(HopHeader, "other")
 	task := &Task{DeliveryID: "d1", Target: storage.Target{URL: tg.URL}, Event: EventMeta{ID: "e1", Headers: h}}
-	res := deliverHTTP(context.Background(), newHTTPClient(mustPolicy(t, PolicyConfig{})), s, task,
+	res := deliverHTTP(context.Background(), newHTTPClient(fixedPolicy(mustPolicy(t, PolicyConfig{}))), s, task,
 		strings.NewReader("{}"), time.Now(), false, "gw-1")
 	if res.err != nil {
 		t.Fatalf("delivery: %v", res.err)
@@ -563,3 +563,6 @@ func TestPolicyRefusalLeavesBreakerAlone(t *testing.T) {
 		t.Errorf("%d requests reached the admin endpoint", n)
 	}
 }
+
+// fixedPolicy is a policy source that never changes.
+func fixedPolicy(p *TargetPolicy) func() *TargetPolicy { return func() *TargetPolicy { return p } }

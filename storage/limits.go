@@ -51,7 +51,7 @@ func OperatorLimits() Limits {
 		BackoffInitialMin:   10 * time.Millisecond,
 		BackoffMax:          7 * 24 * time.Hour,
 		BreakerThresholdMax: 1000,
-		BreakerCooldownMin:  time.Second,
+		BreakerCooldownMin:  10 * time.Millisecond,
 		BreakerCooldownMax:  24 * time.Hour,
 		Headers:             32,
 		HeaderNameBytes:     256,
@@ -70,6 +70,7 @@ func TenantLimits() Limits {
 	l.TimeoutMin, l.TimeoutMax = time.Second, time.Minute
 	l.BackoffInitialMin = time.Second
 	l.BackoffMax = 24 * time.Hour
+	l.BreakerCooldownMin = time.Second
 	return l
 }
 
