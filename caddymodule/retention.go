@@ -49,11 +49,10 @@ func (r *retention) ingested(w *storage.Webhook) {
 	go func() {
 		defer r.running.Done()
 		ctx := context.Background()
-		cutoff := now.Add(-time.Duration(w.RetentionDays) * 24 * time.Hour)
 		var n int
 		err := r.events.With(ctx, w.ID, func(db *storage.WebhookDB) error {
 			var err error
-			n, err = db.Prune(ctx, cutoff)
+			n, err = db.PruneRetention(ctx, now, w.RetentionDays)
 			return err
 		})
 		if err != nil {

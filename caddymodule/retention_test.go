@@ -77,3 +77,25 @@ func TestRetentionPrunesOnIngest(t *testing.T) {
 		t.Error("an old event with a pending delivery was pruned")
 	}
 }
+
+// TestRetentionNeverPrunesTheEventJustTaken replays the probe's finding: a
+// retention of 999999 days overflowed into a cutoff in the future, and the
+// next POST pruned every acknowledged event, itself included. Out-of-range
+// retentions are now refused, and the longest one allowed keeps them all.
+func TestRetentionNeverPrunesTheEventJustTaken(t *testing.T) {
+	g := startGateway(t, "")
+	var wh apiWebhook
+	g.admin("POST", "/webhooks", map[string]any{"name": "kept"}).decode(t, http.StatusCreated, &wh)
+	for _, days := range []int{999999, 36501, -1} {
+		if a := g.admin("PATCH", "/webhooks/"+wh.ID, map[string]any{"retention_days": days}); a.status != http.StatusBadRequest {
+			t.Errorf("retention_days %d: %s, want 400", days, a)
+		}
+	}
+	g.admin("PATCH", "/webhooks/"+wh.ID, map[string]any{"retention_days": 36500}).decode(t, http.StatusOK, nil)
+	ids := []string{g.mustIngest(wh.Entrypoints[0].Key, `{"n":1}`), g.mustIngest(wh.Entrypoints[0].Key, `{"n":2}`)}
+	var page apiEventPage
+	g.admin("GET", "/webhooks/"+wh.ID+"/events", nil).decode(t, http.StatusOK, &page)
+	if len(page.Events) != len(ids) {
+		t.Fatalf("%d events listed after 2 ingests with retention_days 36500, want 2", len(page.Events))
+	}
+}
