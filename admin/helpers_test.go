@@ -26,7 +26,7 @@ import (
 
 // env is one data directory with its storage, engine and both API handlers.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	main   *storage.MainDB
 	events *storage.WebhookDBManager
@@ -35,14 +35,14 @@ type env struct {
 	tenant *admin.Handler
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	return newEnvWith(t, nil)
 }
 
 // newEnvWith is newEnv with the Backend's optional settings (quotas, target
 // URL policy) set by configure before the handlers are made.
-func newEnvWith(t *testing.T, configure func(*admin.Backend)) *env {
+func newEnvWith(t testing.TB, configure func(*admin.Backend)) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
