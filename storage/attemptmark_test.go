@@ -170,3 +170,62 @@ func TestInterruptedAttemptIsRecordedOnlyWhileStillMarked(t *testing.T) {
 		t.Errorf("results after a second record = %d, want 1", len(rs))
 	}
 }
+
+// Marks alone are committed without an fsync (synchronous=NORMAL for their
+// transaction only): the writer is back at FULL after them, so that events
+// stay durable against power loss, and marks mixed with ingests commit too.
+func TestMarksLeaveTheWriterAtSynchronousFull(t *testing.T) {
+	ctx := context.Background()
+	db := openEventDB(t) // the default: synchronous=FULL
+	synchronous := func() int {
+		t.Helper()
+		var level int
+		if err := db.file.writer.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
+			t.Fatal(err)
+		}
+		return level
+	}
+	if got := synchronous(); got != 2 {
+		t.Fatalf("writer at synchronous %d before any mark, want 2 (FULL)", got)
+	}
+	var ids []string
+	for i := range 8 {
+		ev := ingestOne(t, db, "sync"+string(rune('a'+i)), "t1")
+		ds, err := db.Deliveries(ctx, ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ds[0].ID)
+	}
+	if err := db.MarkAttemptStarted(ctx, ids[0], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := synchronous(); got != 2 {
+		t.Errorf("writer at synchronous %d after a mark, want 2 (FULL)", got)
+	}
+
+	// Marks and ingests at once share batches; all commit.
+	errs := make(chan error, 2*len(ids))
+	for i, id := range ids[1:] {
+		go func() { errs <- db.MarkAttemptStarted(ctx, id, time.Now()) }()
+		go func() {
+			_, err := db.Ingest(&Event{EntrypointID: "ep", EntrypointKey: "k", Method: "POST", Path: "/x",
+				Headers: map[string][]string{}, Body: []byte{byte(i)}}, []string{"t1"})
+			errs <- err
+		}()
+	}
+	for range 2 * (len(ids) - 1) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if marked, err := db.InterruptedAttempts(ctx); err != nil || len(marked) != len(ids) {
+		t.Errorf("marked = %d, %v; want %d", len(marked), err, len(ids))
+	}
+	if n := countEvents(t, db); n != 2*len(ids)-1 {
+		t.Errorf("%d events, want %d", n, 2*len(ids)-1)
+	}
+	if got := synchronous(); got != 2 {
+		t.Errorf("writer at synchronous %d after marks and ingests, want 2 (FULL)", got)
+	}
+}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
@@ -74,9 +75,10 @@ const (
 // MarkAttemptStarted durably marks an open delivery as having an attempt in
 // flight since at, before the attempt goes out. RecordAttempt clears the
 // mark; one found at start means the process died during the attempt. It
-// shares a transaction with concurrent writes (group commit).
+// shares a transaction with concurrent writes (group commit); a transaction
+// of marks alone costs no fsync (commitCrashSafe).
 func (db *WebhookDB) MarkAttemptStarted(ctx context.Context, deliveryID string, at time.Time) error {
-	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{crashSafe: true, write: func(w *writeTx) error {
 		res, err := w.exec(sqlMarkAttempt, at.UnixNano(), deliveryID)
 		if err != nil {
 			return err
@@ -170,4 +172,45 @@ func (db *WebhookDB) RecordInterruptedAttempt(ctx context.Context, a Interrupted
 		return fmt.Errorf("record interrupted attempt %d of delivery %s: %w", r.Attempt, a.DeliveryID, err)
 	}
 	return nil
+}
+
+// crashSafeOnly reports whether every write of batch is crash-safe only.
+func crashSafeOnly(batch []*commitRequest) bool {
+	for _, r := range batch {
+		if !r.crashSafe {
+			return false
+		}
+	}
+	return true
+}
+
+// commitCrashSafe commits a batch of in-flight marks without an fsync, on a
+// file opened with synchronous=FULL. A mark guards against a target that
+// kills the process, and in WAL mode a commit under synchronous=NORMAL is in
+// the log file when it returns: the kernel keeps it when the process dies.
+// Only a power loss can lose it (then that one attempt is not counted, as
+// before marks existed); the next fsynced commit makes it durable anyway.
+// It saves one fsync per http attempt.
+func (db *WebhookDB) commitCrashSafe(ctx context.Context, batch []*commitRequest) error {
+	// One connection throughout, so that the relaxed setting applies to
+	// this transaction and nothing else.
+	conn, err := db.file.writer.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err == nil {
+		err = db.runBatch(ctx, tx, batch)
+	}
+	if _, rerr := conn.ExecContext(ctx, "PRAGMA synchronous = FULL"); rerr != nil {
+		// Never leave the writer without fsyncs: drop the connection, and
+		// the next one is opened with the file's settings.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		return errors.Join(err, fmt.Errorf("restore synchronous=FULL: %w", rerr))
+	}
+	return err
 }

@@ -64,6 +64,7 @@ type DeliveryResult struct {
 type WebhookDB struct {
 	webhookID string
 	file      *sqliteFile
+	sync      Synchronous
 	commits   groupCommitter
 
 	// onGone, set by the manager, drops this handle when its file turns out
@@ -106,7 +107,7 @@ func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous
 	if err != nil {
 		return nil, err
 	}
-	db := &WebhookDB{webhookID: webhookID, file: file}
+	db := &WebhookDB{webhookID: webhookID, file: file, sync: sync}
 	if err := db.prepare(ctx); err != nil {
 		_ = file.close()
 		return nil, fmt.Errorf("event db %s: %w", webhookID, err)
@@ -238,10 +239,18 @@ func (w *writeTx) exec(query string, args ...any) (sql.Result, error) {
 func (db *WebhookDB) commitBatch(batch []*commitRequest) error {
 	// Not a request's context: the batch carries other requests too.
 	ctx := context.Background()
+	if db.sync != SynchronousNormal && crashSafeOnly(batch) {
+		return db.commitCrashSafe(ctx, batch)
+	}
 	tx, err := db.file.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
+	return db.runBatch(ctx, tx, batch)
+}
+
+// runBatch runs every write of batch in tx, then commits it.
+func (db *WebhookDB) runBatch(ctx context.Context, tx *sql.Tx, batch []*commitRequest) error {
 	w := &writeTx{ctx: ctx, tx: tx, db: db, bound: make(map[string]*sql.Stmt, 4)}
 	for _, r := range batch {
 		if len(batch) == 1 {

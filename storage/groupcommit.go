@@ -25,8 +25,12 @@ const (
 type commitRequest struct {
 	write func(*writeTx) error
 	size  int
-	err   error // the write's own error, set by the committer
-	done  chan commitSignal
+	// crashSafe writes need to survive a crash of the process, not of the
+	// machine (in-flight marks): a batch of only such writes is committed
+	// without an fsync (see commitCrashSafe).
+	crashSafe bool
+	err       error // the write's own error, set by the committer
+	done      chan commitSignal
 }
 
 // commitSignal tells a queued request either the outcome of the transaction
