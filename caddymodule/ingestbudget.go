@@ -124,7 +124,7 @@ func readBody(w http.ResponseWriter, r *http.Request, lim bodyLimits) ([]byte, *
 		if len(buf) == cap(buf) {
 			next := min(max(2*int64(cap(buf)), bodyChunk), ceiling)
 			if !held.grow(next - int64(cap(buf))) {
-				closeAfter(w)
+				closeAfter(w, r)
 				w.Header().Set("Retry-After", strconv.Itoa(int(budgetRetryAfter/time.Second)))
 				return nil, held, caddyhttp.Error(http.StatusServiceUnavailable,
 					fmt.Errorf("max_ingest_memory (%d bytes) is held by the bodies of requests in flight", lim.maxMemory))
@@ -145,11 +145,11 @@ func readBody(w http.ResponseWriter, r *http.Request, lim bodyLimits) ([]byte, *
 		case errors.As(err, &maxErr):
 			return nil, held, tooLarge()
 		case isTimeout(err):
-			closeAfter(w)
+			closeAfter(w, r)
 			return nil, held, caddyhttp.Error(http.StatusRequestTimeout,
 				fmt.Errorf("request body not received within body_timeout (%s): %d bytes in", lim.timeout, len(buf)))
 		default:
-			closeAfter(w)
+			closeAfter(w, r)
 			return nil, held, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading request body: %w", err))
 		}
 	}
@@ -182,8 +182,15 @@ func isTimeout(err error) bool {
 }
 
 // closeAfter asks the server to close the connection after this answer,
-// rather than read the rest of a body it has refused.
-func closeAfter(w http.ResponseWriter) { w.Header().Set("Connection", "close") }
+// rather than read the rest of a body it has refused. HTTP/1 closes it; Go's
+// HTTP/2 server takes the header as a request to end the connection and
+// drops it from the answer. HTTP/3 forbids the header, and quic-go would
+// send it: there, the refused stream alone is ended.
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor < 3 {
+		w.Header().Set("Connection", "close")
+	}
+}
 
 // sizeArg reads the option's one argument as a size such as 10MiB.
 func sizeArg(d *caddyfile.Dispenser) (int64, error) {
