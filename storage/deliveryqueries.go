@@ -39,19 +39,15 @@ func (db *WebhookDB) EventBody(ctx context.Context, eventID string) ([]byte, err
 	return body, nil
 }
 
+// errNoOpenDelivery: a write meant for an open delivery found none.
+var errNoOpenDelivery = fmt.Errorf("no open delivery with this id: %w", ErrNotFound)
+
 // Reschedule puts off an open delivery until at without counting an attempt
 // (its target's circuit breaker is open). The time is stored so that it
 // survives a restart.
 func (db *WebhookDB) Reschedule(ctx context.Context, deliveryID string, at time.Time) error {
 	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
-		res, err := w.exec(sqlReschedule, at.UnixNano(), time.Now().UnixNano(), deliveryID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("no open delivery with this id: %w", ErrNotFound)
-		}
-		return nil
+		return w.execChanging(errNoOpenDelivery, sqlReschedule, at.UnixNano(), time.Now().UnixNano(), deliveryID)
 	}})
 	if err != nil {
 		return fmt.Errorf("reschedule delivery %s: %w", deliveryID, err)
@@ -79,14 +75,7 @@ const (
 // of marks alone costs no fsync (commitCrashSafe).
 func (db *WebhookDB) MarkAttemptStarted(ctx context.Context, deliveryID string, at time.Time) error {
 	err := db.commits.submit(&commitRequest{crashSafe: true, write: func(w *writeTx) error {
-		res, err := w.exec(sqlMarkAttempt, at.UnixNano(), deliveryID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("no open delivery with this id: %w", ErrNotFound)
-		}
-		return nil
+		return w.execChanging(errNoOpenDelivery, sqlMarkAttempt, at.UnixNano(), deliveryID)
 	}})
 	if err != nil {
 		return fmt.Errorf("mark attempt of delivery %s in flight: %w", deliveryID, err)
@@ -151,20 +140,12 @@ var ErrNotInterrupted = errors.New("the delivery's attempt is no longer marked i
 // delivery is still open and marked at a.StartedAt; else it changes nothing
 // and returns ErrNotInterrupted.
 func (db *WebhookDB) RecordInterruptedAttempt(ctx context.Context, a InterruptedAttempt, r DeliveryResult, out DeliveryOutcome) error {
-	var next sql.NullInt64
-	if out.Status == DeliveryRetrying {
-		next = sql.NullInt64{Int64: out.NextAttemptAt.UnixNano(), Valid: true}
-	}
 	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
-		res, err := w.exec(sqlRecordInterrupted, out.Status, r.Attempt, next, out.LastError,
-			time.Now().UnixNano(), a.DeliveryID, a.StartedAt.UnixNano())
-		if err != nil {
+		if err := w.execChanging(ErrNotInterrupted, sqlRecordInterrupted, out.Status, r.Attempt, out.nextAttempt(),
+			out.LastError, time.Now().UnixNano(), a.DeliveryID, a.StartedAt.UnixNano()); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotInterrupted
-		}
-		_, err = w.exec(sqlInsertResult, a.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
+		_, err := w.exec(sqlInsertResult, a.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
 			int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody)
 		return err
 	}})

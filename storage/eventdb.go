@@ -279,6 +279,19 @@ func (db *WebhookDB) runBatch(ctx context.Context, tx *sql.Tx, batch []*commitRe
 	return tx.Commit()
 }
 
+// execChanging runs query (see exec) and returns none when it changed no
+// row: the delivery it names is not open, or not as the caller read it.
+func (w *writeTx) execChanging(none error, query string, args ...any) error {
+	res, err := w.exec(query, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return none
+	}
+	return nil
+}
+
 func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) error {
 	body := ev.Body
 	if body == nil {

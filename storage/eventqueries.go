@@ -121,24 +121,26 @@ type DeliveryOutcome struct {
 	LastError     string
 }
 
+// nextAttempt is the next_attempt_at column of a delivery with outcome o:
+// set while it is retrying, NULL otherwise.
+func (o DeliveryOutcome) nextAttempt() sql.NullInt64 {
+	if o.Status != DeliveryRetrying {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: o.NextAttemptAt.UnixNano(), Valid: true}
+}
+
 // RecordAttempt stores one attempt and the delivery's new state together,
 // so that the attempt count and the results never disagree. It shares a
 // transaction with concurrent writes to the same file (group commit) and
 // returns once that has committed.
 func (db *WebhookDB) RecordAttempt(ctx context.Context, r DeliveryResult, out DeliveryOutcome) error {
-	var next sql.NullInt64
-	if out.Status == DeliveryRetrying {
-		next = sql.NullInt64{Int64: out.NextAttemptAt.UnixNano(), Valid: true}
-	}
 	err := db.commits.submit(&commitRequest{size: len(r.ResponseBody), write: func(w *writeTx) error {
-		res, err := w.exec(sqlSetOutcome, out.Status, r.Attempt, next, out.LastError, time.Now().UnixNano(), r.DeliveryID)
-		if err != nil {
+		if err := w.execChanging(ErrNotFound, sqlSetOutcome, out.Status, r.Attempt, out.nextAttempt(), out.LastError,
+			time.Now().UnixNano(), r.DeliveryID); err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrNotFound
-		}
-		_, err = w.exec(sqlInsertResult, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
+		_, err := w.exec(sqlInsertResult, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
 			int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody)
 		return err
 	}})
