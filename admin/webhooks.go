@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,18 +47,29 @@ func (h *Handler) targetView(t storage.Target) targetView {
 	return v
 }
 
-// changed puts a configuration change in force before the API answers.
-func (h *Handler) changed(r *http.Request) error {
-	if err := h.b.ConfigChanged(r.Context()); err != nil {
+// afterCommit is the context of the work that must follow a committed
+// change whether or not its client is still there: putting it in force,
+// creating or deleting an event DB, undoing half a create. On the request's
+// own context a client that hangs up would leave the old configuration
+// routing (a deleted webhook still ingesting) or a file behind; a committed
+// change is not taken back because its answer has nowhere to go.
+func afterCommit(r *http.Request) context.Context {
+	return context.WithoutCancel(r.Context())
+}
+
+// changed puts a committed configuration change in force before the API
+// answers. ctx is an afterCommit context.
+func (h *Handler) changed(ctx context.Context) error {
+	if err := h.b.ConfigChanged(ctx); err != nil {
 		return fmt.Errorf("the change is saved but could not be put in force: %w", err)
 	}
 	return nil
 }
 
-// saved puts a saved change in force, then answers v with status, or 204
-// when v is nil.
+// saved puts a committed change in force, then answers v with status, or
+// 204 when v is nil.
 func (h *Handler) saved(w http.ResponseWriter, r *http.Request, status int, v any) error {
-	if err := h.changed(r); err != nil {
+	if err := h.changed(afterCommit(r)); err != nil {
 		return err
 	}
 	if v == nil {
@@ -149,10 +161,11 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := h.b.Events.Create(r.Context(), wh.ID); err != nil {
+	ctx := afterCommit(r)
+	if err := h.b.Events.Create(ctx, wh.ID); err != nil {
 		// Without its event DB the webhook could not store anything: undo it.
 		return errors.Join(fmt.Errorf("create the event DB of webhook %s: %w", wh.ID, err),
-			h.b.Main.DeleteWebhook(r.Context(), wh.ID))
+			h.b.Main.DeleteWebhook(ctx, wh.ID))
 	}
 	return h.saved(w, r, http.StatusCreated, h.view(wh))
 }
@@ -190,7 +203,11 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) error {
 }
 
 // deleteWebhook soft-deletes the configuration, takes it out of force (its
-// entrypoints answer 404 from now on), then deletes its event DB.
+// entrypoints answer 404 from now on), then deletes its event DB. Once the
+// delete is committed, the event DB goes even if the configuration could not
+// be put in force: nothing else would ever remove the file, and the manager
+// refuses the id from then on, so an ingest still routed to it fails (503)
+// instead of creating the file again.
 func (h *Handler) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	wh, err := h.webhookFor(r)
 	if err != nil {
@@ -199,11 +216,13 @@ func (h *Handler) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err := h.b.Main.DeleteWebhook(r.Context(), wh.ID); err != nil {
 		return err
 	}
-	if err := h.changed(r); err != nil {
-		return err
+	ctx := afterCommit(r)
+	errChanged := h.changed(ctx)
+	if err := h.b.Events.Delete(ctx, wh.ID); err != nil {
+		return errors.Join(errChanged, fmt.Errorf("webhook %s is deleted, but not its event DB: %w", wh.ID, err))
 	}
-	if err := h.b.Events.Delete(r.Context(), wh.ID); err != nil {
-		return fmt.Errorf("webhook %s is deleted, but not its event DB: %w", wh.ID, err)
+	if errChanged != nil {
+		return errChanged
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
