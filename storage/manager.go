@@ -57,6 +57,24 @@ type WebhookDBManager struct {
 	// indexes the frames of two different -wal files, and closing the old
 	// one would delete the new -wal by name.
 	gone sync.Map
+
+	// lifeMu guards life, the context of opening files: a handle is shared
+	// by every caller, so no caller's context may cut its open short. It
+	// ends with CloseAll (an open under way then gives up instead of holding
+	// the close up), and a new one begins for uses after it.
+	lifeMu sync.Mutex
+	life   lifetime
+}
+
+// lifetime is a context and its cancel.
+type lifetime struct {
+	ctx context.Context
+	end context.CancelFunc
+}
+
+func newLifetime() lifetime {
+	ctx, end := context.WithCancel(context.Background())
+	return lifetime{ctx: ctx, end: end}
 }
 
 // NewWebhookDBManager manages the event DBs in dir, creating dir if needed.
@@ -73,7 +91,7 @@ func NewWebhookDBManager(dir string, opts ManagerOptions) (*WebhookDBManager, er
 	if err := CreateDataDir(dir); err != nil {
 		return nil, err
 	}
-	return &WebhookDBManager{dir: dir, opts: opts, deleted: make(map[string]bool)}, nil
+	return &WebhookDBManager{dir: dir, opts: opts, deleted: make(map[string]bool), life: newLifetime()}, nil
 }
 
 // dataDirMode is the mode of a data directory we create: its files hold
@@ -133,7 +151,8 @@ func openTo(perm fs.FileMode) []string {
 
 // eventDBHandle is a cache entry. refs counts users; -1 means closed.
 type eventDBHandle struct {
-	once     sync.Once
+	opening  sync.Once
+	opened   chan struct{} // closed once db or err is set
 	db       *WebhookDB
 	err      error
 	refs     atomic.Int64
@@ -252,38 +271,65 @@ func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHand
 	for {
 		v, ok := m.handles.Load(id)
 		if !ok {
-			v, _ = m.handles.LoadOrStore(id, &eventDBHandle{closed: make(chan struct{})})
+			v, _ = m.handles.LoadOrStore(id, &eventDBHandle{opened: make(chan struct{}), closed: make(chan struct{})})
 		}
 		h := v.(*eventDBHandle)
 		if !h.acquire() {
 			continue // closed since we loaded it; it is gone from the map
 		}
-		opened := false
-		h.once.Do(func() {
-			if h.err = m.waitGone(ctx, id); h.err != nil {
-				return
-			}
-			h.db, h.err = openWebhookDB(ctx, id, path, m.opts.Synchronous)
-			opened = h.err == nil
-			if opened {
-				h.db.onGone = func() { m.dropGone(id, h) }
-			}
-			h.ready.Store(opened)
+		h.opening.Do(func() {
+			h.acquire() // the open's own ref: it cannot fail while ours is held
+			go m.openHandle(h, id, path)
 		})
+		select {
+		case <-h.opened:
+		case <-ctx.Done():
+			// The open goes on, for the others waiting and for the cache.
+			h.release(m)
+			return nil, fmt.Errorf("open event db %s: %w", id, ctx.Err())
+		}
 		if h.err != nil {
-			m.handles.CompareAndDelete(id, h)
-			h.evicted.Store(true)
 			h.release(m)
 			return nil, fmt.Errorf("open event db: %w", h.err)
 		}
 		h.used.Store(m.clock.Add(1))
-		if opened {
-			if m.open.Add(1) > int64(m.opts.MaxOpen) {
-				m.evictLeastRecentlyUsed(h)
-			}
-		}
 		return h, nil
 	}
+}
+
+// openHandle opens the file of h, holding a ref of its own, on the manager's
+// lifetime rather than on the context of whichever caller came first: one
+// caller hanging up must not fail the others waiting for the same handle,
+// each of whom waits on their own context. A failed open takes h out of the
+// cache, so that the next use tries again.
+func (m *WebhookDBManager) openHandle(h *eventDBHandle, id, path string) {
+	defer h.release(m)
+	ctx := m.lifetime()
+	if h.err = m.waitGone(ctx, id); h.err == nil {
+		h.db, h.err = openWebhookDB(ctx, id, path, m.opts.Synchronous)
+	}
+	if h.err != nil {
+		m.handles.CompareAndDelete(id, h)
+		h.evicted.Store(true) // the last release closes it, with nothing open
+		close(h.opened)
+		return
+	}
+	h.db.onGone = func() { m.dropGone(id, h) }
+	h.used.Store(m.clock.Add(1))
+	h.ready.Store(true)
+	// Before the waiters go on: when they have the handle, the bound on
+	// open files holds again.
+	if m.open.Add(1) > int64(m.opts.MaxOpen) {
+		m.evictLeastRecentlyUsed(h)
+	}
+	close(h.opened)
+}
+
+// lifetime is the context opens run on, until the next CloseAll.
+func (m *WebhookDBManager) lifetime() context.Context {
+	m.lifeMu.Lock()
+	defer m.lifeMu.Unlock()
+	return m.life.ctx
 }
 
 // dropGone evicts h, whose file was removed or replaced while open: its
@@ -409,7 +455,9 @@ func (m *WebhookDBManager) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	// From here on no one opens it; opens under way finish first.
+	// From here on no one opens it. Callers waiting for an open let go of
+	// the lock first; an open under way holds a ref, so Close below waits
+	// for it to finish and closes what it opened.
 	m.lifecycle.Lock()
 	m.deleted[id] = true
 	m.lifecycle.Unlock()
@@ -429,7 +477,13 @@ func (m *WebhookDBManager) Delete(ctx context.Context, id string) error {
 }
 
 // CloseAll closes every open event DB, waiting for their users to finish.
+// Opens under way give up (their callers get an error) rather than hold the
+// close up; uses after CloseAll open files again.
 func (m *WebhookDBManager) CloseAll(ctx context.Context) error {
+	m.lifeMu.Lock()
+	m.life.end()
+	m.life = newLifetime()
+	m.lifeMu.Unlock()
 	return m.closeWhere(ctx, func(string) bool { return true })
 }
 
