@@ -12,16 +12,17 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
 // Backend is what the API acts on: the storage of one data directory and
 // its delivery engine.
 type Backend struct {
-	Main     *storage.MainDB
-	Events   *storage.WebhookDBManager
-	Notifier engine.Notifier
+	Main   *storage.MainDB
+	Events *storage.WebhookDBManager
+	// Redeliver stores a fresh delivery of an event of wh to each of
+	// targets and hands them to the engine (datadir.Dir.Redeliver).
+	Redeliver func(ctx context.Context, wh *storage.Webhook, eventID string, targets []storage.Target) ([]storage.Delivery, error)
 	// ConfigChanged runs after every change of configuration and puts it in
 	// force for ingest and delivery before the API answers.
 	ConfigChanged func(ctx context.Context) error

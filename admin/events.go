@@ -2,13 +2,11 @@ package admin
 
 import (
 	"encoding/base64"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 	"unicode/utf8"
 
-	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -213,13 +211,16 @@ func (h *Handler) redeliver(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, true); err != nil {
 		return err
 	}
-	return h.withEventDB(r, func(wh *storage.Webhook, db *storage.WebhookDB) error {
+	var (
+		wh      *storage.Webhook
+		targets []storage.Target
+	)
+	err = h.withEventDB(r, func(w *storage.Webhook, db *storage.WebhookDB) error {
 		// An unknown event is 404 whatever the targets are.
-		ev, err := db.Event(r.Context(), evid)
-		if err != nil {
+		if _, err := db.Event(r.Context(), evid); err != nil {
 			return err
 		}
-		var targets []storage.Target
+		wh = w
 		for _, t := range wh.Targets {
 			if (req.TargetID == "" && t.Active) || t.ID == req.TargetID {
 				targets = append(targets, t)
@@ -233,24 +234,23 @@ func (h *Handler) redeliver(w http.ResponseWriter, r *http.Request) error {
 		case !targets[0].Active:
 			return errorf(http.StatusConflict, "target %s is disabled: enable it first", targets[0].Name)
 		}
-		ids := make([]string, len(targets))
-		for i, t := range targets {
-			ids[i] = t.ID
-		}
-		deliveries, err := db.Redeliver(r.Context(), evid, ids)
-		if err != nil {
-			return fmt.Errorf("redeliver event %s: %w", evid, err)
-		}
-		h.b.Notifier.Notify(engine.TasksForEvent(wh.ID, ev, deliveries, targets))
-		byID := make(map[string]storage.Target, len(targets))
-		for _, t := range targets {
-			byID[t.ID] = t
-		}
-		views := make([]deliveryView, len(deliveries))
-		for i, d := range deliveries {
-			views[i] = deliveryOf(d, byID)
-		}
-		writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": views})
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	deliveries, err := h.b.Redeliver(r.Context(), wh, evid, targets)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]storage.Target, len(targets))
+	for _, t := range targets {
+		byID[t.ID] = t
+	}
+	views := make([]deliveryView, len(deliveries))
+	for i, d := range deliveries {
+		views[i] = deliveryOf(d, byID)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"deliveries": views})
+	return nil
 }

@@ -1,9 +1,9 @@
 package admin_test
 
-// Helpers for the handler tests: a real Backend (main DB and event DBs in a
-// temporary directory, a running delivery engine that ConfigChanged keeps
-// up to date), requests through httptest, and ingest straight into storage
-// the way the Caddy handler does it.
+// Helpers for the handler tests: the real Backend of a running data
+// directory (datadir: main DB and event DBs in a temporary directory, a
+// running delivery engine that ConfigChanged keeps up to date), requests
+// through httptest, and ingest through datadir, as the Caddy handler does.
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/datadir"
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -28,6 +29,7 @@ import (
 type env struct {
 	t      testing.TB
 	dir    string
+	data   *datadir.Dir
 	main   *storage.MainDB
 	events *storage.WebhookDBManager
 	engine *engine.Engine
@@ -41,56 +43,31 @@ func newEnv(t testing.TB) *env {
 }
 
 // newEnvWith is newEnv with the Backend's optional settings (quotas, target
-// URL policy) set by configure before the handlers are made.
+// URL policy) set by configure before the handlers are made. The backend is
+// the one datadir gives the API in production, on a running data directory.
 func newEnvWith(t testing.TB, configure func(*admin.Backend)) *env {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
-	events, err := storage.NewWebhookDBManager(dir, storage.ManagerOptions{Synchronous: storage.SynchronousNormal})
+	d, err := datadir.Open(dir, datadir.Options{Synchronous: storage.SynchronousNormal, Workers: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
-	main, err := storage.OpenMainDB(ctx, dir, storage.SynchronousNormal)
-	if err != nil {
+	if err := d.Declare(&datadir.Declaration{}); err != nil {
 		t.Fatal(err)
 	}
-	eng := engine.New(events, engine.Options{Workers: 4})
-	snap, err := main.LoadSnapshot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.SetSnapshot(snap)
-	eng.Start()
+	d.Start()
 	t.Cleanup(func() {
 		stop, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		eng.Stop(stop)
-		if err := events.CloseAll(context.Background()); err != nil {
-			t.Errorf("close event DBs: %v", err)
-		}
-		if err := main.Close(); err != nil {
-			t.Errorf("close main DB: %v", err)
+		if err := d.Close(stop); err != nil {
+			t.Errorf("close the data directory: %v", err)
 		}
 	})
-	var reloadMu sync.Mutex
-	b := &admin.Backend{
-		Main: main, Events: events, Notifier: eng,
-		ConfigChanged: func(ctx context.Context) error {
-			reloadMu.Lock()
-			defer reloadMu.Unlock()
-			s, err := main.LoadSnapshot(ctx)
-			if err != nil {
-				return err
-			}
-			eng.SetSnapshot(s)
-			return nil
-		},
-		BreakerState: eng.BreakerState,
-	}
+	b := d.Backend(storage.Quotas{})
 	if configure != nil {
 		configure(b)
 	}
-	return &env{t: t, dir: dir, main: main, events: events, engine: eng,
+	return &env{t: t, dir: dir, data: d, main: b.Main, events: b.Events, engine: d.Engine(),
 		admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
 }
 
@@ -340,11 +317,7 @@ type incoming struct {
 func (e *env) ingest(key string, in incoming) string {
 	e.t.Helper()
 	ctx := context.Background()
-	snap, err := e.main.LoadSnapshot(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	route, ok := snap.Route(key)
+	route, ok := e.data.Route(key)
 	if !ok {
 		e.t.Fatalf("no entrypoint with key %q", key)
 	}
@@ -363,20 +336,9 @@ func (e *env) ingest(key string, in incoming) string {
 		Path: "/hooks/" + key, Query: in.query, Headers: headers, Body: in.body,
 		ContentType: in.contentType, RemoteAddr: "192.0.2.7:41000", ReceivedAt: in.receivedAt,
 	}
-	targetIDs := make([]string, len(route.Targets))
-	for i, t := range route.Targets {
-		targetIDs[i] = t.ID
-	}
-	var deliveries []storage.Delivery
-	err = e.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
-		var err error
-		deliveries, err = db.Ingest(ev, targetIDs)
-		return err
-	})
-	if err != nil {
+	if err := e.data.Ingest(ctx, route, ev); err != nil {
 		e.t.Fatalf("ingest: %v", err)
 	}
-	e.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, route.Targets))
 	return ev.ID
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/webhooker/caddy-webhooker/datadir"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -507,7 +508,7 @@ func TestCaddyfileWebhooksAreReadOnly(t *testing.T) {
 		Entrypoints: []storage.Entrypoint{{ID: storage.DeclaredEntrypointID(id, "decl-in"), WebhookID: id, Key: "decl-in", Active: true}},
 		Targets:     []storage.Target{{ID: storage.DeclaredTargetID(id, "keep"), WebhookID: id, Name: "keep", Type: storage.TargetDatabase, Active: true}},
 	}
-	if _, err := e.main.SyncDeclared(ctx, []*storage.Webhook{declared}); err != nil {
+	if err := e.data.Declare(&datadir.Declaration{Webhooks: []*storage.Webhook{declared}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.events.Create(ctx, id); err != nil {

@@ -42,7 +42,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		}
 		return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf("the webhooker app is not running in this config: %w", err)}
 	}
-	app.(*App).gateway.serveAPI(w, r, false)
+	app.(*App).data.serveAPI(w, r, false)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/datadir"
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -92,8 +93,10 @@ type App struct {
 	// gatewayID is this Caddy instance's id: the hop marker its deliveries
 	// carry, refused (508) by its entrypoints.
 	gatewayID string
-	gateway   *gateway
-	logger    *zap.Logger
+	data      *pooledDir
+	// declaration is what this config puts in force in its data directory.
+	declaration *datadir.Declaration
+	logger      *zap.Logger
 	// started is set once this config's webhooks are in force: until then an
 	// unknown entrypoint key may be one about to be declared.
 	// (A pointer: Caddy copies module values, and an atomic must not be.)
@@ -217,20 +220,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// data directory's lock, so that provisioning (and `caddy validate`)
 	// touches no file. Across a reload the new config joins the storage
 	// already open; until then its handlers answer 503.
-	g, err := acquireGateway(a.DataDir, gatewayOptions{
-		synchronous: storage.Synchronous(a.Synchronous),
-		maxOpen:     a.MaxOpenEventDBs,
-		engine: engineOptions{
-			workers: a.Workers, queueSize: a.QueueSize, retryQueueSize: a.RetryQueueSize,
-			maxPerTarget:    a.TargetConcurrency,
-			stopGracePeriod: time.Duration(a.StopGracePeriod),
-		},
+	a.declaration = &datadir.Declaration{
+		Webhooks: declared, Policy: a.policy, Quotas: a.TenantQuotas.quotas(), Logger: a.logger,
+	}
+	data, err := acquireDataDir(a.DataDir, datadir.Options{
+		Synchronous:     storage.Synchronous(a.Synchronous),
+		MaxOpenEventDBs: a.MaxOpenEventDBs,
+		Workers:         a.Workers, QueueSize: a.QueueSize, RetryQueueSize: a.RetryQueueSize,
+		MaxPerTarget:    a.TargetConcurrency,
+		StopGracePeriod: time.Duration(a.StopGracePeriod),
+		GatewayID:       a.gatewayID,
+		Logger:          a.logger,
+		Recorded:        countAttempt,
 	}, a.logger)
 	if err != nil {
 		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
 	}
-	a.gateway = g
-	if err := registerMetrics(ctx, g); err != nil {
+	a.data = data
+	if err := registerMetrics(ctx, data); err != nil {
 		return fmt.Errorf("webhooker metrics: %w", err)
 	}
 	return nil
@@ -320,13 +327,14 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 // Start puts the declared webhooks in force and, the first time, starts the
 // delivery engine, whose recovery scan resumes the work a previous run left.
 func (a *App) Start() error {
-	if err := a.gateway.open(a); err != nil {
+	d, err := a.data.open()
+	if err != nil {
 		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
 	}
-	if err := a.gateway.declare(a); err != nil {
+	if err := d.Declare(a.declaration); err != nil {
 		return err
 	}
-	a.gateway.start()
+	d.Start()
 	a.started.Store(true)
 	a.logger.Info("webhooker started",
 		zap.String("data_dir", a.DataDir),
@@ -337,15 +345,18 @@ func (a *App) Start() error {
 // Stop withdraws this config's declarations. In-flight requests of this
 // config still find the storage open: Cleanup lets go of it.
 func (a *App) Stop() error {
-	return a.gateway.retire(a)
+	if d := a.data.dir.Load(); d != nil {
+		return d.Retire(a.declaration)
+	}
+	return nil
 }
 
 // Cleanup lets go of the storage, which closes when no config uses it.
 func (a *App) Cleanup() error {
-	if a.gateway == nil {
+	if a.data == nil {
 		return nil
 	}
-	return releaseGateway(a.DataDir)
+	return releaseDataDir(a.DataDir)
 }
 
 var (

@@ -79,7 +79,7 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 			errors.New("this gateway delivered this request: a webhook may not feed itself"))
 	}
 	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	g := h.app.gateway
+	g := h.app.data
 	route, ok := g.route(key)
 	if !ok {
 		if !h.app.started.Load() {
@@ -118,7 +118,8 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		RemoteAddr:    r.RemoteAddr,
 		ReceivedAt:    received,
 	}
-	if err := g.ingest(r.Context(), route, ev); err != nil {
+	// route found the route in the open directory.
+	if err := g.dir.Load().Ingest(r.Context(), route, ev); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
 	}
 

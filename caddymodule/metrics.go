@@ -45,15 +45,15 @@ func countIngest(err error) {
 
 // registerMetrics puts the collectors in the config's registry, with gauges
 // of this config's engine.
-func registerMetrics(ctx caddy.Context, g *gateway) error {
+func registerMetrics(ctx caddy.Context, data *pooledDir) error {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
 	}
 	queue := func(pick func(fresh, readBack int) int) func() float64 {
 		return func() float64 {
-			if s := g.storage.Load(); s != nil {
-				return float64(pick(s.engine.QueueLengths()))
+			if d := data.dir.Load(); d != nil {
+				return float64(pick(d.Engine().QueueLengths()))
 			}
 			return 0
 		}
@@ -72,8 +72,8 @@ func registerMetrics(ctx caddy.Context, g *gateway) error {
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
 			Help: "Deliveries waiting on a retry timer.",
 		}, func() float64 {
-			if s := g.storage.Load(); s != nil {
-				return float64(s.engine.PendingTimers())
+			if d := data.dir.Load(); d != nil {
+				return float64(d.Engine().PendingTimers())
 			}
 			return 0
 		}),

@@ -55,7 +55,7 @@ func (t *TenantAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if !underAPI(r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
-	t.app.gateway.serveAPI(w, r, true)
+	t.app.data.serveAPI(w, r, true)
 	return nil
 }
 

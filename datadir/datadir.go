@@ -1,0 +1,334 @@
+// Package datadir owns a running gateway, one per data directory: its lock,
+// main DB and event DBs, its one delivery engine, the configuration in force
+// (declared webhooks, target policy, tenant quotas, logger), ingest with its
+// fan-out to the engine, redelivery and retention. It knows nothing of
+// Caddy: caddymodule keeps one Dir per data_dir across config reloads and
+// hands it each config's Declaration.
+package datadir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/engine"
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// Options are a Dir's settings that hold for as long as it is open.
+type Options struct {
+	// Synchronous is SQLite's durability setting of every file.
+	Synchronous storage.Synchronous
+	// MaxOpenEventDBs bounds the event DBs kept open at once.
+	MaxOpenEventDBs int
+	// Workers, QueueSize, RetryQueueSize and MaxPerTarget size the engine
+	// (see engine.Options); zero values mean the engine's defaults.
+	Workers, QueueSize, RetryQueueSize, MaxPerTarget int
+	// StopGracePeriod bounds how long Close waits for attempts in flight and
+	// prunings under way.
+	StopGracePeriod time.Duration
+	// GatewayID is this gateway's id in the hop marker of its deliveries.
+	GatewayID string
+	// Logger is the logger of the storage's own events; each Declaration
+	// brings the logger of its config, which the engine then uses.
+	Logger *zap.Logger
+	// Recorded, if set, is told of every recorded attempt (for metrics).
+	Recorded func(storage.TargetType, storage.DeliveryStatus)
+}
+
+// Declaration is what one configuration puts in force: its declared
+// webhooks, the target policy and tenant quotas that apply, and the logger
+// the engine writes to (the log target's destination).
+type Declaration struct {
+	Webhooks []*storage.Webhook
+	Policy   *engine.TargetPolicy
+	Quotas   storage.Quotas
+	Logger   *zap.Logger
+}
+
+// Dir is the running gateway of one data directory.
+type Dir struct {
+	path string
+	opts Options
+
+	lock      *os.File // held while open: one process per data directory
+	main      *storage.MainDB
+	events    *storage.WebhookDBManager
+	engine    *engine.Engine
+	retention *retention
+
+	reloadMu sync.Mutex // orders loads and swaps of the engine's snapshot
+	start    sync.Once
+
+	mu sync.Mutex
+	// declarations are those of the configs started, oldest first; the
+	// newest is in force.
+	declarations []*Declaration
+	// apis serve the admin API and the tenant API, made anew with each
+	// declaration put in force (its quotas); nil until the first.
+	apis atomic.Pointer[apiHandlers]
+}
+
+// Open locks the data directory, creating it (0700) if needed, then opens
+// its storage and makes its engine, not started. The lock comes first, so
+// that a second process on the same directory is refused before it
+// creates, migrates or rewrites any file there.
+func Open(path string, opts Options) (d *Dir, err error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if err := storage.CreateDataDir(path); err != nil {
+		return nil, err
+	}
+	if warning := storage.DataDirWarning(path); warning != "" {
+		opts.Logger.Warn(warning, zap.String("data_dir", path))
+	}
+	lock, err := lockDataDir(path)
+	if err != nil {
+		return nil, err
+	}
+	d = &Dir{path: path, opts: opts, lock: lock}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, d.closeStorage(context.Background()))
+		}
+	}()
+	ctx := context.Background()
+	d.events, err = storage.NewWebhookDBManager(path, storage.ManagerOptions{
+		Synchronous: opts.Synchronous, MaxOpen: opts.MaxOpenEventDBs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.main, err = storage.OpenMainDB(ctx, path, opts.Synchronous)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := d.main.LoadSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.retention = newRetention(d.events, opts.Logger.Named("retention"))
+	d.engine = engine.New(d.events, engine.Options{
+		Workers:        opts.Workers,
+		QueueSize:      opts.QueueSize,
+		RetryQueueSize: opts.RetryQueueSize,
+		MaxPerTarget:   opts.MaxPerTarget,
+		GatewayID:      opts.GatewayID,
+		Logger:         opts.Logger.Named("engine"),
+		Recorded:       opts.Recorded,
+	})
+	d.engine.SetSnapshot(snap)
+	return d, nil
+}
+
+// Start starts the engine, once, with its recovery scan of every event DB:
+// call it after the first Declare, so that the scan sees the declared
+// webhooks.
+func (d *Dir) Start() { d.start.Do(d.engine.Start) }
+
+// Close stops the engine, letting attempts in flight finish within ctx,
+// waits for prunings under way, then closes the storage and lets go of the
+// lock.
+func (d *Dir) Close(ctx context.Context) error {
+	d.engine.Stop(ctx)
+	d.retention.wait()
+	return d.closeStorage(ctx)
+}
+
+// closeStorage closes what Open opened, the lock last.
+func (d *Dir) closeStorage(ctx context.Context) error {
+	var errs []error
+	if d.events != nil {
+		errs = append(errs, d.events.CloseAll(ctx))
+	}
+	if d.main != nil {
+		errs = append(errs, d.main.Close())
+	}
+	return errors.Join(append(errs, unlockDataDir(d.lock))...)
+}
+
+// Declare puts decl in force: its webhooks are written to the main DB (an
+// API entrypoint holding a declared key is displaced, with a warning), its
+// policy, quotas and logger take over, and the new snapshot is swapped in.
+// If that fails, the declaration in force so far stays in force.
+func (d *Dir) Declare(decl *Declaration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.apply(decl); err != nil {
+		if len(d.declarations) > 0 {
+			if rerr := d.apply(d.declarations[len(d.declarations)-1]); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restore previous declarations: %w", rerr))
+			}
+		}
+		return err
+	}
+	d.declarations = append(d.declarations, decl)
+	return nil
+}
+
+// Retire withdraws decl. If it was in force (a newer config failed to
+// start, say), the newest remaining declaration is put back.
+func (d *Dir) Retire(decl *Declaration) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	i := slices.Index(d.declarations, decl)
+	if i < 0 {
+		return nil
+	}
+	wasCurrent := i == len(d.declarations)-1
+	d.declarations = slices.Delete(d.declarations, i, i+1)
+	if wasCurrent && len(d.declarations) > 0 {
+		return d.apply(d.declarations[len(d.declarations)-1])
+	}
+	return nil
+}
+
+func (d *Dir) apply(decl *Declaration) error {
+	ctx := context.Background()
+	clashes, err := d.main.SyncDeclared(ctx, decl.Webhooks)
+	if err != nil {
+		return err
+	}
+	logger := decl.Logger
+	if logger == nil {
+		logger = d.opts.Logger
+	}
+	for _, c := range clashes {
+		logger.Warn("a declared entrypoint key was held by an API entrypoint, which is now disabled: the Caddyfile owns the keys it declares",
+			zap.String("key", c.Key), zap.String("declared_by", c.DeclaredBy),
+			zap.String("api_webhook", c.WebhookID), zap.String("api_entrypoint", c.EntrypointID))
+	}
+	if decl.Policy != nil {
+		d.engine.SetTargetPolicy(decl.Policy)
+	}
+	d.apis.Store(d.makeAPIs(decl))
+	return d.Reload(ctx)
+}
+
+// Reload reads the configuration from the main DB and swaps it in. It runs
+// after each change is committed, on a context the change's requester
+// cannot cancel; serialised, so that the snapshot in force is never older
+// than the last change.
+func (d *Dir) Reload(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	snap, err := d.main.LoadSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	d.engine.SetSnapshot(snap)
+	return nil
+}
+
+// Route finds the entrypoint with key in the configuration in force.
+func (d *Dir) Route(key string) (storage.Route, bool) {
+	return d.engine.Snapshot().Route(key)
+}
+
+// Ingest stores ev for route and hands its deliveries to the engine. It
+// returns once the event is committed: the caller may acknowledge it.
+func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
+	// A database target's destination is the event DB itself: its delivery
+	// is stored delivered in the ingest transaction. The others go pending
+	// to the engine.
+	var pendingIDs, keptIDs []string
+	var pendingTargets []storage.Target
+	for _, t := range route.Targets {
+		if t.Type == storage.TargetDatabase {
+			keptIDs = append(keptIDs, t.ID)
+			continue
+		}
+		pendingIDs = append(pendingIDs, t.ID)
+		pendingTargets = append(pendingTargets, t)
+	}
+	var deliveries []storage.Delivery
+	err := d.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
+		var err error
+		deliveries, err = db.IngestKeeping(ev, pendingIDs, keptIDs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(deliveries) > 0 {
+		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, pendingTargets))
+	}
+	d.retention.ingested(route.Webhook)
+	return nil
+}
+
+// Redeliver stores a fresh delivery of event eventID of webhook wh to each
+// of targets and hands them to the engine.
+func (d *Dir) Redeliver(ctx context.Context, wh *storage.Webhook, eventID string, targets []storage.Target) ([]storage.Delivery, error) {
+	ids := make([]string, len(targets))
+	for i, t := range targets {
+		ids[i] = t.ID
+	}
+	var deliveries []storage.Delivery
+	err := d.events.With(ctx, wh.ID, func(db *storage.WebhookDB) error {
+		ev, err := db.Event(ctx, eventID)
+		if err != nil {
+			return err
+		}
+		if deliveries, err = db.Redeliver(ctx, eventID, ids); err != nil {
+			return fmt.Errorf("redeliver event %s: %w", eventID, err)
+		}
+		d.engine.Notify(engine.TasksForEvent(wh.ID, ev, deliveries, targets))
+		return nil
+	})
+	return deliveries, err
+}
+
+// Engine is the delivery engine, for its gauges.
+func (d *Dir) Engine() *engine.Engine { return d.engine }
+
+// apiHandlers are the two faces of the API on one backend.
+type apiHandlers struct {
+	admin, tenant *admin.Handler
+}
+
+func (d *Dir) makeAPIs(decl *Declaration) *apiHandlers {
+	b := d.Backend(decl.Quotas)
+	return &apiHandlers{admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
+}
+
+// Backend is what the API acts on in this directory, with quotas for its
+// tenants: AdminAPI and TenantAPI serve it.
+func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
+	return &admin.Backend{
+		Main: d.main, Events: d.events, Redeliver: d.Redeliver,
+		ConfigChanged: d.Reload, BreakerState: d.engine.BreakerState,
+		Quotas:         quotas,
+		CheckTargetURL: d.engine.CheckTargetURL,
+	}
+}
+
+// AdminAPI serves every route of the API (mount it where access is already
+// controlled); TenantAPI serves a tenant's routes to API key holders. Both
+// are nil until a declaration is in force.
+func (d *Dir) AdminAPI() http.Handler {
+	return d.api(func(a *apiHandlers) http.Handler { return a.admin })
+}
+
+// TenantAPI: see AdminAPI.
+func (d *Dir) TenantAPI() http.Handler {
+	return d.api(func(a *apiHandlers) http.Handler { return a.tenant })
+}
+
+func (d *Dir) api(pick func(*apiHandlers) http.Handler) http.Handler {
+	apis := d.apis.Load()
+	if apis == nil {
+		return nil
+	}
+	return pick(apis)
+}
