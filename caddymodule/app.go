@@ -122,29 +122,19 @@ type EntrypointConfig struct {
 	Disabled bool   `json:"disabled,omitempty"`
 }
 
-// TargetConfig declares where a webhook's events go.
+// TargetConfig declares where a webhook's events go. It has the shape of a
+// target in the admin API (name, type, url, options with durations as
+// strings such as "5s"), except that the API's "active" is written
+// "disabled" here, false by default, as for webhooks and entrypoints.
 type TargetConfig struct {
 	Name string `json:"name"`
 	// Type is "http", "database" or "log".
 	Type string `json:"type"`
 	// URL is where an http target POSTs events.
 	URL string `json:"url,omitempty"`
-	// MaxRetries is how many times a failed http delivery is retried
-	// (0: one attempt only). Default: 10.
-	MaxRetries *int `json:"max_retries,omitempty"`
-	// Timeout bounds one http attempt. Default: 30s.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-	// BackoffInitial is the wait before the first retry, doubled for each
-	// further one up to BackoffMax, ±20% jitter. Defaults: 5s and 1h.
-	BackoffInitial caddy.Duration `json:"backoff_initial,omitempty"`
-	BackoffMax     caddy.Duration `json:"backoff_max,omitempty"`
-	// Headers are set on every http delivery.
-	Headers map[string]string `json:"headers,omitempty"`
-	// BreakerThreshold failures in a row open the target's circuit breaker
-	// (0: never) for BreakerCooldown. Defaults: 5 and 30s.
-	BreakerThreshold *int           `json:"breaker_threshold,omitempty"`
-	BreakerCooldown  caddy.Duration `json:"breaker_cooldown,omitempty"`
-	Disabled         bool           `json:"disabled,omitempty"`
+	// Options are an http target's delivery settings, as in the admin API.
+	Options  storage.TargetOptions `json:"options,omitzero"`
+	Disabled bool                  `json:"disabled,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -300,15 +290,7 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 			t := storage.Target{
 				ID: storage.DeclaredTargetID(w.ID, tc.Name), WebhookID: w.ID, Name: tc.Name,
 				Type: storage.TargetType(tc.Type), URL: tc.URL, Active: !tc.Disabled,
-				Options: storage.TargetOptions{
-					MaxRetries:       tc.MaxRetries,
-					Timeout:          storage.Duration(tc.Timeout),
-					BackoffInitial:   storage.Duration(tc.BackoffInitial),
-					BackoffMax:       storage.Duration(tc.BackoffMax),
-					Headers:          tc.Headers,
-					BreakerThreshold: tc.BreakerThreshold,
-					BreakerCooldown:  storage.Duration(tc.BreakerCooldown),
-				},
+				Options: tc.Options,
 			}
 			if err := t.Validate(); err != nil {
 				return nil, fmt.Errorf("webhook %s: %w", wc.Name, err)

@@ -11,6 +11,8 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhooker/caddy-webhooker/storage"
 )
 
 func init() {
@@ -237,31 +239,31 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 			if err != nil {
 				return t, err
 			}
-			t.MaxRetries = &n
+			t.Options.MaxRetries = &n
 		case "timeout":
 			dur, err := durationArgs(d, 1, 1)
 			if err != nil {
 				return t, err
 			}
-			t.Timeout = dur[0]
+			t.Options.Timeout = storage.Duration(dur[0])
 		case "backoff":
 			dur, err := durationArgs(d, 1, 2)
 			if err != nil {
 				return t, err
 			}
-			t.BackoffInitial = dur[0]
+			t.Options.BackoffInitial = storage.Duration(dur[0])
 			if len(dur) == 2 {
-				t.BackoffMax = dur[1]
+				t.Options.BackoffMax = storage.Duration(dur[1])
 			}
 		case "header":
 			var name, value string
 			if !d.AllArgs(&name, &value) {
 				return t, d.Errf("target %s: header: want <name> <value>", t.Name)
 			}
-			if t.Headers == nil {
-				t.Headers = make(map[string]string)
+			if t.Options.Headers == nil {
+				t.Options.Headers = make(map[string]string)
 			}
-			t.Headers[name] = value
+			t.Options.Headers[name] = value
 		case "breaker":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
@@ -271,13 +273,13 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 			if err != nil || n < 0 {
 				return t, d.Errf("target %s: breaker threshold %q: want a whole number, 0 or more", t.Name, args[0])
 			}
-			t.BreakerThreshold = &n
+			t.Options.BreakerThreshold = &n
 			if len(args) == 2 {
 				cooldown, err := caddy.ParseDuration(args[1])
 				if err != nil {
 					return t, d.Errf("target %s: breaker cooldown %q: %v", t.Name, args[1], err)
 				}
-				t.BreakerCooldown = caddy.Duration(cooldown)
+				t.Options.BreakerCooldown = storage.Duration(cooldown)
 			}
 		case "disabled":
 			if d.NextArg() {

@@ -463,7 +463,9 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 					} `json:"entrypoints"`
 					Targets []struct {
 						Name, Type, URL string
-						MaxRetries      *int `json:"max_retries"`
+						Options         struct {
+							MaxRetries *int `json:"max_retries"`
+						} `json:"options"`
 					} `json:"targets"`
 				} `json:"webhooks"`
 			} `json:"webhooker"`
@@ -495,7 +497,7 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 		t.Errorf("github's entrypoints: %+v", gh.Entrypoints)
 	}
 	if len(gh.Targets) != 3 || gh.Targets[0].Type != "http" || gh.Targets[0].URL != "http://127.0.0.1:9000/hook" ||
-		gh.Targets[0].MaxRetries == nil || *gh.Targets[0].MaxRetries != 8 ||
+		gh.Targets[0].Options.MaxRetries == nil || *gh.Targets[0].Options.MaxRetries != 8 ||
 		gh.Targets[1].Type != "database" || gh.Targets[2].Type != "log" {
 		t.Errorf("github's targets: %+v", gh.Targets)
 	}

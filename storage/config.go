@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"time"
 )
@@ -85,8 +87,10 @@ type TargetOptions struct {
 	BreakerCooldown  Duration `json:"breaker_cooldown,omitempty"`
 }
 
-// Duration is a time.Duration that reads and writes JSON as "30s" (and also
-// reads a number of nanoseconds).
+// Duration is a time.Duration written in JSON as a Go duration string, such
+// as "500ms", "30s" or "1h30m", in the admin API and in Caddy's JSON config
+// alike. A bare number is refused: read as nanoseconds, "timeout": 5 would
+// be 5ns, a mistake no one means.
 type Duration time.Duration
 
 // MarshalJSON writes d as a Go duration string.
@@ -94,23 +98,47 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return json.Marshal(time.Duration(d).String())
 }
 
-// UnmarshalJSON reads "1m30s" or a number of nanoseconds.
+// UnmarshalJSON reads a Go duration string such as "1m30s". A number is
+// refused as a type error, which the JSON decoder completes with the
+// field's path, so that the API's 400 names the field. null leaves d as it
+// is, as for any other JSON value.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		var n int64
-		if nerr := json.Unmarshal(b, &n); nerr != nil {
-			return fmt.Errorf("duration: want a string such as \"30s\" or a number of nanoseconds")
+		return &json.UnmarshalTypeError{
+			Value: fmt.Sprintf("%s (a duration is a string with a unit, such as \"5s\")", jsonKind(b)),
+			Type:  reflect.TypeFor[string](),
 		}
-		*d = Duration(n)
-		return nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+		return fmt.Errorf("duration %q: want a Go duration such as \"500ms\", \"30s\" or \"1h\": %w", s, err)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// jsonKind describes a JSON value that is not a string, as encoding/json's
+// type errors do ("number 5", "object").
+func jsonKind(b []byte) string {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0:
+		return "nothing"
+	case b[0] == '{':
+		return "object"
+	case b[0] == '[':
+		return "array"
+	case b[0] == 't' || b[0] == 'f':
+		return "bool"
+	case len(b) > 32: // the value is quoted back: not a whole request body
+		return "number " + string(b[:32]) + "…"
+	default:
+		return "number " + string(b)
+	}
 }
 
 var (
