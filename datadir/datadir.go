@@ -203,6 +203,9 @@ func (d *Dir) apply(decl *Declaration) error {
 	if logger == nil {
 		logger = d.opts.Logger
 	}
+	// The engine writes to this configuration's log from now on: Caddy
+	// closes the writers of a config it unloads.
+	d.engine.SetLogger(logger.Named("engine"))
 	for _, c := range clashes {
 		logger.Warn("a declared entrypoint key was held by an API entrypoint, which is now disabled: the Caddyfile owns the keys it declares",
 			zap.String("key", c.Key), zap.String("declared_by", c.DeclaredBy),

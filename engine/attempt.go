@@ -251,7 +251,7 @@ const storageRetryDelay = 5 * time.Second
 // storage, not of its target: it stays open in its event DB and is read back
 // later; if its rows are gone (the webhook was deleted), it is let go.
 func (e *Engine) storageTrouble(t *Task, doing string, err error) {
-	e.logger.Error(doing, zap.String("webhook", t.WebhookID),
+	e.log().Error(doing, zap.String("webhook", t.WebhookID),
 		zap.String("delivery", t.DeliveryID), zap.Error(err))
 	if errors.Is(err, storage.ErrNotFound) {
 		e.release(t.DeliveryID)
@@ -298,7 +298,7 @@ func (e *Engine) logEvent(t *Task, r io.Reader) {
 	} else {
 		fields = append(fields, zap.String("body_base64", base64.StdEncoding.EncodeToString(body)))
 	}
-	e.logger.Info("webhook event", fields...)
+	e.log().Info("webhook event", fields...)
 }
 
 // redacted hides credentials, as Caddy's access log does.

@@ -40,7 +40,7 @@ func (e *Engine) clearInFlight(t *Task) {
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		// The next start counts it as interrupted: one attempt too many,
 		// never one too few.
-		e.logger.Error("clearing the mark of an attempt cut short by a stop",
+		e.log().Error("clearing the mark of an attempt cut short by a stop",
 			zap.String("webhook", t.WebhookID), zap.String("delivery", t.DeliveryID), zap.Error(err))
 	}
 }
@@ -77,7 +77,7 @@ func (e *Engine) countInterrupted(webhookID string, d storage.Delivery, a storag
 		e.storageTrouble(t, "recording an interrupted attempt", err)
 		return true
 	}
-	e.logger.Warn("a delivery attempt was in flight when the gateway stopped: counted as an attempt",
+	e.log().Warn("a delivery attempt was in flight when the gateway stopped: counted as an attempt",
 		zap.String("webhook", webhookID), zap.String("target", target.Name), zap.String("delivery", d.ID),
 		zap.Int("attempt", attempt), zap.Int("max_retries", s.maxRetries), zap.String("status", string(out.Status)))
 	if e.opts.Recorded != nil {

@@ -90,7 +90,7 @@ func (e *Engine) scanWebhook(webhookID string, recovery bool) {
 		return err
 	})
 	if err != nil {
-		e.logger.Error("reading open deliveries", zap.String("webhook", webhookID), zap.Error(err))
+		e.log().Error("reading open deliveries", zap.String("webhook", webhookID), zap.Error(err))
 		return
 	}
 	now := time.Now()
