@@ -15,7 +15,7 @@ type webhookView struct {
 	// ReadOnly webhooks are declared in the Caddyfile, which owns them.
 	ReadOnly bool         `json:"read_only"`
 	Targets  []targetView `json:"targets"`
-	// Stats are read from the event DB for the list, with ?stats=true.
+	// Stats are the webhook's figures, in the list with ?stats=true.
 	Stats      *storage.EventStats `json:"stats,omitempty"`
 	StatsError string              `json:"stats_error,omitempty"`
 }
@@ -112,26 +112,18 @@ func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// addStats reads the event and delivery counts of v from its event DB. They
-// cost a query of every event DB, hence only on request. A webhook whose
-// figures cannot be read is listed with the error, not left out. A webhook
-// without an event DB file (a declared one that has had no event yet) has
-// none: reading it would create the file.
+// addStats adds the event and delivery counts of v. The event DB keeps
+// them as it is written and the manager holds them in memory, so that the
+// UI's poll of the list costs no query, and opens no file, per webhook. A
+// webhook whose figures cannot be read is listed with the error, not left
+// out.
 func (h *Handler) addStats(r *http.Request, v *webhookView) {
-	if !h.b.Events.Exists(v.ID) {
-		v.Stats = &storage.EventStats{Deliveries: map[storage.DeliveryStatus]int{
-			storage.DeliveryPending: 0, storage.DeliveryRetrying: 0, storage.DeliveryDelivered: 0, storage.DeliveryFailed: 0,
-		}}
+	st, err := h.b.Events.Stats(r.Context(), v.ID)
+	if err != nil {
+		v.StatsError = err.Error()
 		return
 	}
-	err := h.b.Events.With(r.Context(), v.ID, func(db *storage.WebhookDB) error {
-		st, err := db.Stats(r.Context())
-		v.Stats = &st
-		return err
-	})
-	if err != nil {
-		v.Stats, v.StatsError = nil, err.Error()
-	}
+	v.Stats = &st
 }
 
 type createWebhookRequest struct {

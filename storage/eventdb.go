@@ -75,6 +75,12 @@ type WebhookDB struct {
 	// file opens (not later: inside a transaction the one writer connection is
 	// taken), so that SQLite parses each once, not once per write.
 	stmts map[string]*sql.Stmt
+
+	// counts, set by the manager, receives this file's figures after each
+	// commit (eventstats.go); committed is the row the transaction being
+	// committed read, touched by the group-commit leader alone.
+	counts    *eventStatsCache
+	committed committedCounts
 }
 
 // The statements prepared when an event DB opens.
@@ -100,7 +106,7 @@ const (
 )
 
 var preparedWrites = []string{sqlInsertEvent, sqlInsertDelivery, sqlInsertKept, sqlSavepoint, sqlRollbackTo, sqlRelease,
-	sqlSetOutcome, sqlInsertResult, sqlReschedule, sqlMarkAttempt, sqlClearAttempt, sqlRecordInterrupted}
+	sqlSetOutcome, sqlInsertResult, sqlReschedule, sqlMarkAttempt, sqlClearAttempt, sqlRecordInterrupted, sqlReadEventStats, sqlAddEventStats}
 
 func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous) (*WebhookDB, error) {
 	file, err := openSQLiteFile(path, sync)
@@ -113,7 +119,7 @@ func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous
 		return nil, fmt.Errorf("event db %s: %w", webhookID, err)
 	}
 	db.commits.commit = db.commitBatch
-	db.commits.verify = db.verifyFile
+	db.commits.verify = db.afterCommit
 	return db, nil
 }
 
@@ -215,21 +221,29 @@ type writeTx struct {
 	tx    *sql.Tx
 	db    *WebhookDB
 	bound map[string]*sql.Stmt
+	// inserted adds up the events and deliveries the writes inserted, for
+	// event_stats (see countInserted).
+	inserted insertedCounts
 }
 
 // exec runs query in the transaction, as a prepared statement when it is one
 // of preparedWrites.
 func (w *writeTx) exec(query string, args ...any) (sql.Result, error) {
+	if _, ok := w.db.stmts[query]; !ok {
+		return w.tx.ExecContext(w.ctx, query, args...)
+	}
+	return w.stmt(query).ExecContext(w.ctx, args...)
+}
+
+// stmt is the prepared statement of query (one of preparedWrites), bound to
+// the transaction.
+func (w *writeTx) stmt(query string) *sql.Stmt {
 	stmt := w.bound[query]
 	if stmt == nil {
-		prepared, ok := w.db.stmts[query]
-		if !ok {
-			return w.tx.ExecContext(w.ctx, query, args...)
-		}
-		stmt = w.tx.StmtContext(w.ctx, prepared)
+		stmt = w.tx.StmtContext(w.ctx, w.db.stmts[query])
 		w.bound[query] = stmt
 	}
-	return stmt.ExecContext(w.ctx, args...)
+	return stmt
 }
 
 // commitBatch runs every write of batch in one transaction. Each write runs
@@ -239,6 +253,7 @@ func (w *writeTx) exec(query string, args ...any) (sql.Result, error) {
 func (db *WebhookDB) commitBatch(batch []*commitRequest) error {
 	// Not a request's context: the batch carries other requests too.
 	ctx := context.Background()
+	db.committed = committedCounts{}
 	if db.sync != SynchronousNormal && crashSafeOnly(batch) {
 		return db.commitCrashSafe(ctx, batch)
 	}
@@ -261,11 +276,13 @@ func (db *WebhookDB) runBatch(ctx context.Context, tx *sql.Tx, batch []*commitRe
 			_ = tx.Rollback()
 			return err
 		}
+		inserted := w.inserted
 		if r.err = r.write(w); r.err != nil {
 			if _, err := w.exec(sqlRollbackTo); err != nil {
 				_ = tx.Rollback()
 				return err
 			}
+			w.inserted = inserted // its rows are rolled back
 		}
 		if _, err := w.exec(sqlRelease); err != nil {
 			_ = tx.Rollback()
@@ -275,6 +292,10 @@ func (db *WebhookDB) runBatch(ctx context.Context, tx *sql.Tx, batch []*commitRe
 	if len(batch) == 1 && batch[0].err != nil {
 		_ = tx.Rollback()
 		return nil // the write's own error is reported
+	}
+	if err := w.countInserted(); err != nil {
+		_ = tx.Rollback()
+		return err
 	}
 	return tx.Commit()
 }
@@ -307,6 +328,8 @@ func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) 
 			return fmt.Errorf("insert delivery: %w", err)
 		}
 	}
+	w.inserted.event(received)
+	w.inserted.pending += len(deliveries)
 	return nil
 }
 
@@ -322,5 +345,6 @@ func (w *writeTx) insertKept(ev *Event, kept []Delivery) error {
 			return fmt.Errorf("insert delivery result: %w", err)
 		}
 	}
+	w.inserted.delivered += len(kept)
 	return nil
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 )
 
-// The event log: pages of events with their deliveries, redelivery, and
-// per-webhook figures for a list of webhooks.
+// The event log: pages of events with their deliveries, and redelivery.
+// (A webhook's figures for the list of webhooks: eventstats.go.)
 
 const (
 	// DefaultEventPage and MaxEventPage bound ListEvents.
@@ -38,13 +38,6 @@ type EventSummary struct {
 	Event                 // Body is nil
 	BodySize   int        // the size of the body left out
 	Deliveries []Delivery // by id, which is by time of creation
-}
-
-// EventStats are a webhook's figures for a list of webhooks.
-type EventStats struct {
-	Events      int                    `json:"events"`
-	LastEventAt *time.Time             `json:"last_event_at,omitempty"`
-	Deliveries  map[DeliveryStatus]int `json:"deliveries"` // every status, 0 included
 }
 
 // Validate checks that s is one of the delivery statuses.
@@ -194,48 +187,11 @@ func (db *WebhookDB) Redeliver(ctx context.Context, eventID string, targetIDs []
 				return fmt.Errorf("insert delivery: %w", err)
 			}
 		}
+		w.inserted.pending += len(deliveries)
 		return nil
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("redeliver: %w", err)
 	}
 	return deliveries, nil
-}
-
-// Stats counts the events and the deliveries by status, and reads the time
-// of the last event. It counts every row: cheap for thousands of events, not
-// for millions.
-func (db *WebhookDB) Stats(ctx context.Context) (EventStats, error) {
-	st := EventStats{Deliveries: map[DeliveryStatus]int{
-		DeliveryPending: 0, DeliveryRetrying: 0, DeliveryDelivered: 0, DeliveryFailed: 0,
-	}}
-	tx, err := db.file.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return EventStats{}, fmt.Errorf("event stats: %w", err)
-	}
-	defer tx.Rollback()
-	var last sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), max(received_at) FROM events`).Scan(&st.Events, &last); err != nil {
-		return EventStats{}, fmt.Errorf("event stats: %w", err)
-	}
-	st.LastEventAt = optionalTime(last)
-	rows, err := tx.QueryContext(ctx, `SELECT status, count(*) FROM deliveries GROUP BY status`)
-	if err != nil {
-		return EventStats{}, fmt.Errorf("delivery stats: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			status DeliveryStatus
-			n      int
-		)
-		if err := rows.Scan(&status, &n); err != nil {
-			return EventStats{}, fmt.Errorf("delivery stats: %w", err)
-		}
-		st.Deliveries[status] = n
-	}
-	if err := rows.Err(); err != nil {
-		return EventStats{}, fmt.Errorf("delivery stats: %w", err)
-	}
-	return st, nil
 }

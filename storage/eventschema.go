@@ -57,4 +57,5 @@ CREATE INDEX delivery_results_delivery ON delivery_results (delivery_id, attempt
 	{name: "deliveries.attempt_started_at", sql: `
 ALTER TABLE deliveries ADD COLUMN attempt_started_at INTEGER;
 `},
+	eventStatsMigration, // a webhook's figures for the list of webhooks (eventstats.go)
 }

@@ -64,6 +64,10 @@ type WebhookDBManager struct {
 	// the close up), and a new one begins for uses after it.
 	lifeMu sync.Mutex
 	life   lifetime
+
+	// stats holds each webhook's figures, so that a list of webhooks opens
+	// no event DB (eventstats.go).
+	stats eventStatsCache
 }
 
 // lifetime is a context and its cancel.
@@ -244,6 +248,7 @@ func (m *WebhookDBManager) Create(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("create event db: %w", err)
 	}
+	m.stats.follow(ctx, db)
 	return db.close()
 }
 
@@ -315,6 +320,7 @@ func (m *WebhookDBManager) openHandle(h *eventDBHandle, id, path string) {
 		return
 	}
 	h.db.onGone = func() { m.dropGone(id, h) }
+	m.stats.follow(ctx, h.db)
 	h.used.Store(m.clock.Add(1))
 	h.ready.Store(true)
 	// Before the waiters go on: when they have the handle, the bound on
@@ -464,6 +470,7 @@ func (m *WebhookDBManager) Delete(ctx context.Context, id string) error {
 	if err := m.Close(ctx, id); err != nil {
 		return err
 	}
+	m.stats.forget(id)
 	var errs []error
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
