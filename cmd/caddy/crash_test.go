@@ -381,3 +381,28 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestValidateTouchesNoFile: `caddy validate` provisions the config without
+// starting it, and provisioning opens no storage: a data_dir that does not
+// exist is not created.
+func TestValidateTouchesNoFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the caddy binary")
+	}
+	bin, dir := buildCaddy(t), t.TempDir()
+	data := filepath.Join(dir, "fresh", "data")
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("{\n\tadmin off\n\twebhooker {\n\t\tdata_dir %s\n"+
+		"\t\twebhook w {\n\t\t\tentrypoint k\n\t\t\ttarget keep database\n\t\t}\n\t}\n}\n"+
+		"http://:%d {\n\twebhooker\n}\n", data, freePort(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	validate := exec.Command(bin, "validate", "--config", cfg)
+	validate.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	if out, err := validate.CombinedOutput(); err != nil {
+		t.Fatalf("caddy validate: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fresh")); !os.IsNotExist(err) {
+		t.Errorf("caddy validate created %s (stat: %v)", filepath.Join(dir, "fresh"), err)
+	}
+}
