@@ -214,6 +214,7 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 		e.storageTrouble(t, "recording a delivery attempt", err)
 		return
 	}
+	e.storageRecovered(t.DeliveryID)
 	if e.opts.Recorded != nil {
 		e.opts.Recorded(t.Target.Type, out.Status)
 	}
@@ -235,6 +236,7 @@ func (e *Engine) hold(t *Task, br *breaker, until time.Time) {
 		e.storageTrouble(t, "holding a delivery while its target's circuit is open", err)
 		return
 	}
+	e.storageRecovered(t.DeliveryID)
 	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID, heldBy: t.Target.ID}, until)
 	// A probe may have closed the breaker while this was being written down,
 	// after it released what was held then.
@@ -243,21 +245,75 @@ func (e *Engine) hold(t *Task, br *breaker, until time.Time) {
 	}
 }
 
-// storageRetryDelay is how long a delivery waits when its event DB failed
-// us (disk full, say) before it is read back and tried again.
-const storageRetryDelay = 5 * time.Second
+// A delivery that its event DB fails (disk full, file unreadable) waits
+// before it is read back and tried again: storageRetryFirst after the first
+// failure, twice as long after each next one, at most storageRetryMax. It is
+// never dropped while its rows may still be there.
+const (
+	storageRetryFirst = 5 * time.Second
+	storageRetryMax   = 10 * time.Minute
+	// storageLogEvery is the longest a delivery's failures go unlogged;
+	// otherwise the 1st, 2nd, 4th, 8th… failure is logged, with the count.
+	storageLogEvery = time.Hour
+)
+
+// storageFault is the run of storage failures of one delivery.
+type storageFault struct {
+	failures int
+	delay    time.Duration // the wait after the last failure
+	logged   time.Time     // when a failure of the run was last logged
+}
 
 // storageTrouble handles a delivery that could not go on for a fault of our
 // storage, not of its target: it stays open in its event DB and is read back
-// later; if its rows are gone (the webhook was deleted), it is let go.
+// later, ever less often while the fault lasts, and logged ever less often;
+// if its rows are gone (the webhook was deleted), it is let go.
 func (e *Engine) storageTrouble(t *Task, doing string, err error) {
-	e.log().Error(doing, zap.String("webhook", t.WebhookID),
-		zap.String("delivery", t.DeliveryID), zap.Error(err))
 	if errors.Is(err, storage.ErrNotFound) {
+		e.logger.Error(doing, zap.String("webhook", t.WebhookID),
+			zap.String("delivery", t.DeliveryID), zap.Error(err))
 		e.release(t.DeliveryID)
 		return
 	}
-	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, time.Now().Add(storageRetryDelay))
+	now := time.Now()
+	f, logIt := e.noteStorageFault(t.DeliveryID, now)
+	if logIt {
+		e.logger.Error(doing, zap.String("webhook", t.WebhookID),
+			zap.String("delivery", t.DeliveryID), zap.Int("failures", f.failures),
+			zap.Duration("retry_in", f.delay), zap.Error(err))
+	}
+	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, now.Add(f.delay))
+}
+
+// noteStorageFault counts one more storage failure of a delivery and
+// returns its run, with the wait before the next try, and whether to log
+// this failure.
+func (e *Engine) noteStorageFault(deliveryID string, now time.Time) (f storageFault, logIt bool) {
+	if v, ok := e.storageFaults.Load(deliveryID); ok {
+		f = v.(storageFault)
+	}
+	f.failures++
+	if f.delay == 0 {
+		f.delay = e.storageRetry.first
+	} else {
+		f.delay = min(2*f.delay, e.storageRetry.max)
+	}
+	if f.failures&(f.failures-1) == 0 || now.Sub(f.logged) >= storageLogEvery {
+		f.logged, logIt = now, true
+	}
+	e.storageFaults.Store(deliveryID, f)
+	return f, logIt
+}
+
+// storageRecovered ends the run of storage failures of a delivery, if it had
+// one: its storage works again.
+func (e *Engine) storageRecovered(deliveryID string) {
+	v, ok := e.storageFaults.LoadAndDelete(deliveryID)
+	if !ok {
+		return
+	}
+	e.logger.Info("storage works again for a delivery", zap.String("delivery", deliveryID),
+		zap.Int("failures", v.(storageFault).failures))
 }
 
 // body is the event body: inline in the task when small, else read from
@@ -298,7 +354,7 @@ func (e *Engine) logEvent(t *Task, r io.Reader) {
 	} else {
 		fields = append(fields, zap.String("body_base64", base64.StdEncoding.EncodeToString(body)))
 	}
-	e.log().Info("webhook event", fields...)
+	e.logger.Info("webhook event", fields...)
 }
 
 // redacted hides credentials, as Caddy's access log does.

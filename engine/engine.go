@@ -56,11 +56,8 @@ type Options struct {
 // back from the event DBs), failed attempts wait on Go timers, and nothing
 // runs, wakes or queries while there is nothing to do.
 type Engine struct {
-	opts Options
-	// logger is the logger of the configuration in force, swapped with it:
-	// an unloaded config's log writers are closed, and the log target
-	// must not write to them.
-	logger   atomic.Pointer[zap.Logger]
+	opts     Options
+	logger   *zap.Logger
 	client   *http.Client
 	events   *storage.WebhookDBManager
 	snapshot atomic.Pointer[storage.Snapshot]
@@ -84,6 +81,12 @@ type Engine struct {
 
 	breakersMu sync.Mutex
 	breakers   map[string]*breaker // target id -> its breaker
+
+	// storageFaults holds the run of storage failures of each delivery in
+	// hand that its event DB is failing (delivery id -> storageFault), and
+	// storageRetry the waits between its tries (attempt.go).
+	storageFaults sync.Map
+	storageRetry  struct{ first, max time.Duration }
 
 	scanMu     sync.Mutex
 	scanWanted map[string]bool // webhook ids whose event DB holds work not in hand
@@ -137,7 +140,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		opts: opts, client: opts.Client, events: events,
+		opts: opts, logger: opts.Logger, client: opts.Client, events: events,
 		queue:      make(chan Task, opts.QueueSize),
 		refs:       make(chan deliveryRef, opts.RetryQueueSize),
 		slots:      newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
@@ -148,24 +151,13 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		attempts:   ctx, abortAttempts: cancel,
 		stopping: make(chan struct{}),
 	}
+	e.storageRetry.first, e.storageRetry.max = storageRetryFirst, storageRetryMax
 	e.policy.Store(opts.Policy)
-	e.logger.Store(opts.Logger)
 	if e.client == nil {
 		e.client = newHTTPClient(e.policy.Load)
 	}
 	return e
 }
-
-// SetLogger puts the logger of a new configuration in force: the log
-// target and the engine's own messages write to it from now on.
-func (e *Engine) SetLogger(l *zap.Logger) {
-	if l != nil {
-		e.logger.Store(l)
-	}
-}
-
-// log is the logger in force.
-func (e *Engine) log() *zap.Logger { return e.logger.Load() }
 
 // SetTargetPolicy puts a new target policy in force (a reload): the next
 // connection obeys it. Idle connections made under the old one are closed,
@@ -338,7 +330,10 @@ func (e *Engine) endSlot(targetID string) *deliveryRef {
 func (e *Engine) ParkedDeliveries() int { return e.slots.parkedCount() }
 
 // release lets go of a delivery: a later scan may pick it up again.
-func (e *Engine) release(deliveryID string) { e.owned.Delete(deliveryID) }
+func (e *Engine) release(deliveryID string) {
+	e.owned.Delete(deliveryID)
+	e.storageFaults.Delete(deliveryID)
+}
 
 // schedule holds a delivery until at, then queues it for reading back. The
 // timer holds ids only.
