@@ -233,7 +233,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Validate checks the settings.
+// Validate checks the settings of a JSON config; the Caddyfile has made the
+// same checks, with the same functions, at its lines. 0 is the default of
+// every count, size and duration here (Provision has set it).
 func (a *App) Validate() error {
 	if a.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must be positive, not %d", a.MaxBodySize)
@@ -244,8 +246,8 @@ func (a *App) Validate() error {
 			return fmt.Errorf("%s must be positive, not %d", name, n)
 		}
 	}
-	if a.MaxIngestMemory < a.MaxBodySize {
-		return fmt.Errorf("max_ingest_memory (%d bytes) must be at least max_body_size (%d bytes): a body of the largest size must fit", a.MaxIngestMemory, a.MaxBodySize)
+	if err := checkIngestMemory(a.MaxBodySize, a.MaxIngestMemory); err != nil {
+		return err
 	}
 	if a.BodyTimeout < 0 {
 		return fmt.Errorf("body_timeout must not be negative")
@@ -253,57 +255,26 @@ func (a *App) Validate() error {
 	if a.StopGracePeriod < 0 {
 		return fmt.Errorf("stop_grace_period must not be negative")
 	}
+	if err := a.TenantQuotas.check(); err != nil {
+		return err
+	}
 	return storage.Synchronous(a.Synchronous).Validate()
 }
 
-// declaredWebhooks validates the declarations and gives each its stable ids.
-func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
-	names := make(map[string]bool)
-	keys := make(map[string]string)
-	out := make([]*storage.Webhook, 0, len(configs))
-	for _, wc := range configs {
-		if err := storage.ValidateName("webhook", wc.Name); err != nil {
-			return nil, err
-		}
-		if names[wc.Name] {
-			return nil, fmt.Errorf("webhook %s is declared twice", wc.Name)
-		}
-		names[wc.Name] = true
-		w := &storage.Webhook{
-			ID: storage.DeclaredWebhookID(wc.Name), Name: wc.Name, Description: wc.Description,
-			Source: storage.SourceCaddyfile, Active: !wc.Disabled, RetentionDays: wc.RetentionDays,
-		}
-		for _, ec := range wc.Entrypoints {
-			if err := storage.ValidateEntrypointKey(ec.Key); err != nil {
-				return nil, fmt.Errorf("webhook %s: %w", wc.Name, err)
-			}
-			if other, dup := keys[ec.Key]; dup {
-				return nil, fmt.Errorf("webhook %s: entrypoint key %q is already used by webhook %s", wc.Name, ec.Key, other)
-			}
-			keys[ec.Key] = wc.Name
-			w.Entrypoints = append(w.Entrypoints, storage.Entrypoint{
-				ID: storage.DeclaredEntrypointID(w.ID, ec.Key), WebhookID: w.ID, Key: ec.Key, Active: !ec.Disabled,
-			})
-		}
-		targetNames := make(map[string]bool)
-		for _, tc := range wc.Targets {
-			t := storage.Target{
-				ID: storage.DeclaredTargetID(w.ID, tc.Name), WebhookID: w.ID, Name: tc.Name,
-				Type: storage.TargetType(tc.Type), URL: tc.URL, Active: !tc.Disabled,
-				Options: tc.Options,
-			}
-			if err := t.Validate(); err != nil {
-				return nil, fmt.Errorf("webhook %s: %w", wc.Name, err)
-			}
-			if targetNames[tc.Name] {
-				return nil, fmt.Errorf("webhook %s: target %s is declared twice", wc.Name, tc.Name)
-			}
-			targetNames[tc.Name] = true
-			w.Targets = append(w.Targets, t)
-		}
-		out = append(out, w)
+// checkIngestMemory checks that a body of the largest size fits in the
+// ingest memory budget, 0 standing for each one's default (the budget's
+// grows with max_body_size).
+func checkIngestMemory(maxBodySize, maxIngestMemory int64) error {
+	if maxBodySize == 0 {
+		maxBodySize = DefaultMaxBodySize
 	}
-	return out, nil
+	if maxIngestMemory == 0 {
+		maxIngestMemory = max(DefaultMaxIngestMemory, maxBodySize)
+	}
+	if maxIngestMemory < maxBodySize {
+		return fmt.Errorf("max_ingest_memory (%d bytes) must be at least max_body_size (%d bytes): a body of the largest size must fit", maxIngestMemory, maxBodySize)
+	}
+	return nil
 }
 
 // Start puts the declared webhooks in force and, the first time, starts the

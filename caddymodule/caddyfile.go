@@ -1,17 +1,19 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -25,7 +27,8 @@ func init() {
 
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	if existing != nil {
-		return nil, d.Err("the webhooker global option may appear only once")
+		d.Next() // onto the option's name, so that the error names its line
+		return nil, d.Err("the webhooker global option may appear only once: put all its settings in one block")
 	}
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
@@ -73,167 +76,241 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			target <name> database|log [disabled]
 //		}
 //	}
+//
+// Every check of the config is made here, so that each mistake is reported
+// with its file and line: an option given twice is refused rather than the
+// last one kept, and so is a count or duration of 0 where 0 would only mean
+// "the default" (leave the option out for that). Provision repeats the
+// checks for JSON configs with the same functions; only the admin endpoint,
+// which the target policy keeps declared targets from, is known there alone.
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	ds := newDeclarations()
+	// Where an option was given, for the checks that span options.
+	given := make(map[string]caddyfile.Token)
+	var httpTargets []declaredAt
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+		option := d.Val()
+		if option != "webhook" {
+			if _, dup := given[option]; dup {
+				return d.Errf("%s is set twice: give it once", option)
+			}
+			given[option] = d.Token()
+		}
+		switch option {
 		case "data_dir":
 			if !d.AllArgs(&a.DataDir) {
 				return d.ArgErr()
 			}
-		case "max_body_size":
-			var size string
-			if !d.AllArgs(&size) {
-				return d.ArgErr()
-			}
-			n, err := humanize.ParseBytes(size)
-			if err != nil || n == 0 {
-				return d.Errf("max_body_size %q: want a size such as 10MB or 512KiB", size)
-			}
-			a.MaxBodySize = int64(n)
-		case "max_ingest_memory":
+		case "max_body_size", "max_ingest_memory":
+			field := map[string]*int64{"max_body_size": &a.MaxBodySize, "max_ingest_memory": &a.MaxIngestMemory}[option]
 			n, err := sizeArg(d)
 			if err != nil {
 				return err
 			}
-			a.MaxIngestMemory = n
-		case "body_timeout":
-			dur, err := durationArgs(d, 1, 1)
+			*field = n
+		case "body_timeout", "stop_grace_period":
+			field := map[string]*caddy.Duration{"body_timeout": &a.BodyTimeout, "stop_grace_period": &a.StopGracePeriod}[option]
+			dur, err := durationArgs(d, "", 1, 1)
 			if err != nil {
 				return err
 			}
-			if dur[0] == 0 {
-				return d.Errf("body_timeout: want a duration over 0, such as 30s")
-			}
-			a.BodyTimeout = dur[0]
+			*field = caddy.Duration(dur[0])
 		case "synchronous":
 			if !d.AllArgs(&a.Synchronous) {
 				return d.ArgErr()
 			}
-		case "max_open_event_dbs", "workers", "queue_size", "retry_queue_size":
+			if err := storage.Synchronous(a.Synchronous).Validate(); err != nil {
+				return d.WrapErr(err)
+			}
+		case "max_open_event_dbs", "workers", "queue_size", "retry_queue_size", "target_concurrency":
 			field := map[string]*int{"max_open_event_dbs": &a.MaxOpenEventDBs, "workers": &a.Workers,
-				"queue_size": &a.QueueSize, "retry_queue_size": &a.RetryQueueSize}[d.Val()]
-			n, err := intArg(d)
-			if err != nil {
-				return err
-			}
-			*field = n
-		case "stop_grace_period":
-			dur, err := durationArgs(d, 1, 1)
-			if err != nil {
-				return err
-			}
-			a.StopGracePeriod = dur[0]
-		case "target_concurrency":
+				"queue_size": &a.QueueSize, "retry_queue_size": &a.RetryQueueSize,
+				"target_concurrency": &a.TargetConcurrency}[option]
 			n, err := intArg(d)
 			if err != nil {
 				return err
 			}
 			if n == 0 {
-				return d.Errf("target_concurrency: want 1 or more attempts in flight per target")
+				return d.Errf("%s 0: want 1 or more (leave the option out for its default)", option)
 			}
-			a.TargetConcurrency = n
+			*field = n
 		case "target_policy":
-			if a.TargetPolicy != nil {
-				return d.Errf("target_policy is set twice: put every allow and deny in one block")
-			}
 			p, err := unmarshalTargetPolicy(d)
 			if err != nil {
 				return err
 			}
 			a.TargetPolicy = p
 		case "tenant_quotas":
-			if a.TenantQuotas != nil {
-				return d.Errf("tenant_quotas is set twice")
-			}
 			q, err := unmarshalTenantQuotas(d)
 			if err != nil {
 				return err
 			}
 			a.TenantQuotas = q
 		case "webhook":
-			w, err := unmarshalWebhook(d)
+			w, targets, err := unmarshalWebhook(d, ds)
 			if err != nil {
 				return err
 			}
 			a.Webhooks = append(a.Webhooks, w)
+			httpTargets = append(httpTargets, targets...)
 		default:
-			return d.Errf("unrecognized webhooker option %q", d.Val())
+			return d.Errf("unrecognized webhooker option %q", option)
+		}
+	}
+
+	if err := checkIngestMemory(a.MaxBodySize, a.MaxIngestMemory); err != nil {
+		later := given["max_ingest_memory"]
+		if body, ok := given["max_body_size"]; ok && (later.File == "" || body.Line > later.Line) {
+			later = body
+		}
+		return errAt(later, err)
+	}
+	// The target policy may come after the webhooks it refuses.
+	pc, err := a.TargetPolicy.engineConfig()
+	if err != nil {
+		return errAt(given["target_policy"], err)
+	}
+	policy, err := engine.NewTargetPolicy(pc)
+	if err != nil {
+		return errAt(given["target_policy"], err)
+	}
+	for _, t := range httpTargets {
+		if err := checkDeclaredTarget(policy, t.webhook, t.target.Name, t.target.Type, t.target.URL); err != nil {
+			return errAt(t.at, err)
 		}
 	}
 	return nil
 }
 
-func unmarshalWebhook(d *caddyfile.Dispenser) (*WebhookConfig, error) {
+// declaredAt is a target and the token of its line, for the checks that can
+// only be made at the end of the block.
+type declaredAt struct {
+	webhook string
+	target  TargetConfig
+	at      caddyfile.Token
+}
+
+// errAt reports err at the file and line of tok, as d.Errf does at the
+// current token.
+func errAt(tok caddyfile.Token, err error) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.WrapErr(err)
+}
+
+// unmarshalWebhook reads a webhook <name> { … } block, checking it with ds
+// as it goes. It returns the webhook's http targets too, for the target
+// policy, which may come later in the block.
+func unmarshalWebhook(d *caddyfile.Dispenser, ds *declarations) (*WebhookConfig, []declaredAt, error) {
 	w := new(WebhookConfig)
 	if !d.AllArgs(&w.Name) {
-		return nil, d.Errf("webhook: want exactly one name")
+		return nil, nil, d.Errf("webhook: want exactly one name")
 	}
+	if err := ds.webhook(w); err != nil {
+		return nil, nil, d.WrapErr(err)
+	}
+	var httpTargets []declaredAt
+	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+		option := d.Val()
+		if option != "entrypoint" && option != "target" {
+			if seen[option] {
+				return nil, nil, d.Errf("webhook %s: %s is set twice: give it once", w.Name, option)
+			}
+			seen[option] = true
+		}
+		switch option {
 		case "description":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return nil, d.ArgErr()
+				return nil, nil, d.ArgErr()
 			}
 			w.Description = strings.Join(args, " ")
 		case "disabled":
 			if d.NextArg() {
-				return nil, d.ArgErr()
+				return nil, nil, d.ArgErr()
 			}
 			w.Disabled = true
 		case "retention_days":
 			n, err := intArg(d)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			w.RetentionDays = n
+			if err := checkRetentionDays(w); err != nil {
+				return nil, nil, d.WrapErr(err)
+			}
 		case "entrypoint":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "disabled") {
-				return nil, d.Errf("entrypoint: want <key> [disabled]")
+				return nil, nil, d.Errf("webhook %s: entrypoint: want <key> [disabled]", w.Name)
 			}
-			w.Entrypoints = append(w.Entrypoints, EntrypointConfig{Key: args[0], Disabled: len(args) == 2})
+			ec := EntrypointConfig{Key: args[0], Disabled: len(args) == 2}
+			if err := ds.entrypoint(w.Name, ec); err != nil {
+				return nil, nil, d.WrapErr(err)
+			}
+			w.Entrypoints = append(w.Entrypoints, ec)
 		case "target":
-			t, err := unmarshalTarget(d)
+			at := d.Token()
+			t, err := unmarshalTarget(d, ds, w.Name)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			w.Targets = append(w.Targets, t)
+			if t.Type == string(storage.TargetHTTP) {
+				httpTargets = append(httpTargets, declaredAt{webhook: w.Name, target: t, at: at})
+			}
 		default:
-			return nil, d.Errf("webhook %s: unrecognized option %q", w.Name, d.Val())
+			return nil, nil, d.Errf("webhook %s: unrecognized option %q", w.Name, option)
 		}
 	}
-	return w, nil
+	return w, httpTargets, nil
 }
 
-func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
+// unmarshalTarget reads a target line and its block, checking the target
+// (checkTarget) at its line and again after each option, so that an error
+// names the line that caused it.
+func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (TargetConfig, error) {
 	var t TargetConfig
 	args := d.RemainingArgs()
 	if len(args) < 2 {
-		return t, d.Errf("target: want <name> http <url>, <name> database or <name> log")
+		return t, d.Errf("webhook %s: target: want <name> http <url>, <name> database or <name> log", webhook)
 	}
 	t.Name, t.Type, args = args[0], args[1], args[2:]
 	if t.Type == "http" {
 		if len(args) == 0 {
-			return t, d.Errf("target %s: an http target needs a url", t.Name)
+			return t, d.Errf("webhook %s: target %s: an http target needs a url", webhook, t.Name)
 		}
 		t.URL, args = args[0], args[1:]
 	}
+	seen := make(map[string]bool)
 	switch {
 	case len(args) == 1 && args[0] == "disabled":
 		t.Disabled = true
+		seen["disabled"] = true
 	case len(args) > 0:
-		return t, d.Errf("target %s: unexpected %q", t.Name, strings.Join(args, " "))
+		return t, d.Errf("webhook %s: target %s: unexpected %q", webhook, t.Name, strings.Join(args, " "))
 	}
+	if err := ds.target(webhook, t); err != nil {
+		return t, d.WrapErr(err)
+	}
+	where := fmt.Sprintf("webhook %s: target %s: ", webhook, t.Name)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if t.Type != "http" && d.Val() != "disabled" {
-			return t, d.Errf("target %s: %s is an option of http targets, not of %s ones", t.Name, d.Val(), t.Type)
+		option := d.Val()
+		if t.Type != "http" && option != "disabled" {
+			return t, d.Errf("webhook %s: target %s: %s is an option of http targets, not of %s ones", webhook, t.Name, option, t.Type)
 		}
-		switch d.Val() {
+		if option != "header" {
+			if seen[option] {
+				return t, d.Errf("webhook %s: target %s: %s is set twice: give it once", webhook, t.Name, option)
+			}
+			seen[option] = true
+		}
+		switch option {
 		case "max_retries":
 			n, err := intArg(d)
 			if err != nil {
@@ -241,13 +318,13 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 			}
 			t.Options.MaxRetries = &n
 		case "timeout":
-			dur, err := durationArgs(d, 1, 1)
+			dur, err := durationArgs(d, where, 1, 1)
 			if err != nil {
 				return t, err
 			}
 			t.Options.Timeout = storage.Duration(dur[0])
 		case "backoff":
-			dur, err := durationArgs(d, 1, 2)
+			dur, err := durationArgs(d, where, 1, 2)
 			if err != nil {
 				return t, err
 			}
@@ -258,7 +335,10 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 		case "header":
 			var name, value string
 			if !d.AllArgs(&name, &value) {
-				return t, d.Errf("target %s: header: want <name> <value>", t.Name)
+				return t, d.Errf("webhook %s: target %s: header: want <name> <value>", webhook, t.Name)
+			}
+			if _, dup := t.Options.Headers[name]; dup {
+				return t, d.Errf("webhook %s: target %s: header %s is set twice: give it once", webhook, t.Name, name)
 			}
 			if t.Options.Headers == nil {
 				t.Options.Headers = make(map[string]string)
@@ -267,17 +347,17 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 		case "breaker":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
-				return t, d.Errf("target %s: breaker: want <threshold> [<cooldown>]", t.Name)
+				return t, d.Errf("webhook %s: target %s: breaker: want <threshold> [<cooldown>]", webhook, t.Name)
 			}
 			n, err := strconv.Atoi(args[0])
 			if err != nil || n < 0 {
-				return t, d.Errf("target %s: breaker threshold %q: want a whole number, 0 or more", t.Name, args[0])
+				return t, d.Errf("webhook %s: target %s: breaker threshold %q: want a whole number, 0 (never open) or more", webhook, t.Name, args[0])
 			}
 			t.Options.BreakerThreshold = &n
 			if len(args) == 2 {
-				cooldown, err := caddy.ParseDuration(args[1])
+				cooldown, err := parseDuration("breaker cooldown", args[1])
 				if err != nil {
-					return t, d.Errf("target %s: breaker cooldown %q: %v", t.Name, args[1], err)
+					return t, d.WrapErr(fmt.Errorf("webhook %s: target %s: %w", webhook, t.Name, err))
 				}
 				t.Options.BreakerCooldown = storage.Duration(cooldown)
 			}
@@ -287,28 +367,46 @@ func unmarshalTarget(d *caddyfile.Dispenser) (TargetConfig, error) {
 			}
 			t.Disabled = true
 		default:
-			return t, d.Errf("target %s: unrecognized option %q", t.Name, d.Val())
+			return t, d.Errf("webhook %s: target %s: unrecognized option %q", webhook, t.Name, option)
+		}
+		if err := checkTarget(webhook, t); err != nil {
+			return t, d.WrapErr(err)
 		}
 	}
 	return t, nil
 }
 
-// durationArgs reads between lo and hi durations as the option's arguments.
-func durationArgs(d *caddyfile.Dispenser, lo, hi int) ([]caddy.Duration, error) {
+// durationArgs reads between lo and hi durations as the option's arguments;
+// an error starts with where (the webhook and target, or "").
+func durationArgs(d *caddyfile.Dispenser, where string, lo, hi int) ([]time.Duration, error) {
 	name := d.Val()
 	args := d.RemainingArgs()
 	if len(args) < lo || len(args) > hi {
 		return nil, d.ArgErr()
 	}
-	out := make([]caddy.Duration, len(args))
+	out := make([]time.Duration, len(args))
 	for i, a := range args {
-		v, err := caddy.ParseDuration(a)
-		if err != nil || v < 0 {
-			return nil, d.Errf("%s %q: want a duration such as 500ms, 30s or 1h", name, a)
+		v, err := parseDuration(name, a)
+		if err != nil {
+			return nil, d.WrapErr(fmt.Errorf("%s%w", where, err))
 		}
-		out[i] = caddy.Duration(v)
+		out[i] = v
 	}
 	return out, nil
+}
+
+// parseDuration reads a duration over 0 in Caddy's syntax (which adds d for
+// days to Go's). 0 is refused: written out, it would silently mean the
+// default.
+func parseDuration(option, s string) (time.Duration, error) {
+	v, err := caddy.ParseDuration(s)
+	switch {
+	case err != nil || v < 0:
+		return 0, fmt.Errorf("%s %q: want a duration such as 500ms, 30s or 1h", option, s)
+	case v == 0:
+		return 0, fmt.Errorf("%s: want a duration over 0, not %s (leave the option out for its default)", option, s)
+	}
+	return v, nil
 }
 
 func intArg(d *caddyfile.Dispenser) (int, error) {

@@ -89,22 +89,33 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // policyConfig turns the app's target_policy into the engine's, with the
 // admin endpoint of the config being provisioned.
 func (a *App) policyConfig(ctx caddy.Context) (engine.PolicyConfig, error) {
-	var pc engine.PolicyConfig
-	if a.TargetPolicy != nil {
-		for _, list := range []struct {
-			in  []string
-			out *[]netip.Prefix
-		}{{a.TargetPolicy.Allow, &pc.Allow}, {a.TargetPolicy.Deny, &pc.Deny}} {
-			for _, s := range list.in {
-				p, err := parsePrefix(s)
-				if err != nil {
-					return pc, fmt.Errorf("target_policy: %w", err)
-				}
-				*list.out = append(*list.out, p)
-			}
-		}
+	pc, err := a.TargetPolicy.engineConfig()
+	if err != nil {
+		return pc, err
 	}
 	pc.AdminEndpoints = adminListenAddresses(ctx)
+	return pc, nil
+}
+
+// engineConfig is the engine's policy with c's prefixes (none if c is nil)
+// and no admin endpoint.
+func (c *TargetPolicyConfig) engineConfig() (engine.PolicyConfig, error) {
+	var pc engine.PolicyConfig
+	if c == nil {
+		return pc, nil
+	}
+	for _, list := range []struct {
+		in  []string
+		out *[]netip.Prefix
+	}{{c.Allow, &pc.Allow}, {c.Deny, &pc.Deny}} {
+		for _, s := range list.in {
+			p, err := parsePrefix(s)
+			if err != nil {
+				return pc, fmt.Errorf("target_policy: %w", err)
+			}
+			*list.out = append(*list.out, p)
+		}
+	}
 	return pc, nil
 }
 
@@ -145,30 +156,40 @@ func adminListenAddresses(ctx caddy.Context) []string {
 }
 
 // checkDeclaredTargets refuses declared http targets that the policy
-// refuses on the face of their URL: an IP literal or a loopback name (the
-// admin endpoint, say). Names are not resolved here: the connection's
-// check decides for them.
+// refuses on the face of their URL (checkDeclaredTarget).
 func checkDeclaredTargets(p *engine.TargetPolicy, declared []*storage.Webhook) error {
 	for _, w := range declared {
 		for _, t := range w.Targets {
-			if t.Type != storage.TargetHTTP {
-				continue
-			}
-			u, err := url.Parse(t.URL)
-			if err != nil {
-				continue // Validate reported it
-			}
-			host := u.Hostname()
-			if _, err := netip.ParseAddr(host); err != nil && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			err = p.CheckURL(ctx, t.URL, w.UserID != "")
-			cancel()
-			if err != nil {
-				return fmt.Errorf("webhook %s: target %s: %w", w.Name, t.Name, err)
+			if err := checkDeclaredTarget(p, w.Name, t.Name, string(t.Type), t.URL); err != nil {
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkDeclaredTarget refuses an http target of the operator's that the
+// policy refuses on the face of its URL: an IP literal or a loopback name
+// (the admin endpoint, say). Names are not resolved here: the connection's
+// check decides for them. The Caddyfile calls it with the block's own
+// target_policy and no admin endpoint, which only the config in force
+// knows: Provision checks again with it.
+func checkDeclaredTarget(p *engine.TargetPolicy, webhook, target, targetType, rawURL string) error {
+	if targetType != string(storage.TargetHTTP) {
+		return nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil // checkTarget reported it
+	}
+	host := u.Hostname()
+	if _, err := netip.ParseAddr(host); err != nil && host != "localhost" && !strings.HasSuffix(host, ".localhost") {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := p.CheckURL(ctx, rawURL, false); err != nil {
+		return fmt.Errorf("webhook %s: target %s: %w", webhook, target, err)
 	}
 	return nil
 }

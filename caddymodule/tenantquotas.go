@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -18,6 +19,33 @@ type TenantQuotasConfig struct {
 	Entrypoints int `json:"entrypoints,omitempty"`
 	// Targets is the most targets a user may have. Default: 500.
 	Targets int `json:"targets,omitempty"`
+}
+
+// maxQuota is the most any tenant quota may be.
+const maxQuota = 1_000_000
+
+// check checks the quotas of a JSON config (0: the default).
+func (q *TenantQuotasConfig) check() error {
+	if q == nil {
+		return nil
+	}
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"webhooks", q.Webhooks}, {"entrypoints", q.Entrypoints}, {"targets", q.Targets}} {
+		if err := checkQuota(c.name, c.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkQuota checks one tenant quota: 0 (the default) to maxQuota.
+func checkQuota(name string, n int) error {
+	if n < 0 || n > maxQuota {
+		return fmt.Errorf("tenant_quotas %s %d: want a whole number from 1 to %d", name, n, maxQuota)
+	}
+	return nil
 }
 
 func (q *TenantQuotasConfig) quotas() storage.Quotas {
@@ -55,8 +83,14 @@ func unmarshalTenantQuotas(d *caddyfile.Dispenser) (*TenantQuotasConfig, error) 
 			return nil, d.Errf("tenant_quotas %s: want one number", name)
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1_000_000 {
-			return nil, d.Errf("tenant_quotas %s %q: want a whole number from 1 to 1000000", name, s)
+		if err != nil {
+			return nil, d.Errf("tenant_quotas %s %q: want a whole number from 1 to %d", name, s, maxQuota)
+		}
+		if n == 0 {
+			return nil, d.Errf("tenant_quotas %s 0: want 1 to %d (leave the quota out for its default)", name, maxQuota)
+		}
+		if err := checkQuota(name, n); err != nil {
+			return nil, d.WrapErr(err)
 		}
 		*field = n
 	}

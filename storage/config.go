@@ -163,6 +163,11 @@ func ValidateEntrypointKey(key string) error {
 	return nil
 }
 
+// ValidateRetentionDays checks a webhook's retention_days against l: 0
+// (keep forever) to l.RetentionDays. The Caddyfile checks its webhooks with
+// it as it reads them, to name the line.
+func ValidateRetentionDays(days int, l Limits) error { return validateRetentionDays(days, l) }
+
 // Validate checks a target against the operator's limits, as the Caddyfile
 // declares it; see ValidateWithin.
 func (t Target) Validate() error { return t.ValidateWithin(OperatorLimits()) }
