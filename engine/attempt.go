@@ -270,7 +270,7 @@ type storageFault struct {
 // if its rows are gone (the webhook was deleted), it is let go.
 func (e *Engine) storageTrouble(t *Task, doing string, err error) {
 	if errors.Is(err, storage.ErrNotFound) {
-		e.logger.Error(doing, zap.String("webhook", t.WebhookID),
+		e.log().Error(doing, zap.String("webhook", t.WebhookID),
 			zap.String("delivery", t.DeliveryID), zap.Error(err))
 		e.release(t.DeliveryID)
 		return
@@ -278,7 +278,7 @@ func (e *Engine) storageTrouble(t *Task, doing string, err error) {
 	now := time.Now()
 	f, logIt := e.noteStorageFault(t.DeliveryID, now)
 	if logIt {
-		e.logger.Error(doing, zap.String("webhook", t.WebhookID),
+		e.log().Error(doing, zap.String("webhook", t.WebhookID),
 			zap.String("delivery", t.DeliveryID), zap.Int("failures", f.failures),
 			zap.Duration("retry_in", f.delay), zap.Error(err))
 	}
@@ -312,7 +312,7 @@ func (e *Engine) storageRecovered(deliveryID string) {
 	if !ok {
 		return
 	}
-	e.logger.Info("storage works again for a delivery", zap.String("delivery", deliveryID),
+	e.log().Info("storage works again for a delivery", zap.String("delivery", deliveryID),
 		zap.Int("failures", v.(storageFault).failures))
 }
 
@@ -354,7 +354,7 @@ func (e *Engine) logEvent(t *Task, r io.Reader) {
 	} else {
 		fields = append(fields, zap.String("body_base64", base64.StdEncoding.EncodeToString(body)))
 	}
-	e.logger.Info("webhook event", fields...)
+	e.log().Info("webhook event", fields...)
 }
 
 // redacted hides credentials, as Caddy's access log does.

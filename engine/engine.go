@@ -56,8 +56,11 @@ type Options struct {
 // back from the event DBs), failed attempts wait on Go timers, and nothing
 // runs, wakes or queries while there is nothing to do.
 type Engine struct {
-	opts     Options
-	logger   *zap.Logger
+	opts Options
+	// logger is the logger of the configuration in force, swapped with it:
+	// an unloaded config's log writers are closed, and the log target
+	// must not write to them.
+	logger   atomic.Pointer[zap.Logger]
 	client   *http.Client
 	events   *storage.WebhookDBManager
 	snapshot atomic.Pointer[storage.Snapshot]
@@ -140,7 +143,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
-		opts: opts, logger: opts.Logger, client: opts.Client, events: events,
+		opts: opts, client: opts.Client, events: events,
 		queue:      make(chan Task, opts.QueueSize),
 		refs:       make(chan deliveryRef, opts.RetryQueueSize),
 		slots:      newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
@@ -153,11 +156,23 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	}
 	e.storageRetry.first, e.storageRetry.max = storageRetryFirst, storageRetryMax
 	e.policy.Store(opts.Policy)
+	e.logger.Store(opts.Logger)
 	if e.client == nil {
 		e.client = newHTTPClient(e.policy.Load)
 	}
 	return e
 }
+
+// SetLogger puts the logger of a new configuration in force: the log
+// target and the engine's own messages write to it from now on.
+func (e *Engine) SetLogger(l *zap.Logger) {
+	if l != nil {
+		e.logger.Store(l)
+	}
+}
+
+// log is the logger in force.
+func (e *Engine) log() *zap.Logger { return e.logger.Load() }
 
 // SetTargetPolicy puts a new target policy in force (a reload): the next
 // connection obeys it. Idle connections made under the old one are closed,
