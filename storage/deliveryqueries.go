@@ -44,9 +44,10 @@ var errNoOpenDelivery = fmt.Errorf("no open delivery with this id: %w", ErrNotFo
 
 // Reschedule puts off an open delivery until at without counting an attempt
 // (its target's circuit breaker is open). The time is stored so that it
-// survives a restart.
+// survives a restart. ctx ends only the wait for a place in a transaction
+// (group commit): its error means nothing was written.
 func (db *WebhookDB) Reschedule(ctx context.Context, deliveryID string, at time.Time) error {
-	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
 		return w.execChanging(errNoOpenDelivery, sqlReschedule, at.UnixNano(), time.Now().UnixNano(), deliveryID)
 	}})
 	if err != nil {
@@ -72,9 +73,10 @@ const (
 // flight since at, before the attempt goes out. RecordAttempt clears the
 // mark; one found at start means the process died during the attempt. It
 // shares a transaction with concurrent writes (group commit); a transaction
-// of marks alone costs no fsync (commitCrashSafe).
+// of marks alone costs no fsync (commitCrashSafe). ctx ends only the wait
+// for a place in a transaction: its error means nothing was marked.
 func (db *WebhookDB) MarkAttemptStarted(ctx context.Context, deliveryID string, at time.Time) error {
-	err := db.commits.submit(&commitRequest{crashSafe: true, write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, crashSafe: true, write: func(w *writeTx) error {
 		return w.execChanging(errNoOpenDelivery, sqlMarkAttempt, at.UnixNano(), deliveryID)
 	}})
 	if err != nil {
@@ -84,9 +86,10 @@ func (db *WebhookDB) MarkAttemptStarted(ctx context.Context, deliveryID string, 
 }
 
 // ClearAttemptStarted removes the in-flight mark of an attempt that was cut
-// short by a stop and not recorded: it is not counted.
+// short by a stop and not recorded: it is not counted. ctx ends only the
+// wait for a place in a transaction: its error means nothing was written.
 func (db *WebhookDB) ClearAttemptStarted(ctx context.Context, deliveryID string) error {
-	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
 		_, err := w.exec(sqlClearAttempt, deliveryID)
 		return err
 	}})
@@ -138,9 +141,10 @@ var ErrNotInterrupted = errors.New("the delivery's attempt is no longer marked i
 // RecordInterruptedAttempt counts an interrupted attempt: it stores r and the
 // delivery's new state, and clears the mark, in one write, provided the
 // delivery is still open and marked at a.StartedAt; else it changes nothing
-// and returns ErrNotInterrupted.
+// and returns ErrNotInterrupted. ctx ends only the wait for a place in a
+// transaction (group commit): its error means nothing was written.
 func (db *WebhookDB) RecordInterruptedAttempt(ctx context.Context, a InterruptedAttempt, r DeliveryResult, out DeliveryOutcome) error {
-	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
 		if err := w.execChanging(ErrNotInterrupted, sqlRecordInterrupted, out.Status, r.Attempt, out.nextAttempt(),
 			out.LastError, time.Now().UnixNano(), a.DeliveryID, a.StartedAt.UnixNano()); err != nil {
 			return err

@@ -155,6 +155,8 @@ func (db *WebhookDB) ListEvents(ctx context.Context, q EventQuery) ([]EventSumma
 // Redeliver adds one pending delivery of an existing event per target id, in
 // one group-committed write, and returns them once durable; the caller hands
 // them to the engine. A missing event is ErrNotFound; no target is ErrInvalid.
+// ctx ends only the wait for a place in a transaction: its error means no
+// delivery was added.
 func (db *WebhookDB) Redeliver(ctx context.Context, eventID string, targetIDs []string) ([]Delivery, error) {
 	if len(targetIDs) == 0 {
 		if _, _, err := db.EventMeta(ctx, eventID); err != nil {
@@ -172,7 +174,7 @@ func (db *WebhookDB) Redeliver(ctx context.Context, eventID string, targetIDs []
 		deliveries[i] = Delivery{ID: id.String(), EventID: eventID, TargetID: targetID,
 			Status: DeliveryPending, CreatedAt: now, UpdatedAt: now}
 	}
-	err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
 		var n int
 		if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*) FROM events WHERE id = ?`, eventID).Scan(&n); err != nil {
 			return err

@@ -133,9 +133,10 @@ func (o DeliveryOutcome) nextAttempt() sql.NullInt64 {
 // RecordAttempt stores one attempt and the delivery's new state together,
 // so that the attempt count and the results never disagree. It shares a
 // transaction with concurrent writes to the same file (group commit) and
-// returns once that has committed.
+// returns once that has committed. ctx ends only the wait for a place in a
+// transaction: its error means the attempt was not recorded.
 func (db *WebhookDB) RecordAttempt(ctx context.Context, r DeliveryResult, out DeliveryOutcome) error {
-	err := db.commits.submit(&commitRequest{size: len(r.ResponseBody), write: func(w *writeTx) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, size: len(r.ResponseBody), write: func(w *writeTx) error {
 		if err := w.execChanging(ErrNotFound, sqlSetOutcome, out.Status, r.Attempt, out.nextAttempt(), out.LastError,
 			time.Now().UnixNano(), r.DeliveryID); err != nil {
 			return err

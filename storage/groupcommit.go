@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -29,8 +31,14 @@ type commitRequest struct {
 	// machine (in-flight marks): a batch of only such writes is committed
 	// without an fsync (see commitCrashSafe).
 	crashSafe bool
-	err       error // the write's own error, set by the committer
-	done      chan commitSignal
+	// ctx, when set, ends the wait of a request still queued: it is taken
+	// out of the queue and never written, and submit returns ctx's error.
+	// Once taken into a transaction (or handed leadership) it waits for the
+	// outcome, so that ctx's error always means the write was not made.
+	ctx   context.Context
+	taken bool  // under groupCommitter.mu
+	err   error // the write's own error, set by the committer
+	done  chan commitSignal
 }
 
 // commitSignal tells a queued request either the outcome of the transaction
@@ -57,12 +65,18 @@ type groupCommitter struct {
 // submit queues r and returns once the transaction carrying it has committed
 // or failed. It never returns success before the commit.
 func (g *groupCommitter) submit(r *commitRequest) error {
+	if r.ctx != nil && r.ctx.Err() != nil {
+		return r.ctx.Err()
+	}
 	r.done = make(chan commitSignal, 1)
 	g.mu.Lock()
 	g.queue = append(g.queue, r)
 	if g.leading {
 		g.mu.Unlock()
-		sig := <-r.done
+		sig, err := g.wait(r)
+		if err != nil {
+			return err
+		}
 		if !sig.lead {
 			return sig.err
 		}
@@ -85,6 +99,7 @@ func (g *groupCommitter) submit(r *commitRequest) error {
 	g.mu.Lock()
 	if len(g.queue) > 0 {
 		next := g.queue[0]
+		next.taken = true // it must lead now: it can no longer withdraw
 		g.mu.Unlock()
 		next.done <- commitSignal{lead: true}
 	} else {
@@ -103,6 +118,28 @@ func (g *groupCommitter) submit(r *commitRequest) error {
 	return outcome(batch[0])
 }
 
+// wait waits for the signal of a queued request, or for its ctx to end
+// while it is still queued: then it withdraws, and returns ctx's error.
+func (g *groupCommitter) wait(r *commitRequest) (commitSignal, error) {
+	var ended <-chan struct{}
+	if r.ctx != nil {
+		ended = r.ctx.Done()
+	}
+	select {
+	case sig := <-r.done:
+		return sig, nil
+	case <-ended:
+	}
+	g.mu.Lock()
+	if !r.taken {
+		g.queue = slices.DeleteFunc(g.queue, func(q *commitRequest) bool { return q == r })
+		g.mu.Unlock()
+		return commitSignal{}, r.ctx.Err()
+	}
+	g.mu.Unlock()
+	return <-r.done, nil // in a transaction already: its outcome is the answer
+}
+
 // takeBatch removes the head of the queue, up to the batch bounds (always at
 // least one request), and returns it.
 func takeBatch(queue *[]*commitRequest) []*commitRequest {
@@ -117,6 +154,9 @@ func takeBatch(queue *[]*commitRequest) []*commitRequest {
 	}
 	batch := make([]*commitRequest, n)
 	copy(batch, q[:n])
+	for _, r := range batch {
+		r.taken = true
+	}
 	rest := q[n:]
 	if len(rest) == 0 {
 		clear(q) // drop references to bodies now owned by batch

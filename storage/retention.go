@@ -49,7 +49,8 @@ var (
 // all done (delivered or failed), with their deliveries and attempts; an
 // event with a pending or retrying delivery is kept whatever its age. It
 // deletes in chunks, each one group-committed write, and returns how many
-// events it deleted, also when ctx ends it early.
+// events it deleted, also when ctx ends it early: between chunks, or while
+// a chunk waits for its place in a transaction (that chunk deletes nothing).
 func (db *WebhookDB) Prune(ctx context.Context, olderThan time.Time) (int, error) {
 	// UnixNano is undefined outside the int64 range; saturate instead.
 	if olderThan.Before(earliestStorable) {
@@ -65,7 +66,7 @@ func (db *WebhookDB) Prune(ctx context.Context, olderThan time.Time) (int, error
 			return total, fmt.Errorf("prune events: %w", err)
 		}
 		var deleted int
-		err := db.commits.submit(&commitRequest{write: func(w *writeTx) error {
+		err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
 			// Deliveries and delivery_results go with their event (ON DELETE CASCADE).
 			res, err := w.tx.ExecContext(w.ctx, `DELETE FROM events WHERE id IN (
 				SELECT e.id FROM events e WHERE e.received_at < ? AND NOT EXISTS (
