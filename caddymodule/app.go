@@ -28,64 +28,93 @@ const DefaultMaxBodySize = 10 << 20
 // DefaultStopGracePeriod is how long a stop waits for delivery attempts.
 const DefaultStopGracePeriod = 10 * time.Second
 
-// App is the webhooker app: it owns the storage of a data directory and the
-// webhooks declared in the Caddyfile. Its storage outlives config reloads.
+// App is the webhooker app: a durable webhook gateway. It stores every
+// request to an entrypoint as an event before answering, then delivers it
+// to the targets of its webhook. It owns the storage of one data directory,
+// which outlives config reloads, and the webhooks declared in its config.
+//
+// In the Caddyfile it is the global option `webhooker { … }`. In JSON, as
+// in Caddy's own config, a field left out (or 0) takes its default.
 type App struct {
-	// DataDir holds webhooker.db and one events-<webhook id>.db per webhook.
-	// Default: the "webhooker" folder in Caddy's data directory.
+	// DataDir is the directory of the databases: webhooker.db (users, keys,
+	// webhooks, entrypoints, targets) and one events-<webhook id>.db per
+	// webhook. Created with mode 0700 when the app starts. {$ENV}
+	// placeholders are replaced. Default: "webhooker" in Caddy's data
+	// directory (e.g. ~/.local/share/caddy/webhooker). Example: "/var/lib/webhooker".
 	DataDir string `json:"data_dir,omitempty"`
 
-	// MaxBodySize is the largest request body accepted, in bytes; larger
-	// requests get 413 and nothing is stored. Default: 10 MiB.
+	// MaxBodySize is the largest request body an entrypoint accepts, in
+	// bytes; a larger request gets 413 and nothing is stored. Default:
+	// 10485760 (10 MiB). Example: 26214400 for GitHub's 25 MB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	// MaxIngestMemory bounds the body bytes held by ingests in flight, in
-	// bytes; beyond it a request gets 503 with Retry-After and nothing is
-	// stored. At least MaxBodySize. Default: 256 MiB, or MaxBodySize if larger.
+	// MaxIngestMemory bounds the bytes held by the bodies of all requests in
+	// flight together, in bytes; a request that would go over gets 503 with
+	// Retry-After and nothing is stored. At least MaxBodySize. Default:
+	// 268435456 (256 MiB), or MaxBodySize if larger.
 	MaxIngestMemory int64 `json:"max_ingest_memory,omitempty"`
 
-	// BodyTimeout is how long a client may take to send a request body;
-	// a slower one gets 408 and nothing is stored. Default: 30s.
+	// BodyTimeout is how long a client may take to send a request body,
+	// from its first read; a slower one gets 408, its connection is closed
+	// and nothing is stored. A duration string such as "30s", or an integer
+	// of nanoseconds. Default: "30s".
 	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
 
-	// Synchronous is SQLite's durability setting: "full" (default) fsyncs
-	// every commit, so an acknowledged event survives a power loss; "normal"
-	// survives a crash of Caddy but not of the machine.
+	// Synchronous is SQLite's durability setting: "full" fsyncs every
+	// commit, so an acknowledged event survives a power loss; "normal"
+	// fsyncs at checkpoints only, so an acknowledged event survives a crash
+	// of Caddy but not of the machine. Default: "full".
 	Synchronous string `json:"synchronous,omitempty"`
 
-	// MaxOpenEventDBs bounds the event DBs kept open at once; the least
-	// recently used are closed and reopened on demand. Default: 256.
+	// MaxOpenEventDBs is the most event databases kept open at once; the
+	// least recently used are closed and reopened on demand. Each open one
+	// costs about 1 MiB and 6 file descriptors. Default: 256.
 	MaxOpenEventDBs int `json:"max_open_event_dbs,omitempty"`
 
-	// Workers is the number of deliveries attempted at once. Default: 32.
+	// Workers is the number of delivery attempts in flight at once (the
+	// engine's worker pool). Default: 32.
 	Workers int `json:"workers,omitempty"`
 
-	// QueueSize and RetryQueueSize are the capacities of the engine's
-	// channels of fresh deliveries and of deliveries read back from the event
-	// DBs. A full channel loses nothing: the delivery waits in its event DB.
-	// Defaults: 4096 and 1024.
-	QueueSize      int `json:"queue_size,omitempty"`
+	// QueueSize is the capacity of the engine's channel of fresh deliveries,
+	// from ingest and redelivery. A full channel loses nothing: the delivery
+	// is pending in its event database and is read back once there is
+	// room. Default: 4096.
+	QueueSize int `json:"queue_size,omitempty"`
+
+	// RetryQueueSize is the capacity of the engine's channel of deliveries
+	// read back from the event databases: retries that came due, recovery
+	// at start, catching up after QueueSize was full. A full channel loses
+	// nothing either. Default: 1024.
 	RetryQueueSize int `json:"retry_queue_size,omitempty"`
 
-	// StopGracePeriod is how long Caddy's stop waits for delivery attempts in
-	// flight before cutting them short (they are then retried after the
-	// restart, never recorded as delivered). Default: 10s.
+	// StopGracePeriod is how long a stop of Caddy waits for delivery
+	// attempts in flight before cutting them short; an attempt cut short is
+	// not recorded as delivered and runs again after the restart. A duration
+	// string such as "10s", or an integer of nanoseconds. Default: "10s".
 	StopGracePeriod caddy.Duration `json:"stop_grace_period,omitempty"`
 
-	// TargetConcurrency bounds the attempts in flight to one http target,
+	// TargetConcurrency is the most attempts in flight to one http target,
 	// so that a slow or unanswering target holds no more than its share of
-	// the workers. Default: a quarter of Workers (at least 1).
+	// the workers; its other deliveries wait their turn. Default: a quarter
+	// of Workers, at least 1 (8 with the default Workers).
 	TargetConcurrency int `json:"target_concurrency,omitempty"`
 
 	// TargetPolicy widens or narrows the addresses http targets may connect
-	// to. Caddy's admin endpoint is never reachable; tenants' targets reach
-	// public addresses only unless allowed here.
+	// to. Caddy's admin endpoint is never reachable, whatever it says;
+	// tenants' targets reach public addresses only unless allowed here.
+	// Default: no allow or deny.
 	TargetPolicy *TargetPolicyConfig `json:"target_policy,omitempty"`
 
-	// TenantQuotas bound what each user may create through the tenant API.
+	// TenantQuotas bound what each user may create through the tenant API
+	// (the webhooker_api handler). Default: 100 webhooks, 500 entrypoints
+	// and 500 targets per user.
 	TenantQuotas *TenantQuotasConfig `json:"tenant_quotas,omitempty"`
 
-	// Webhooks are declared here and owned by the config: read-only elsewhere.
+	// Webhooks are the webhooks this config declares. The config owns them:
+	// the admin API shows them read-only. A webhook removed from the
+	// config is soft-deleted and its event database kept, so declaring it
+	// again brings its events back. Default: none (webhooks can still be
+	// made through the admin API).
 	Webhooks []*WebhookConfig `json:"webhooks,omitempty"`
 
 	declared []*storage.Webhook
@@ -103,23 +132,48 @@ type App struct {
 	started *atomic.Bool
 }
 
-// WebhookConfig declares a webhook. Its id is derived from its name.
+// WebhookConfig declares a webhook: a group of entrypoints and targets that
+// owns one event database. Its id is derived from its name, so that its
+// event database is found again after a restart or a reload.
 type WebhookConfig struct {
-	Name        string `json:"name"`
+	// Name identifies the webhook: 1 to 128 letters, digits, '.', '_' or
+	// '-', starting with a letter or digit, unique in the config. Renaming a
+	// webhook starts a new, empty event database. Required. Example: "github".
+	Name string `json:"name"`
+
+	// Description is free text shown in the admin API and the event log.
+	// Default: none.
 	Description string `json:"description,omitempty"`
-	Disabled    bool   `json:"disabled,omitempty"`
-	// RetentionDays prunes finished events older than this many days (0:
-	// keep them all), as new events arrive, at most once an hour.
-	RetentionDays int                `json:"retention_days,omitempty"`
-	Entrypoints   []EntrypointConfig `json:"entrypoints,omitempty"`
-	Targets       []TargetConfig     `json:"targets,omitempty"`
+
+	// Disabled makes every entrypoint of the webhook answer 410 Gone and
+	// store nothing. Default: false.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// RetentionDays deletes events older than this many days whose
+	// deliveries have all finished, when the webhook receives an event, at
+	// most once an hour. 0 to 36500; 0 keeps every event. Default: 0.
+	RetentionDays int `json:"retention_days,omitempty"`
+
+	// Entrypoints are the inbound URLs of the webhook. Default: none.
+	Entrypoints []EntrypointConfig `json:"entrypoints,omitempty"`
+
+	// Targets are where the webhook's events go: each event gets one
+	// delivery per target in force. Default: none (events are stored only).
+	Targets []TargetConfig `json:"targets,omitempty"`
 }
 
-// EntrypointConfig declares an entrypoint: requests whose last path segment
-// is Key are ingested by the webhook.
+// EntrypointConfig declares an entrypoint: a request whose last path segment
+// is Key, to a route handled by the webhooker handler, is ingested by the
+// webhook.
 type EntrypointConfig struct {
-	Key      string `json:"key"`
-	Disabled bool   `json:"disabled,omitempty"`
+	// Key is the last path segment that leads to the webhook: 1 to 128 of
+	// A-Z a-z 0-9 . _ ~ - (not "." or ".."), unique across all webhooks.
+	// Required. Example: "github-push" for POST /hooks/github-push.
+	Key string `json:"key"`
+
+	// Disabled makes the entrypoint answer 410 Gone and store nothing.
+	// Default: false.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // TargetConfig declares where a webhook's events go. It has the shape of a
@@ -127,14 +181,30 @@ type EntrypointConfig struct {
 // strings such as "5s"), except that the API's "active" is written
 // "disabled" here, false by default, as for webhooks and entrypoints.
 type TargetConfig struct {
+	// Name identifies the target in its webhook, with the rule of webhook
+	// names, unique in the webhook. Required. Example: "ci".
 	Name string `json:"name"`
-	// Type is "http", "database" or "log".
+
+	// Type is what the target does with an event: "http" forwards it with
+	// retries, "database" keeps it in the event database only, "log" writes
+	// it to Caddy's log. Required.
 	Type string `json:"type"`
-	// URL is where an http target POSTs events.
+
+	// URL is where an http target POSTs events: an absolute http:// or
+	// https:// URL without credentials (put those in a header), at most 4096
+	// bytes. Required for http, refused for the other types. Example:
+	// "https://ci.example.com/hook".
 	URL string `json:"url,omitempty"`
-	// Options are an http target's delivery settings, as in the admin API.
-	Options  storage.TargetOptions `json:"options,omitzero"`
-	Disabled bool                  `json:"disabled,omitempty"`
+
+	// Options are an http target's delivery settings, as in the admin API:
+	// max_retries, timeout, backoff_initial, backoff_max, headers,
+	// breaker_threshold and breaker_cooldown, durations as strings. Default:
+	// each option's own default.
+	Options storage.TargetOptions `json:"options,omitzero"`
+
+	// Disabled takes the target out of force: new events get no delivery
+	// to it. Default: false.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.

@@ -24,10 +24,13 @@ import (
 // when the connection is made.
 type TargetPolicyConfig struct {
 	// Allow lists CIDR prefixes (or single addresses) that every target may
-	// reach, tenants' included, e.g. "10.0.0.0/8" for an internal app.
+	// reach, tenants' included. Default: none. Example: ["10.0.0.0/8"] for
+	// an internal app.
 	Allow []string `json:"allow,omitempty"`
+
 	// Deny lists CIDR prefixes (or single addresses) that no target may
-	// reach. Deny wins over allow.
+	// reach, the operator's included. Deny wins over allow. Default: none.
+	// Example: ["169.254.0.0/16", "fd00::/8"].
 	Deny []string `json:"deny,omitempty"`
 }
 

@@ -13,11 +13,16 @@ import (
 // (webhooker_api), counted over all their webhooks. A create over a quota
 // is refused with 403. 0 or absent means the default.
 type TenantQuotasConfig struct {
-	// Webhooks is the most webhooks a user may have. Default: 100.
+	// Webhooks is the most webhooks a user may have. 1 to 1000000.
+	// Default: 100.
 	Webhooks int `json:"webhooks,omitempty"`
-	// Entrypoints is the most entrypoints a user may have. Default: 500.
+
+	// Entrypoints is the most entrypoints a user may have, over all their
+	// webhooks. 1 to 1000000. Default: 500.
 	Entrypoints int `json:"entrypoints,omitempty"`
-	// Targets is the most targets a user may have. Default: 500.
+
+	// Targets is the most targets a user may have, over all their
+	// webhooks. 1 to 1000000. Default: 500.
 	Targets int `json:"targets,omitempty"`
 }
 

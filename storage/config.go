@@ -67,24 +67,45 @@ type Target struct {
 	CreatedAt time.Time     `json:"created_at"`
 }
 
-// TargetOptions are a target's delivery settings, stored as JSON. Zero
-// values mean the engine's defaults.
+// TargetOptions are an http target's delivery settings, the "options" of a
+// target in the admin API and in Caddy's JSON config alike; stored as JSON.
+// A field left out (0) takes the engine's default. Bounds: Limits.
 type TargetOptions struct {
-	// MaxRetries is how many times a failed http delivery is retried
-	// (0: one attempt only). Nil means the engine's default.
+	// MaxRetries is how many times a failed delivery is retried: 0 makes
+	// one attempt only. Absent: 10. At most 100 (tenants: 20).
 	MaxRetries *int `json:"max_retries,omitempty"`
-	// Timeout bounds one http attempt.
+
+	// Timeout bounds one attempt, the target's answer included. A duration
+	// string such as "5s". Default: "30s". 10ms to 10m (tenants: 1s to 1m).
 	Timeout Duration `json:"timeout,omitempty"`
-	// BackoffInitial is the wait before the first retry; each further one
-	// doubles it, up to BackoffMax.
+
+	// BackoffInitial is the wait before the first retry; each further retry
+	// waits twice as long as the one before, up to BackoffMax, spread by
+	// ±20% jitter (a Retry-After of the target's is honoured). A duration
+	// string such as "1s". Default: "5s". At least 10ms (tenants: 1s).
 	BackoffInitial Duration `json:"backoff_initial,omitempty"`
-	BackoffMax     Duration `json:"backoff_max,omitempty"`
-	// Headers are set on every http delivery, over the event's own.
+
+	// BackoffMax is the longest wait between two retries, at least
+	// BackoffInitial. A duration string such as "10m". Default: "1h". At
+	// most 7 days, "168h" (tenants: "24h").
+	BackoffMax Duration `json:"backoff_max,omitempty"`
+
+	// Headers are set on every delivery, over the event's own. Their values
+	// are write-only: the API shows them as "(redacted)". At most 32, 16 KiB
+	// in all; hop-by-hop headers, Host, Content-Length and Webhooker-Via are
+	// refused. Default: none. Example: {"Authorization": "Bearer …"}.
 	Headers map[string]string `json:"headers,omitempty"`
-	// BreakerThreshold is how many failures in a row open the target's
-	// circuit breaker (0: never); BreakerCooldown how long it stays open.
-	BreakerThreshold *int     `json:"breaker_threshold,omitempty"`
-	BreakerCooldown  Duration `json:"breaker_cooldown,omitempty"`
+
+	// BreakerThreshold is how many failed attempts in a row open the
+	// target's circuit breaker, which then holds its deliveries back for
+	// BreakerCooldown before one probe is let through; 0 never opens it.
+	// Absent: 5. At most 1000.
+	BreakerThreshold *int `json:"breaker_threshold,omitempty"`
+
+	// BreakerCooldown is how long an open circuit breaker holds deliveries
+	// back before a probe. A duration string such as "30s". Default: "30s".
+	// 10ms to 24h (tenants: 1s to 24h).
+	BreakerCooldown Duration `json:"breaker_cooldown,omitempty"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string, such
