@@ -439,17 +439,27 @@ func (m *WebhookDBManager) closeWhere(ctx context.Context, match func(id string)
 	})
 	var errs []error
 	for h, id := range wait {
-		select {
-		case <-h.closed:
-			if h.closeErr != nil {
-				errs = append(errs, h.closeErr)
-			}
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("close event db %s: %w", id, ctx.Err()))
-			return errors.Join(errs...)
-		}
+		errs = append(errs, waitClosed(ctx, h, id))
 	}
 	return errors.Join(errs...)
+}
+
+// waitClosed waits until h is closed, or ctx is done. A handle closed
+// already counts as closed whatever ctx says: a select would pick at random
+// between the two, and a shutdown whose grace period is spent would report
+// handles that were in fact closed, and stop waiting for the rest.
+func waitClosed(ctx context.Context, h *eventDBHandle, id string) error {
+	select {
+	case <-h.closed:
+		return h.closeErr
+	default:
+	}
+	select {
+	case <-h.closed:
+		return h.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("close event db %s: still in use: %w", id, ctx.Err())
+	}
 }
 
 // Delete closes and removes the event DB of webhook id, with its -wal and

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -174,4 +176,49 @@ func TestCloseAllEndsAnOpenHeldUp(t *testing.T) {
 		t.Errorf("OpenCount after CloseAll = %d, want 0", n)
 	}
 	withDB(t, m, id, func(db *WebhookDB) { ingestOne(t, db, "after", "t") })
+}
+
+// A shutdown whose grace period is spent calls CloseAll with a context that
+// is done. The handles nobody uses are closed all the same, without an
+// error; one still in use is named in the error and closed by its last
+// user. (A select between a closed handle and the done context used to pick
+// at random, reporting handles closed as in use and leaving the rest.)
+func TestCloseAllAfterTheGracePeriodClosesWhatIsIdle(t *testing.T) {
+	ctx := context.Background()
+	m := newManager(t, ManagerOptions{})
+	idle := make([]string, 16)
+	for i := range idle {
+		idle[i] = newID(t)
+		withDB(t, m, idle[i], func(db *WebhookDB) { ingestOne(t, db, "idle", "t") })
+	}
+	spent, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := m.CloseAll(spent); err != nil {
+		t.Errorf("CloseAll of idle handles after the grace period: %v", err)
+	}
+	if n := m.OpenCount(); n != 0 {
+		t.Errorf("OpenCount after CloseAll = %d, want 0", n)
+	}
+
+	busy := newID(t)
+	err := m.With(ctx, busy, func(db *WebhookDB) error {
+		withDB(t, m, idle[0], func(db *WebhookDB) { ingestOne(t, db, "idle again", "t") })
+		err := m.CloseAll(spent)
+		if err == nil || !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), busy) {
+			t.Errorf("CloseAll with %s in use: %v, want it named, still in use", busy, err)
+		}
+		if strings.Contains(fmt.Sprint(err), idle[0]) {
+			t.Errorf("CloseAll reported idle %s: %v", idle[0], err)
+		}
+		if n := m.OpenCount(); n != 1 {
+			t.Errorf("OpenCount with one handle in use after CloseAll = %d, want 1", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := m.OpenCount(); n != 0 {
+		t.Errorf("OpenCount after the last user let go = %d, want 0", n)
+	}
 }
