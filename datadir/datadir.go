@@ -137,12 +137,14 @@ func Open(path string, opts Options) (d *Dir, err error) {
 func (d *Dir) Start() { d.start.Do(d.engine.Start) }
 
 // Close stops the engine, letting attempts in flight finish within ctx,
-// waits for prunings under way, then closes the storage and lets go of the
-// lock.
+// cuts prunings under way short, then closes the storage and lets go of
+// the lock. It waits for nothing beyond ctx: an event DB still in use then
+// is closed by its last user, and the error says which.
 func (d *Dir) Close(ctx context.Context) error {
+	pruned := make(chan error, 1)
+	go func() { pruned <- d.retention.close(ctx) }() // at once: nothing waits for a pruning
 	d.engine.Stop(ctx)
-	d.retention.wait()
-	return d.closeStorage(ctx)
+	return errors.Join(<-pruned, d.closeStorage(ctx))
 }
 
 // closeStorage closes what Open opened, the lock last.

@@ -2,6 +2,7 @@ package datadir
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -25,10 +26,16 @@ type retention struct {
 	mu      sync.Mutex
 	last    map[string]time.Time // webhook id -> when its last pruning started
 	running sync.WaitGroup
+	// prunings is the context of the prunings, ended by stop: a pruning is
+	// maintenance that the next event runs again, and a shutdown must not
+	// wait behind one (a chunk can wait 10 s for a write lock, each).
+	prunings context.Context
+	stop     context.CancelFunc
 }
 
 func newRetention(events *storage.WebhookDBManager, logger *zap.Logger) *retention {
-	return &retention{events: events, logger: logger, last: make(map[string]time.Time)}
+	ctx, stop := context.WithCancel(context.Background())
+	return &retention{events: events, logger: logger, last: make(map[string]time.Time), prunings: ctx, stop: stop}
 }
 
 // ingested notes an event of w and prunes w if that is due.
@@ -38,7 +45,7 @@ func (r *retention) ingested(w *storage.Webhook) {
 	}
 	now := time.Now()
 	r.mu.Lock()
-	if now.Sub(r.last[w.ID]) < pruneInterval {
+	if now.Sub(r.last[w.ID]) < pruneInterval || r.prunings.Err() != nil {
 		r.mu.Unlock()
 		return
 	}
@@ -48,7 +55,7 @@ func (r *retention) ingested(w *storage.Webhook) {
 
 	go func() {
 		defer r.running.Done()
-		ctx := context.Background()
+		ctx := r.prunings
 		var n int
 		err := r.events.With(ctx, w.ID, func(db *storage.WebhookDB) error {
 			var err error
@@ -66,5 +73,18 @@ func (r *retention) ingested(w *storage.Webhook) {
 	}()
 }
 
-// wait waits for prunings under way.
-func (r *retention) wait() { r.running.Wait() }
+// close cuts the prunings under way short, starts no more, and waits for
+// them to end until ctx is done.
+func (r *retention) close(ctx context.Context) error {
+	r.mu.Lock()
+	r.stop() // under mu: no pruning joins running after it
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { r.running.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("prunings still under way: %w", ctx.Err())
+	}
+}
