@@ -72,10 +72,12 @@ func TestCloseIsNotHeldUpByAPruning(t *testing.T) {
 	if err := d.Declare(&Declaration{Webhooks: []*storage.Webhook{wh}}); err != nil {
 		t.Fatal(err)
 	}
-	d.Start()
+	// Made before the start, whose recovery scan would open it at the same
+	// time.
 	if err := d.events.Create(ctx, wh.ID); err != nil {
 		t.Fatal(err)
 	}
+	d.Start()
 	path, err := d.events.EventDBPath(wh.ID)
 	if err != nil {
 		t.Fatal(err)
