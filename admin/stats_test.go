@@ -50,7 +50,7 @@ func TestListWithStatsOpensNoEventDB(t *testing.T) {
 		err = events.With(ctx, wh.ID, func(db *storage.WebhookDB) error {
 			for range i {
 				ev := &storage.Event{Method: http.MethodPost, Path: "/hooks/k", ReceivedAt: time.Unix(int64(1000+i), 0)}
-				if _, err := db.IngestKeeping(ev, []string{"t-http"}, []string{"t-db"}); err != nil {
+				if _, err := db.Ingest(ev, []storage.Target{{ID: "t-http", Type: storage.TargetHTTP}, {ID: "t-db", Type: storage.TargetDatabase}}); err != nil {
 					return err
 				}
 			}

@@ -243,30 +243,17 @@ func (d *Dir) Route(key string) (storage.Route, bool) {
 // Ingest stores ev for route and hands its deliveries to the engine. It
 // returns once the event is committed: the caller may acknowledge it.
 func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
-	// A database target's destination is the event DB itself: its delivery
-	// is stored delivered in the ingest transaction. The others go pending
-	// to the engine.
-	var pendingIDs, keptIDs []string
-	var pendingTargets []storage.Target
-	for _, t := range route.Targets {
-		if t.Type == storage.TargetDatabase {
-			keptIDs = append(keptIDs, t.ID)
-			continue
-		}
-		pendingIDs = append(pendingIDs, t.ID)
-		pendingTargets = append(pendingTargets, t)
-	}
-	var deliveries []storage.Delivery
+	var pending []storage.Delivery
 	err := d.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
 		var err error
-		deliveries, err = db.IngestKeeping(ev, pendingIDs, keptIDs)
+		pending, err = db.Ingest(ev, route.Targets)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if len(deliveries) > 0 {
-		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, deliveries, pendingTargets))
+	if len(pending) > 0 {
+		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, pending, route.Targets))
 	}
 	d.retention.ingested(route.Webhook)
 	return nil

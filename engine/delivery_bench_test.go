@@ -70,7 +70,7 @@ func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers int) {
 					Path: "/hooks/bench-in", Headers: http.Header{"Content-Type": {"application/json"}},
 					Body: []byte(`{"n":1}`), ContentType: "application/json"}
 				err := events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
-					ds, err := db.Ingest(ev, []string{route.Targets[0].ID})
+					ds, err := db.Ingest(ev, route.Targets[:1])
 					if err == nil {
 						tasks[i] = TasksForEvent(route.Webhook.ID, ev, ds, route.Targets)[0]
 					}

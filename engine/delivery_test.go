@@ -574,7 +574,7 @@ func TestRemovedTargetFailsItsDeliveries(t *testing.T) {
 	tg := newTarget(t, nil)
 	env := newEnv(t)
 	snap := env.configure(webhook("shop",
-		storage.Target{Name: "archive", Type: storage.TargetDatabase},
+		storage.Target{Name: "audit", Type: storage.TargetLog},
 		httpTarget("old-crm", tg.URL, quick(3))))
 
 	// One event waits in the DB (found by the start scan), one will be
@@ -582,12 +582,12 @@ func TestRemovedTargetFailsItsDeliveries(t *testing.T) {
 	waiting := env.ingest(snap, "shop-in", []byte(`{"n":1}`), nil)
 	notified := env.ingest(snap, "shop-in", []byte(`{"n":2}`), nil)
 
-	snap2 := env.configure(webhook("shop", storage.Target{Name: "archive", Type: storage.TargetDatabase}))
+	snap2 := env.configure(webhook("shop", storage.Target{Name: "audit", Type: storage.TargetLog}))
 	e := env.start(snap2, Options{})
 	e.Notify(notified.tasks)
 
 	for _, in := range []ingested{waiting, notified} {
-		env.waitStatus(in.webhookID, in.to(t, "archive").ID, storage.DeliveryDelivered)
+		env.waitStatus(in.webhookID, in.to(t, "audit").ID, storage.DeliveryDelivered)
 		d := env.waitStatus(in.webhookID, in.to(t, "old-crm").ID, storage.DeliveryFailed)
 		if !strings.Contains(d.LastError, "removed") {
 			t.Errorf("last_error = %q, want it to say the target was removed", d.LastError)

@@ -155,15 +155,21 @@ type ingested struct {
 	targets    []storage.Target
 }
 
-// to is the delivery of the event to the target named name.
+// to is the pending delivery of the event to the target named name (a
+// database target's is stored delivered by the ingest and has none).
 func (in ingested) to(t *testing.T, name string) storage.Delivery {
 	t.Helper()
-	for i, tg := range in.targets {
-		if tg.Name == name {
-			return in.deliveries[i]
+	for _, tg := range in.targets {
+		if tg.Name != name {
+			continue
+		}
+		for _, d := range in.deliveries {
+			if d.TargetID == tg.ID {
+				return d
+			}
 		}
 	}
-	t.Fatalf("event has no delivery to a target named %q", name)
+	t.Fatalf("event has no pending delivery to a target named %q", name)
 	return storage.Delivery{}
 }
 
@@ -187,14 +193,10 @@ func (env *testEnv) ingest(snap *storage.Snapshot, key string, body []byte, head
 		Path: "/hooks/" + key, Query: "a=1", Headers: header, Body: body,
 		ContentType: header.Get("Content-Type"), RemoteAddr: "192.0.2.7:40000", ReceivedAt: time.Now(),
 	}
-	targetIDs := make([]string, len(route.Targets))
-	for i, tg := range route.Targets {
-		targetIDs[i] = tg.ID
-	}
 	var deliveries []storage.Delivery
 	err := env.events.With(context.Background(), route.Webhook.ID, func(db *storage.WebhookDB) error {
 		var err error
-		deliveries, err = db.Ingest(ev, targetIDs)
+		deliveries, err = db.Ingest(ev, route.Targets)
 		return err
 	})
 	if err != nil {

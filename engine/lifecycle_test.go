@@ -27,7 +27,7 @@ func TestRecoveryRunsPendingAtOnceAndRetryingWhenDue(t *testing.T) {
 	env := newEnv(t)
 	snap := env.configure(webhook("shop",
 		httpTarget("crm", tg.URL, quick(3)),
-		storage.Target{Name: "archive", Type: storage.TargetDatabase}))
+		storage.Target{Name: "audit", Type: storage.TargetLog}))
 
 	// What a killed process leaves behind: pending deliveries never
 	// attempted, and one retrying after a failed attempt.
@@ -85,8 +85,8 @@ func TestRecoveryRunsPendingAtOnceAndRetryingWhenDue(t *testing.T) {
 	if rs := env.results(retrying.webhookID, d.ID); len(rs) != 2 || rs[1].Attempt != 2 || rs[1].StatusCode != 200 {
 		t.Errorf("results = %+v", rs)
 	}
-	// The database target of the retrying event was pending: delivered at once.
-	env.waitStatus(retrying.webhookID, retrying.to(t, "archive").ID, storage.DeliveryDelivered)
+	// The log target of the retrying event was pending: delivered at once.
+	env.waitStatus(retrying.webhookID, retrying.to(t, "audit").ID, storage.DeliveryDelivered)
 	if n := tg.count(); n != 3 {
 		t.Errorf("target got %d requests, want 3", n)
 	}
@@ -329,7 +329,7 @@ func TestRecoveryScansEveryWebhook(t *testing.T) {
 	env := newEnv(t)
 	var hooks []*storage.Webhook
 	for _, name := range []string{"alpha", "beta", "gamma"} {
-		hooks = append(hooks, webhook(name, storage.Target{Name: "archive", Type: storage.TargetDatabase}))
+		hooks = append(hooks, webhook(name, storage.Target{Name: "audit", Type: storage.TargetLog}))
 	}
 	snap := env.configure(hooks...)
 	var all []ingested

@@ -47,8 +47,9 @@ type Notifier interface {
 	Notify(tasks []Task)
 }
 
-// TasksForEvent builds the tasks of a freshly stored event: one per delivery,
-// with targets in the same order as deliveries.
+// TasksForEvent builds the tasks of a freshly stored event: one per delivery
+// (the pending ones WebhookDB.Ingest returns, or a redelivery's), each with
+// its target from targets.
 func TasksForEvent(webhookID string, ev *storage.Event, deliveries []storage.Delivery, targets []storage.Target) []Task {
 	meta := EventMeta{
 		ID: ev.ID, Method: ev.Method, Path: ev.Path, Query: ev.Query, Headers: ev.Headers,
@@ -60,9 +61,14 @@ func TasksForEvent(webhookID string, ev *storage.Event, deliveries []storage.Del
 		s := string(ev.Body)
 		body = &s
 	}
-	tasks := make([]Task, len(deliveries))
-	for i, d := range deliveries {
-		tasks[i] = Task{WebhookID: webhookID, DeliveryID: d.ID, Target: targets[i], Event: meta, Body: body}
+	tasks := make([]Task, 0, len(deliveries))
+	for _, d := range deliveries {
+		for _, t := range targets {
+			if t.ID == d.TargetID {
+				tasks = append(tasks, Task{WebhookID: webhookID, DeliveryID: d.ID, Target: t, Event: meta, Body: body})
+				break
+			}
+		}
 	}
 	return tasks
 }

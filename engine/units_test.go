@@ -269,7 +269,7 @@ func TestRedactedHidesCredentialsOnly(t *testing.T) {
 
 func TestTasksForEventInlinesOnlySmallBodies(t *testing.T) {
 	targets := []storage.Target{{ID: "a"}, {ID: "b"}}
-	deliveries := []storage.Delivery{{ID: "d1"}, {ID: "d2"}}
+	deliveries := []storage.Delivery{{ID: "d1", TargetID: "a"}, {ID: "d2", TargetID: "b"}}
 	for _, size := range []int{0, 1, InlineBodyLimit - 1} {
 		ev := &storage.Event{ID: "e", Body: make([]byte, size)}
 		tasks := TasksForEvent("w", ev, deliveries, targets)

@@ -210,7 +210,7 @@ func TestMarksLeaveTheWriterAtSynchronousFull(t *testing.T) {
 		go func() { errs <- db.MarkAttemptStarted(ctx, id, time.Now()) }()
 		go func() {
 			_, err := db.Ingest(&Event{EntrypointID: "ep", EntrypointKey: "k", Method: "POST", Path: "/x",
-				Headers: map[string][]string{}, Body: []byte{byte(i)}}, []string{"t1"})
+				Headers: map[string][]string{}, Body: []byte{byte(i)}}, pendingTo("t1"))
 			errs <- err
 		}()
 	}

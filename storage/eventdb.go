@@ -151,20 +151,23 @@ func (db *WebhookDB) Path() string { return db.file.path }
 // Transactions counts the write transactions group commit has run.
 func (db *WebhookDB) Transactions() int64 { return db.commits.transactions.Load() }
 
-// Ingest stores ev and one pending delivery per target in one transaction,
-// shared with concurrent calls (group commit). It returns only after that
-// transaction has committed: a nil error means the event is durable. The
-// event's and deliveries' ids are assigned here when empty.
-func (db *WebhookDB) Ingest(ev *Event, targetIDs []string) ([]Delivery, error) {
-	return db.IngestKeeping(ev, targetIDs, nil)
-}
-
-// IngestKeeping is Ingest for targets of two kinds: a pending delivery to
-// each of pendingTargetIDs, and to each of keptTargetIDs (database targets,
-// whose destination is this very file) a delivery stored as delivered, with
-// its one attempt, in the same transaction, so that they cost the engine and
-// the writer nothing more. It returns the pending deliveries.
-func (db *WebhookDB) IngestKeeping(ev *Event, pendingTargetIDs, keptTargetIDs []string) ([]Delivery, error) {
+// Ingest stores ev with one delivery per target in one transaction, shared
+// with concurrent calls (group commit), and returns only after that
+// transaction has committed: a nil error means the event is durable. A
+// database target's destination is this very file: its delivery is stored
+// delivered, with its one attempt, in the same transaction, so that it costs
+// the engine and the writer nothing more. The other deliveries are stored
+// pending and returned, for the engine. The event's and deliveries' ids are
+// assigned here when empty.
+func (db *WebhookDB) Ingest(ev *Event, targets []Target) ([]Delivery, error) {
+	var pendingTargetIDs, keptTargetIDs []string
+	for _, t := range targets {
+		if t.Type == TargetDatabase {
+			keptTargetIDs = append(keptTargetIDs, t.ID)
+		} else {
+			pendingTargetIDs = append(pendingTargetIDs, t.ID)
+		}
+	}
 	if ev.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {

@@ -89,7 +89,7 @@ func ingestAt(t *testing.T, db *WebhookDB, sec int64, pending, kept []string) (*
 	t.Helper()
 	ev := &Event{EntrypointID: "ep", EntrypointKey: "key", Method: http.MethodPost, Path: "/hooks/key",
 		Headers: http.Header{}, Body: []byte(`{}`), ReceivedAt: time.Unix(sec, 0)}
-	ds, err := db.IngestKeeping(ev, pending, kept)
+	ds, err := db.Ingest(ev, targetsOf(pending, kept))
 	if err != nil {
 		t.Fatalf("IngestKeeping: %v", err)
 	}
@@ -163,8 +163,7 @@ func TestEventStatsFollowEveryWrite(t *testing.T) {
 	// Writes that fail change nothing: alone in a transaction...
 	err = db.RecordAttempt(ctx, DeliveryResult{DeliveryID: uuid.NewString(), Attempt: 1}, DeliveryOutcome{Status: DeliveryDelivered})
 	wantErr(t, "RecordAttempt of an unknown delivery", err, ErrNotFound)
-	if _, err := db.IngestKeeping(&Event{ID: old.ID, Method: "POST", Path: "/", ReceivedAt: time.Unix(999, 0)},
-		[]string{"a"}, nil); err == nil {
+	if _, err := db.Ingest(&Event{ID: old.ID, Method: "POST", Path: "/", ReceivedAt: time.Unix(999, 0)}, targetsOf([]string{"a"}, nil)); err == nil {
 		t.Fatal("an event with the id of a stored one was stored")
 	}
 	wantStats(t, m, id, db, "events 3, last 300000000000, map[delivered:3 failed:2 pending:2 retrying:1]")
@@ -181,7 +180,7 @@ func TestEventStatsFollowEveryWrite(t *testing.T) {
 			if i == 0 {
 				ev.ID = old.ID // fails: the id is taken
 			}
-			_, errs[i] = db.IngestKeeping(ev, []string{"a"}, nil)
+			_, errs[i] = db.Ingest(ev, targetsOf([]string{"a"}, nil))
 		}()
 	}
 	wg.Wait()
@@ -373,7 +372,7 @@ func TestEventStatsForgetAFileThatIsGone(t *testing.T) {
 		}
 	}
 	err := m.With(ctx, removed, func(db *WebhookDB) error {
-		_, err := db.IngestKeeping(&Event{Method: "POST", Path: "/"}, []string{"a"}, nil)
+		_, err := db.Ingest(&Event{Method: "POST", Path: "/"}, targetsOf([]string{"a"}, nil))
 		return err
 	})
 	wantErr(t, "ingest into a removed file", err, ErrEventDBGone)

@@ -26,7 +26,7 @@ func TestConcurrentIngestsShareTransactions(t *testing.T) {
 	ctx := context.Background()
 	_, _, db := openOne(t)
 	const n = 200
-	targets := []string{"t-http", "t-db"}
+	targets := pendingTo("t-http", "t-db")
 
 	type result struct {
 		ev         *Event
@@ -160,7 +160,7 @@ func TestIngestIntoClosedDBFails(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			var d []Delivery
-			d, errs[i] = stale.Ingest(evs[i], []string{"t"})
+			d, errs[i] = stale.Ingest(evs[i], pendingTo("t"))
 			if errs[i] == nil && d == nil {
 				errs[i] = fmt.Errorf("nil deliveries")
 			}
@@ -213,7 +213,7 @@ func TestFailedWriteFailsAloneInItsBatch(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			_, errs[i] = db.Ingest(evs[i], []string{"a", "b"})
+			_, errs[i] = db.Ingest(evs[i], pendingTo("a", "b"))
 		}(i)
 	}
 	close(start)
@@ -282,7 +282,7 @@ func TestIngestStoresNilAndEmptyBodies(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := &Event{Method: "POST", Path: "/b", Body: tc.body}
-			if _, err := db.Ingest(ev, []string{"t"}); err != nil {
+			if _, err := db.Ingest(ev, pendingTo("t")); err != nil {
 				t.Fatalf("Ingest: %v", err)
 			}
 			got, err := db.Event(ctx, ev.ID)
@@ -333,7 +333,7 @@ func TestIngestAssignsIDAndTimeOnlyWhenMissing(t *testing.T) {
 
 	before := time.Now()
 	fresh := &Event{Method: "POST", Path: "/fresh"}
-	deliveries, err := db.Ingest(fresh, []string{"x"})
+	deliveries, err := db.Ingest(fresh, pendingTo("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestConcurrentLargeBodiesAreSplitAcrossTransactions(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			_, errs[i] = db.Ingest(evs[i], []string{"t"})
+			_, errs[i] = db.Ingest(evs[i], pendingTo("t"))
 		}(i)
 	}
 	wg.Wait()
@@ -444,4 +444,23 @@ func TestTakeBatchBounds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pendingTo is targets that get a pending delivery (http targets) with ids.
+func pendingTo(ids ...string) []Target {
+	out := make([]Target, len(ids))
+	for i, id := range ids {
+		out[i] = Target{ID: id, Type: TargetHTTP}
+	}
+	return out
+}
+
+// targetsOf is http targets with ids pending, then database targets with
+// ids kept.
+func targetsOf(pending, kept []string) []Target {
+	out := pendingTo(pending...)
+	for _, id := range kept {
+		out = append(out, Target{ID: id, Type: TargetDatabase})
+	}
+	return out
 }

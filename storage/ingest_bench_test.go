@@ -19,7 +19,7 @@ func BenchmarkIngestParallel(b *testing.B) {
 	id := "7f0c3a52-6a3e-4f0e-9d3b-2f4d8f1b9a10"
 	body := []byte(`{"data":"` + strings.Repeat("x", 1024-11) + `"}`)
 	headers := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"bench"}, "X-Request-Id": {"abc"}}
-	targets := []string{"t1", "t2"}
+	targets := pendingTo("t1", "t2")
 	b.SetParallelism(32) // 32 × GOMAXPROCS goroutines: concurrent requests
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()

@@ -147,7 +147,7 @@ func ingestOne(t *testing.T, db *WebhookDB, marker string, targets ...string) *E
 		Body:          []byte(`{"marker":"` + marker + `"}`),
 		ContentType:   "application/json",
 	}
-	if _, err := db.Ingest(ev, targets); err != nil {
+	if _, err := db.Ingest(ev, pendingTo(targets...)); err != nil {
 		t.Fatalf("Ingest into %s: %v", db.WebhookID(), err)
 	}
 	return ev
@@ -461,7 +461,7 @@ func TestDeliveryWorkflow(t *testing.T) {
 			RemoteAddr:    "192.0.2.7:54321",
 			ReceivedAt:    received,
 		}
-		deliveries, err := db.Ingest(ev, []string{"target-a", "target-b"})
+		deliveries, err := db.Ingest(ev, pendingTo("target-a", "target-b"))
 		if err != nil {
 			t.Fatalf("Ingest: %v", err)
 		}
@@ -731,7 +731,7 @@ func TestCloseWaitsForUsers(t *testing.T) {
 			inside <- db
 			<-release
 			// Still usable: Close has not closed it under us.
-			_, err := db.Ingest(&Event{Method: "POST", Path: "/late"}, []string{"t"})
+			_, err := db.Ingest(&Event{Method: "POST", Path: "/late"}, pendingTo("t"))
 			return err
 		})
 	}()
@@ -856,7 +856,7 @@ func TestEvictionDoesNotCloseHandleInUse(t *testing.T) {
 			// The other webhooks have forced evictions meanwhile: this
 			// handle must still work.
 			for i := 0; i < 3; i++ {
-				if _, err := db.Ingest(&Event{Method: "POST", Path: fmt.Sprintf("/held/%d", i)}, []string{"t"}); err != nil {
+				if _, err := db.Ingest(&Event{Method: "POST", Path: fmt.Sprintf("/held/%d", i)}, pendingTo("t")); err != nil {
 					return fmt.Errorf("ingest through the held handle: %w", err)
 				}
 			}
@@ -881,7 +881,7 @@ func TestEvictionDoesNotCloseHandleInUse(t *testing.T) {
 			go func(id string) {
 				defer wg.Done()
 				errs <- m.With(ctx, id, func(db *WebhookDB) error {
-					_, err := db.Ingest(&Event{Method: "POST", Path: "/other"}, []string{"t"})
+					_, err := db.Ingest(&Event{Method: "POST", Path: "/other"}, pendingTo("t"))
 					return err
 				})
 			}(id)
@@ -1082,7 +1082,7 @@ func TestCloseAndCloseAllWaitForHandleEvictedWhileInUse(t *testing.T) {
 		heldDone <- m.With(ctx, held, func(db *WebhookDB) error {
 			close(inside)
 			<-release
-			_, err := db.Ingest(&Event{Method: "POST", Path: "/held"}, []string{"t"})
+			_, err := db.Ingest(&Event{Method: "POST", Path: "/held"}, pendingTo("t"))
 			return err
 		})
 	}()

@@ -31,7 +31,7 @@ func TestReopenUnderEvictionWaitsForTheLock(t *testing.T) {
 			defer wg.Done()
 			for i := g; time.Now().Before(deadline); i++ {
 				err := m.With(context.Background(), ids[i%len(ids)], func(db *WebhookDB) error {
-					_, err := db.Ingest(&Event{Method: "POST", Path: fmt.Sprintf("/%d", i)}, []string{"t"})
+					_, err := db.Ingest(&Event{Method: "POST", Path: fmt.Sprintf("/%d", i)}, pendingTo("t"))
 					return err
 				})
 				if err != nil {

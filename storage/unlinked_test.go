@@ -29,7 +29,7 @@ func ingestConcurrently(db *WebhookDB, n int) []error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = db.Ingest(&Event{Method: "POST", Path: "/hooks/after-rm"}, []string{"t"})
+			_, errs[i] = db.Ingest(&Event{Method: "POST", Path: "/hooks/after-rm"}, pendingTo("t"))
 		}()
 	}
 	wg.Wait()
@@ -110,7 +110,7 @@ func TestOnlyTheIngestThatNoticesTheRemovalFails(t *testing.T) {
 
 	ingest := func() error {
 		return m.With(ctx, id, func(db *WebhookDB) error {
-			_, err := db.Ingest(&Event{Method: "POST", Path: "/hooks/x"}, []string{"t"})
+			_, err := db.Ingest(&Event{Method: "POST", Path: "/hooks/x"}, pendingTo("t"))
 			return err
 		})
 	}
@@ -178,7 +178,7 @@ func TestIngestNoticesReplacedFileOrRemovedWAL(t *testing.T) {
 			withDB(t, m, id, func(db *WebhookDB) { before = ingestOne(t, db, "before", "t") })
 			c.tamper(t, path)
 			err := m.With(ctx, id, func(db *WebhookDB) error {
-				_, err := db.Ingest(&Event{Method: "POST", Path: "/hooks/x"}, []string{"t"})
+				_, err := db.Ingest(&Event{Method: "POST", Path: "/hooks/x"}, pendingTo("t"))
 				return err
 			})
 			if !errors.Is(err, ErrEventDBGone) {
@@ -214,7 +214,7 @@ func TestDeleteStillWinsOverReopeningARemovedFile(t *testing.T) {
 	err := m.With(ctx, id, func(db *WebhookDB) error {
 		ingestOne(t, db, "before", "t")
 		removeEventDBFiles(t, path)
-		if _, err := db.Ingest(&Event{Method: "POST"}, []string{"t"}); !errors.Is(err, ErrEventDBGone) {
+		if _, err := db.Ingest(&Event{Method: "POST"}, pendingTo("t")); !errors.Is(err, ErrEventDBGone) {
 			t.Errorf("ingest into the removed file: %v, want ErrEventDBGone", err)
 		}
 		return nil
@@ -273,7 +273,7 @@ func TestReopenWaitsForTheDroppedHandlesLastUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = m.With(ctx, id, func(db *WebhookDB) error {
-		_, err := db.Ingest(&Event{Method: "POST"}, []string{"t"})
+		_, err := db.Ingest(&Event{Method: "POST"}, pendingTo("t"))
 		return err
 	})
 	if !errors.Is(err, ErrEventDBGone) {
@@ -290,7 +290,7 @@ func TestReopenWaitsForTheDroppedHandlesLastUser(t *testing.T) {
 					note("new handle used")
 				}
 				ev := &Event{Method: "POST", Path: "/hooks/next"}
-				if _, err := db.Ingest(ev, []string{"t"}); err != nil {
+				if _, err := db.Ingest(ev, pendingTo("t")); err != nil {
 					return err
 				}
 				ids = append(ids, ev.ID)

@@ -7,12 +7,11 @@ import (
 
 // Deliveries to database targets are stored delivered, with their one
 // attempt, in the ingest transaction; only the others come back pending.
-func TestIngestKeepingStoresDatabaseDeliveriesDelivered(t *testing.T) {
+func TestIngestStoresDatabaseDeliveriesDelivered(t *testing.T) {
 	ctx := context.Background()
 	_, _, db := openOne(t)
 	before := db.Transactions()
-	pending, err := db.IngestKeeping(&Event{Method: "POST", Path: "/p", Body: []byte("{}")},
-		[]string{"http-target"}, []string{"archive", "audit-copy"})
+	pending, err := db.Ingest(&Event{Method: "POST", Path: "/p", Body: []byte("{}")}, targetsOf([]string{"http-target"}, []string{"archive", "audit-copy"}))
 	if err != nil {
 		t.Fatal(err)
 	}
