@@ -10,7 +10,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -31,8 +30,7 @@ func init() {
 // for a body not in within body_timeout, 503 when the bodies in flight hold
 // max_ingest_memory or when storage fails. In each of these nothing is stored.
 type Handler struct {
-	app    *App
-	logger *zap.Logger
+	app *App
 }
 
 // CaddyModule returns the Caddy module information.
@@ -46,7 +44,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision finds the webhooker app, loading it with its defaults when the
 // config has no webhooker global option.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
 	app, err := ctx.App("webhooker")
 	if err != nil {
 		return fmt.Errorf("loading the webhooker app: %w", err)

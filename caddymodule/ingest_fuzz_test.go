@@ -20,7 +20,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -86,7 +85,7 @@ func newIngestHarness(tb testing.TB) *ingestHarness {
 		tb.Fatalf("start: %v", err)
 	}
 	h := &ingestHarness{app: app}
-	handler := &Handler{app: app, logger: zap.NewNop()}
+	handler := &Handler{app: app}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {

@@ -25,7 +25,7 @@ var (
 	}, []string{"target_type", "status"})
 )
 
-const queueHelp = "Deliveries waiting for a worker, by queue: fresh (from ingest) or read_back (retries come due, and work read back from the event DBs)."
+const queueHelp = "Deliveries waiting for a worker, by queue: fresh (from ingest) or retry (retries come due, and work read back from the event DBs: retry_queue_size)."
 
 func countAttempt(targetType storage.TargetType, status storage.DeliveryStatus) {
 	deliveryAttempts.WithLabelValues(string(targetType), string(status)).Inc()
@@ -50,7 +50,7 @@ func registerMetrics(ctx caddy.Context, data *pooledDir) error {
 	if reg == nil {
 		return nil
 	}
-	queue := func(pick func(fresh, readBack int) int) func() float64 {
+	queue := func(pick func(fresh, retry int) int) func() float64 {
 		return func() float64 {
 			if d := data.dir.Load(); d != nil {
 				return float64(pick(d.Engine().QueueLengths()))
@@ -66,8 +66,17 @@ func registerMetrics(ctx caddy.Context, data *pooledDir) error {
 		}, queue(func(fresh, _ int) int { return fresh })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",
-			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "read_back"},
-		}, queue(func(_, readBack int) int { return readBack })),
+			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "retry"},
+		}, queue(func(_, retry int) int { return retry })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "open_event_dbs",
+			Help: "Event databases open now (at most max_open_event_dbs).",
+		}, func() float64 {
+			if d := data.dir.Load(); d != nil {
+				return float64(d.OpenEventDBs())
+			}
+			return 0
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
 			Help: "Deliveries waiting on a retry timer.",

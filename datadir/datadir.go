@@ -284,6 +284,10 @@ func (d *Dir) Redeliver(ctx context.Context, wh *storage.Webhook, eventID string
 // Engine is the delivery engine, for its gauges.
 func (d *Dir) Engine() *engine.Engine { return d.engine }
 
+// OpenEventDBs is the number of event DBs open now (bounded by
+// MaxOpenEventDBs), for a gauge.
+func (d *Dir) OpenEventDBs() int { return d.events.OpenCount() }
+
 // apiHandlers are the two faces of the API on one backend.
 type apiHandlers struct {
 	admin, tenant *admin.Handler

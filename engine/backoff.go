@@ -29,8 +29,9 @@ const (
 	DefaultJitter         = 0.2
 )
 
-// DefaultBackoff is used where a target sets no backoff of its own.
-var DefaultBackoff = Backoff{
+// defaultBackoff is used where a target sets no backoff of its own (a
+// value, so that no caller can change it for every other).
+var defaultBackoff = Backoff{
 	Initial: DefaultBackoffInitial, Max: DefaultBackoffMax,
 	Multiplier: DefaultMultiplier, Jitter: DefaultJitter,
 }

@@ -67,8 +67,8 @@ type Engine struct {
 	// policy is the target policy in force, read at every dial.
 	policy atomic.Pointer[TargetPolicy]
 
-	queue chan Task
-	refs  chan deliveryRef
+	queue   chan Task
+	retries chan deliveryRef
 	// slots bounds the attempts in flight per target and parks the rest.
 	slots *targetSlots
 
@@ -145,7 +145,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	e := &Engine{
 		opts: opts, client: opts.Client, events: events,
 		queue:      make(chan Task, opts.QueueSize),
-		refs:       make(chan deliveryRef, opts.RetryQueueSize),
+		retries:    make(chan deliveryRef, opts.RetryQueueSize),
 		slots:      newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
 		timers:     make(map[string]*time.Timer),
 		held:       make(map[string]map[string]deliveryRef),
@@ -302,7 +302,7 @@ func (e *Engine) work() {
 				return
 			}
 			e.runOnward(e.runTask(&t, 0, ""))
-		case ref := <-e.refs:
+		case ref := <-e.retries:
 			if e.stopped() {
 				e.release(ref.deliveryID)
 				return
@@ -380,7 +380,7 @@ func (e *Engine) schedule(ref deliveryRef, at time.Time) {
 func (e *Engine) requeue(ref deliveryRef) {
 	ref.heldBy = ""
 	select {
-	case e.refs <- ref:
+	case e.retries <- ref:
 	default:
 		e.release(ref.deliveryID)
 		e.wantScan(ref.webhookID)
@@ -407,7 +407,7 @@ func (e *Engine) releaseHeld(targetID string) {
 
 // QueueLengths are the numbers of tasks waiting in the channel of fresh
 // deliveries and in that of deliveries to read back.
-func (e *Engine) QueueLengths() (fresh, readBack int) { return len(e.queue), len(e.refs) }
+func (e *Engine) QueueLengths() (fresh, retry int) { return len(e.queue), len(e.retries) }
 
 // PendingTimers is the number of retries waiting on a timer.
 func (e *Engine) PendingTimers() int {

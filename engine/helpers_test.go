@@ -35,6 +35,7 @@ func waitFor(t *testing.T, what string, cond func() bool, timeout time.Duration)
 // testEnv is a data directory with a real main DB and real event DBs.
 type testEnv struct {
 	t      *testing.T
+	dir    string // the data directory
 	events *storage.WebhookDBManager
 	main   *storage.MainDB
 	logger *zap.Logger
@@ -62,7 +63,7 @@ func newEnv(t *testing.T) *testEnv {
 		}
 	})
 	core, logs := observer.New(zapcore.DebugLevel)
-	return &testEnv{t: t, events: events, main: main, logger: zap.New(core), logs: logs}
+	return &testEnv{t: t, dir: dir, events: events, main: main, logger: zap.New(core), logs: logs}
 }
 
 // webhook declares a webhook named name, with entrypoint key name+"-in", and

@@ -30,7 +30,7 @@ func (env *testEnv) interruptedAttempts(webhookID string) []storage.InterruptedA
 // a new process opens after the previous one died.
 func (env *testEnv) reopened() *testEnv {
 	env.t.Helper()
-	events, err := storage.NewWebhookDBManager(env.events.Dir(), storage.ManagerOptions{Synchronous: storage.SynchronousNormal})
+	events, err := storage.NewWebhookDBManager(env.dir, storage.ManagerOptions{Synchronous: storage.SynchronousNormal})
 	if err != nil {
 		env.t.Fatalf("NewWebhookDBManager: %v", err)
 	}
@@ -39,7 +39,7 @@ func (env *testEnv) reopened() *testEnv {
 			env.t.Errorf("CloseAll: %v", err)
 		}
 	})
-	return &testEnv{t: env.t, events: events, main: env.main, logger: env.logger, logs: env.logs}
+	return &testEnv{t: env.t, dir: env.dir, events: events, main: env.main, logger: env.logger, logs: env.logs}
 }
 
 func TestHTTPAttemptIsMarkedInFlightUntilItIsRecorded(t *testing.T) {

@@ -57,7 +57,7 @@ func (e *Engine) scan() {
 }
 
 // scanWebhook takes in hand every open delivery of one event DB that the
-// engine does not hold already. Sending into the full refs channel blocks
+// engine does not hold already. Sending into the full retry queue blocks
 // this goroutine only, until a worker makes room. The start-up scan
 // (recovery) first counts the attempts that were in flight when the previous
 // process died.
@@ -107,7 +107,7 @@ func (e *Engine) scanWebhook(webhookID string, recovery bool) {
 			continue
 		}
 		select {
-		case e.refs <- ref:
+		case e.retries <- ref:
 		case <-e.stopping:
 			return
 		}

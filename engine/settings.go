@@ -21,7 +21,7 @@ func settingsOf(t storage.Target) httpSettings {
 	s := httpSettings{
 		maxRetries:       DefaultMaxRetries,
 		timeout:          DefaultTimeout,
-		backoff:          DefaultBackoff,
+		backoff:          defaultBackoff,
 		headers:          o.Headers,
 		breakerThreshold: DefaultBreakerThreshold,
 		breakerCooldown:  DefaultBreakerCooldown,

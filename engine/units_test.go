@@ -68,7 +68,7 @@ func TestBackoffMaxIsAHardCapEvenWithJitter(t *testing.T) {
 
 func TestDefaultBackoffOfTargetWithoutSettings(t *testing.T) {
 	s := settingsOf(storage.Target{Type: storage.TargetHTTP})
-	if s.maxRetries != DefaultMaxRetries || s.timeout != DefaultTimeout || s.backoff != DefaultBackoff ||
+	if s.maxRetries != DefaultMaxRetries || s.timeout != DefaultTimeout || s.backoff != defaultBackoff ||
 		s.breakerThreshold != DefaultBreakerThreshold || s.breakerCooldown != DefaultBreakerCooldown {
 		t.Errorf("settings of a target without options = %+v, want the defaults", s)
 	}

@@ -142,15 +142,6 @@ func (db *WebhookDB) close() error {
 	return db.file.close()
 }
 
-// WebhookID is the id of the webhook whose events this file holds.
-func (db *WebhookDB) WebhookID() string { return db.webhookID }
-
-// Path is the absolute path of the file.
-func (db *WebhookDB) Path() string { return db.file.path }
-
-// Transactions counts the write transactions group commit has run.
-func (db *WebhookDB) Transactions() int64 { return db.commits.transactions.Load() }
-
 // Ingest stores ev with one delivery per target in one transaction, shared
 // with concurrent calls (group commit), and returns only after that
 // transaction has committed: a nil error means the event is durable. A

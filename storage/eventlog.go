@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
-
-	"github.com/google/uuid"
 )
 
 // The event log: pages of events with their deliveries, and redelivery.
@@ -150,50 +147,4 @@ func (db *WebhookDB) ListEvents(ctx context.Context, q EventQuery) ([]EventSumma
 		s.Deliveries = append(s.Deliveries, d)
 	}
 	return page, nil
-}
-
-// Redeliver adds one pending delivery of an existing event per target id, in
-// one group-committed write, and returns them once durable; the caller hands
-// them to the engine. A missing event is ErrNotFound; no target is ErrInvalid.
-// ctx ends only the wait for a place in a transaction: its error means no
-// delivery was added.
-func (db *WebhookDB) Redeliver(ctx context.Context, eventID string, targetIDs []string) ([]Delivery, error) {
-	if len(targetIDs) == 0 {
-		if _, _, err := db.EventMeta(ctx, eventID); err != nil {
-			return nil, fmt.Errorf("redeliver: %w", err)
-		}
-		return nil, fmt.Errorf("redeliver event %s: %w: no target to deliver to", eventID, ErrInvalid)
-	}
-	now := time.Now()
-	deliveries := make([]Delivery, len(targetIDs))
-	for i, targetID := range targetIDs {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("new delivery id: %w", err)
-		}
-		deliveries[i] = Delivery{ID: id.String(), EventID: eventID, TargetID: targetID,
-			Status: DeliveryPending, CreatedAt: now, UpdatedAt: now}
-	}
-	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
-		var n int
-		if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*) FROM events WHERE id = ?`, eventID).Scan(&n); err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("event %s: %w", eventID, ErrNotFound)
-		}
-		for _, d := range deliveries {
-			if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO deliveries
-				(id, event_id, target_id, status, attempts, created_at, updated_at)
-				VALUES (?, ?, ?, 'pending', 0, ?, ?)`, d.ID, d.EventID, d.TargetID, now.UnixNano(), now.UnixNano()); err != nil {
-				return fmt.Errorf("insert delivery: %w", err)
-			}
-		}
-		w.inserted.pending += len(deliveries)
-		return nil
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("redeliver: %w", err)
-	}
-	return deliveries, nil
 }

@@ -273,13 +273,13 @@ func TestRedeliverAddsPendingDeliveries(t *testing.T) {
 	db := openEventDB(t)
 	ev := storeEvents(t, db, []time.Time{time.Now().Add(-time.Hour)}, "a")[0]
 	setStatus(t, db, ev.ID, "a", DeliveryFailed)
-	txBefore := db.Transactions()
+	txBefore := db.commits.transactions.Load()
 
 	ds, err := db.Redeliver(ctx, ev.ID, []string{"a", "b"})
 	if err != nil {
 		t.Fatalf("Redeliver: %v", err)
 	}
-	if n := db.Transactions() - txBefore; n != 1 {
+	if n := db.commits.transactions.Load() - txBefore; n != 1 {
 		t.Errorf("Redeliver took %d writes, want 1", n)
 	}
 	if len(ds) != 2 || ds[0].TargetID != "a" || ds[1].TargetID != "b" {

@@ -97,7 +97,7 @@ func TestConcurrentIngestsShareTransactions(t *testing.T) {
 		}
 	}
 
-	tx := db.Transactions()
+	tx := db.commits.transactions.Load()
 	t.Logf("%d concurrent ingests committed in %d transactions", n, tx)
 	if tx >= n {
 		t.Errorf("Transactions = %d for %d concurrent ingests: no group commit", tx, n)
@@ -130,15 +130,15 @@ func sameDeliveryIDs(a, b []Delivery) bool {
 
 func TestSingleIngestIsOneTransaction(t *testing.T) {
 	_, _, db := openOne(t)
-	if n := db.Transactions(); n != 0 {
+	if n := db.commits.transactions.Load(); n != 0 {
 		t.Fatalf("Transactions of a fresh DB = %d, want 0", n)
 	}
 	ingestOne(t, db, "one", "t")
-	if n := db.Transactions(); n != 1 {
+	if n := db.commits.transactions.Load(); n != 1 {
 		t.Errorf("Transactions after one ingest = %d, want 1", n)
 	}
 	ingestOne(t, db, "two", "t")
-	if n := db.Transactions(); n != 2 {
+	if n := db.commits.transactions.Load(); n != 2 {
 		t.Errorf("Transactions after two sequential ingests = %d, want 2", n)
 	}
 }
@@ -251,9 +251,9 @@ func TestFailedWriteFailsAloneInItsBatch(t *testing.T) {
 			failed++
 		}
 	}
-	t.Logf("%d stored, %d failed, in %d transactions", ok, failed, db.Transactions())
-	if db.Transactions() >= n {
-		t.Errorf("%d transactions for %d concurrent ingests: no batching happened, so this test proved nothing", db.Transactions(), n)
+	t.Logf("%d stored, %d failed, in %d transactions", ok, failed, db.commits.transactions.Load())
+	if db.commits.transactions.Load() >= n {
+		t.Errorf("%d transactions for %d concurrent ingests: no batching happened, so this test proved nothing", db.commits.transactions.Load(), n)
 	}
 	if c := countEvents(t, db); c != ok+1 {
 		t.Errorf("events in the file = %d, want %d (the successes and the existing one)", c, ok+1)
@@ -391,8 +391,8 @@ func TestConcurrentLargeBodiesAreSplitAcrossTransactions(t *testing.T) {
 			t.Errorf("body %d differs after storage", i)
 		}
 	}
-	if min := int64((n + 2) / 3); db.Transactions() < min {
-		t.Errorf("Transactions = %d, want at least %d: a batch exceeded maxBatchBytes", db.Transactions(), min)
+	if min := int64((n + 2) / 3); db.commits.transactions.Load() < min {
+		t.Errorf("Transactions = %d, want at least %d: a batch exceeded maxBatchBytes", db.commits.transactions.Load(), min)
 	}
 }
 

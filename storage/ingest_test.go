@@ -10,12 +10,12 @@ import (
 func TestIngestStoresDatabaseDeliveriesDelivered(t *testing.T) {
 	ctx := context.Background()
 	_, _, db := openOne(t)
-	before := db.Transactions()
+	before := db.commits.transactions.Load()
 	pending, err := db.Ingest(&Event{Method: "POST", Path: "/p", Body: []byte("{}")}, targetsOf([]string{"http-target"}, []string{"archive", "audit-copy"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := db.Transactions() - before; got != 1 {
+	if got := db.commits.transactions.Load() - before; got != 1 {
 		t.Errorf("ingest took %d transactions, want 1", got)
 	}
 	if len(pending) != 1 || pending[0].TargetID != "http-target" || pending[0].Status != DeliveryPending {

@@ -506,6 +506,3 @@ func (m *WebhookDBManager) CloseAll(ctx context.Context) error {
 
 // OpenCount is the number of event DBs open now.
 func (m *WebhookDBManager) OpenCount() int { return int(m.open.Load()) }
-
-// Dir is the data directory.
-func (m *WebhookDBManager) Dir() string { return m.dir }

@@ -118,7 +118,7 @@ func TestPruneDeletesInChunks(t *testing.T) {
 	storeEvents(t, db, times)
 	keep := storeEvents(t, db, []time.Time{time.Now()})[0]
 
-	txBefore := db.Transactions()
+	txBefore := db.commits.transactions.Load()
 	n, err := db.Prune(context.Background(), time.Unix(1700000000, 0))
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
@@ -126,7 +126,7 @@ func TestPruneDeletesInChunks(t *testing.T) {
 	if n != total {
 		t.Errorf("Prune deleted %d, want %d", n, total)
 	}
-	if writes := db.Transactions() - txBefore; writes != 3 {
+	if writes := db.commits.transactions.Load() - txBefore; writes != 3 {
 		t.Errorf("Prune of %d events took %d writes, want 3 of at most %d", total, writes, pruneChunk)
 	}
 	if got := eventIDs(t, db); len(got) != 1 || got[0] != keep.ID {

@@ -3,65 +3,11 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
+
+	"github.com/google/uuid"
 )
-
-// Event reads one event, body included.
-func (db *WebhookDB) Event(ctx context.Context, id string) (*Event, error) {
-	ev, _, err := db.readEvent(ctx, id, true)
-	return ev, err
-}
-
-// EventMeta reads one event without its body, and the body's size: what a
-// delivery needs before it knows it will be attempted.
-func (db *WebhookDB) EventMeta(ctx context.Context, id string) (*Event, int, error) {
-	return db.readEvent(ctx, id, false)
-}
-
-func (db *WebhookDB) readEvent(ctx context.Context, id string, withBody bool) (*Event, int, error) {
-	var (
-		ev       Event
-		headers  string
-		size     int
-		received int64
-	)
-	body := "NULL"
-	if withBody {
-		body = "body"
-	}
-	err := db.file.reader.QueryRowContext(ctx, `SELECT id, entrypoint_id, entrypoint_key, method, path, query,
-		headers, `+body+`, body_size, content_type, remote_addr, received_at FROM events WHERE id = ?`, id).
-		Scan(&ev.ID, &ev.EntrypointID, &ev.EntrypointKey, &ev.Method, &ev.Path, &ev.Query,
-			&headers, &ev.Body, &size, &ev.ContentType, &ev.RemoteAddr, &received)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, 0, fmt.Errorf("event %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("read event %s: %w", id, err)
-	}
-	if err := json.Unmarshal([]byte(headers), &ev.Headers); err != nil {
-		return nil, 0, fmt.Errorf("decode headers of event %s: %w", id, err)
-	}
-	if withBody && ev.Body == nil {
-		ev.Body = []byte{}
-	}
-	ev.ReceivedAt = time.Unix(0, received)
-	return &ev, size, nil
-}
-
-// CountEvents counts the events stored in this file.
-func (db *WebhookDB) CountEvents(ctx context.Context) (int, error) {
-	var n int
-	if err := db.file.reader.QueryRowContext(ctx, "SELECT count(*) FROM events").Scan(&n); err != nil {
-		return 0, fmt.Errorf("count events: %w", err)
-	}
-	return n, nil
-}
-
-const deliveryColumns = `id, event_id, target_id, status, attempts, next_attempt_at, last_error, created_at, updated_at`
 
 func scanDeliveries(rows *sql.Rows) ([]Delivery, error) {
 	defer rows.Close()
@@ -112,13 +58,6 @@ func (db *WebhookDB) OpenDeliveries(ctx context.Context) ([]Delivery, error) {
 		return nil, fmt.Errorf("list open deliveries: %w", err)
 	}
 	return d, nil
-}
-
-// DeliveryOutcome is where a delivery stands after an attempt.
-type DeliveryOutcome struct {
-	Status        DeliveryStatus
-	NextAttemptAt time.Time // when Status is retrying
-	LastError     string
 }
 
 // nextAttempt is the next_attempt_at column of a delivery with outcome o:
@@ -175,4 +114,83 @@ func (db *WebhookDB) DeliveryResults(ctx context.Context, deliveryID string) ([]
 		return nil, fmt.Errorf("list attempts of %s: %w", deliveryID, err)
 	}
 	return out, nil
+}
+
+// Delivery reads one delivery.
+func (db *WebhookDB) Delivery(ctx context.Context, id string) (Delivery, error) {
+	rows, err := db.file.reader.QueryContext(ctx, "SELECT "+deliveryColumns+" FROM deliveries WHERE id = ?", id)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("read delivery %s: %w", id, err)
+	}
+	ds, err := scanDeliveries(rows)
+	if err != nil {
+		return Delivery{}, fmt.Errorf("read delivery %s: %w", id, err)
+	}
+	if len(ds) == 0 {
+		return Delivery{}, fmt.Errorf("delivery %s: %w", id, ErrNotFound)
+	}
+	return ds[0], nil
+}
+
+// errNoOpenDelivery: a write meant for an open delivery found none.
+var errNoOpenDelivery = fmt.Errorf("no open delivery with this id: %w", ErrNotFound)
+
+// Reschedule puts off an open delivery until at without counting an attempt
+// (its target's circuit breaker is open). The time is stored so that it
+// survives a restart. ctx ends only the wait for a place in a transaction
+// (group commit): its error means nothing was written.
+func (db *WebhookDB) Reschedule(ctx context.Context, deliveryID string, at time.Time) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
+		return w.execChanging(errNoOpenDelivery, sqlReschedule, at.UnixNano(), time.Now().UnixNano(), deliveryID)
+	}})
+	if err != nil {
+		return fmt.Errorf("reschedule delivery %s: %w", deliveryID, err)
+	}
+	return nil
+}
+
+// Redeliver adds one pending delivery of an existing event per target id, in
+// one group-committed write, and returns them once durable; the caller hands
+// them to the engine. A missing event is ErrNotFound; no target is ErrInvalid.
+// ctx ends only the wait for a place in a transaction: its error means no
+// delivery was added.
+func (db *WebhookDB) Redeliver(ctx context.Context, eventID string, targetIDs []string) ([]Delivery, error) {
+	if len(targetIDs) == 0 {
+		if _, _, err := db.EventMeta(ctx, eventID); err != nil {
+			return nil, fmt.Errorf("redeliver: %w", err)
+		}
+		return nil, fmt.Errorf("redeliver event %s: %w: no target to deliver to", eventID, ErrInvalid)
+	}
+	now := time.Now()
+	deliveries := make([]Delivery, len(targetIDs))
+	for i, targetID := range targetIDs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new delivery id: %w", err)
+		}
+		deliveries[i] = Delivery{ID: id.String(), EventID: eventID, TargetID: targetID,
+			Status: DeliveryPending, CreatedAt: now, UpdatedAt: now}
+	}
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
+		var n int
+		if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*) FROM events WHERE id = ?`, eventID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("event %s: %w", eventID, ErrNotFound)
+		}
+		for _, d := range deliveries {
+			if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO deliveries
+				(id, event_id, target_id, status, attempts, created_at, updated_at)
+				VALUES (?, ?, ?, 'pending', 0, ?, ?)`, d.ID, d.EventID, d.TargetID, now.UnixNano(), now.UnixNano()); err != nil {
+				return fmt.Errorf("insert delivery: %w", err)
+			}
+		}
+		w.inserted.pending += len(deliveries)
+		return nil
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("redeliver: %w", err)
+	}
+	return deliveries, nil
 }
