@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -117,9 +118,16 @@ func TestRecoveryOfRetryingDeliveryPastItsTimeRunsAtOnce(t *testing.T) {
 func TestStopLetsAttemptInFlightFinishWithinGrace(t *testing.T) {
 	t.Parallel()
 	arrived := make(chan struct{}, 1)
-	tg := newTarget(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+	release := make(chan struct{})
+	tg := newTarget(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
-		time.Sleep(300 * time.Millisecond)
+		// The attempt is still in flight when Stop waits, however slow
+		// the machine: it answers only once the test has seen Stop waiting.
+		select {
+		case <-release:
+		case <-r.Context().Done(): // cut short: the test has failed
+			return
+		}
 		_, _ = io.WriteString(w, "ok")
 	})
 	env := newEnv(t)
@@ -128,9 +136,31 @@ func TestStopLetsAttemptInFlightFinishWithinGrace(t *testing.T) {
 	in := env.send(e, snap, "shop-in", []byte(`{}`), nil)
 	<-arrived
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	timeout, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	e.Stop(ctx)
+	grace := newWatchedContext(timeout)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		e.Stop(grace)
+	}()
+	// Stop consults its grace period only to wait: a Stop that did not
+	// wait for the attempt would return instead.
+	select {
+	case <-grace.consulted:
+	case <-stopped:
+		t.Fatal("Stop returned without waiting for the attempt in flight")
+	case <-time.After(waitTimeout):
+		t.Fatal("Stop neither waited on its grace period nor returned")
+	}
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while the attempt was still in flight")
+	default:
+	}
+	close(release)
+	<-stopped
+
 	d := env.delivery(in.webhookID, in.deliveries[0].ID)
 	if d.Status != storage.DeliveryDelivered || d.Attempts != 1 {
 		t.Errorf("after a stop with grace: delivery %+v, want delivered", d)
@@ -138,6 +168,29 @@ func TestStopLetsAttemptInFlightFinishWithinGrace(t *testing.T) {
 	if rs := env.results(in.webhookID, d.ID); len(rs) != 1 || rs[0].StatusCode != 200 {
 		t.Errorf("results = %+v", rs)
 	}
+}
+
+// watchedContext is a context whose consulted channel is closed the first
+// time its Done or Err is called: the sign that a Stop is waiting on its
+// grace period.
+type watchedContext struct {
+	context.Context
+	once      sync.Once
+	consulted chan struct{}
+}
+
+func newWatchedContext(ctx context.Context) *watchedContext {
+	return &watchedContext{Context: ctx, consulted: make(chan struct{})}
+}
+
+func (c *watchedContext) Done() <-chan struct{} {
+	c.once.Do(func() { close(c.consulted) })
+	return c.Context.Done()
+}
+
+func (c *watchedContext) Err() error {
+	c.once.Do(func() { close(c.consulted) })
+	return c.Context.Err()
 }
 
 func TestStopCutsShortAttemptBeyondGraceWithoutMarkingIt(t *testing.T) {
@@ -226,47 +279,66 @@ func goroutinesCreated() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// Not parallel: it measures the whole process.
+// Not parallel: it counts the goroutines of the whole process. The engine
+// runs in a synctest bubble, whose clock moves only when every goroutine in
+// it is blocked: an hour of idleness passes at once, and whatever timer,
+// ticker or poll the engine had set within that hour has fired, and run
+// until it blocked, before the counts are compared.
 func TestIdleEngineHoldsNoTimerAndStartsNoGoroutine(t *testing.T) {
+	// The target lives outside the bubble: a goroutine waiting on the
+	// network never counts as blocked in one, and its listener always waits.
 	tg := newTarget(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		// No connection is left idle in the engine's client: the transport
+		// would close it on a timer of its own (IdleConnTimeout), which is
+		// not the engine's doing.
+		w.Header().Set("Connection", "close")
 		if n == 1 {
 			http.Error(w, "once", http.StatusInternalServerError)
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
 	})
-	env := newEnv(t)
-	snap := env.configure(webhook("shop",
-		httpTarget("crm", tg.URL, quick(3)),
-		storage.Target{Name: "archive", Type: storage.TargetDatabase},
-		storage.Target{Name: "audit", Type: storage.TargetLog}))
-	e := env.start(snap, Options{Workers: 4})
+	synctest.Test(t, func(t *testing.T) {
+		env := newEnv(t)
+		snap := env.configure(webhook("shop",
+			httpTarget("crm", tg.URL, quick(3)),
+			storage.Target{Name: "archive", Type: storage.TargetDatabase},
+			storage.Target{Name: "audit", Type: storage.TargetLog}))
+		e := env.start(snap, Options{Workers: 4})
 
-	var all []ingested
-	for range 5 {
-		all = append(all, env.send(e, snap, "shop-in", []byte(`{"x":1}`), nil))
-	}
-	for _, in := range all {
-		for _, d := range in.deliveries {
-			env.waitStatus(in.webhookID, d.ID, storage.DeliveryDelivered)
+		var all []ingested
+		for range 5 {
+			all = append(all, env.send(e, snap, "shop-in", []byte(`{"x":1}`), nil))
 		}
-	}
-	if n := e.PendingTimers(); n != 0 {
-		t.Errorf("%d timers pending with nothing to deliver", n)
-	}
-	// Let what finished the deliveries wind down (connections, scanner).
-	time.Sleep(100 * time.Millisecond)
-	created, live := goroutinesCreated(), runtime.NumGoroutine()
-	time.Sleep(200 * time.Millisecond)
-	if more := goroutinesCreated() - created; more != 0 {
-		t.Errorf("%d goroutines started while idle", more)
-	}
-	if now := runtime.NumGoroutine(); now > live {
-		t.Errorf("goroutines grew from %d to %d while idle", live, now)
-	}
-	if n := e.PendingTimers(); n != 0 {
-		t.Errorf("%d timers pending while idle", n)
-	}
+		for _, in := range all {
+			for _, d := range in.deliveries {
+				env.waitStatus(in.webhookID, d.ID, storage.DeliveryDelivered)
+			}
+		}
+		if n := e.PendingTimers(); n != 0 {
+			t.Errorf("%d timers pending with nothing to deliver", n)
+		}
+		// What finished the deliveries (connections, the scanner) has wound
+		// down once every goroutine of the bubble is blocked.
+		synctest.Wait()
+		created, live := goroutinesCreated(), runtime.NumGoroutine()
+		// The bubble's clock, not the machine's: this returns once every
+		// timer of the bubble due within the hour has fired.
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if more := goroutinesCreated() - created; more != 0 {
+			t.Errorf("%d goroutines started in an hour of idleness", more)
+		}
+		if now := runtime.NumGoroutine(); now > live {
+			t.Errorf("goroutines grew from %d to %d while idle", live, now)
+		}
+		if n := e.PendingTimers(); n != 0 {
+			t.Errorf("%d timers pending while idle", n)
+		}
+		if fresh, retry := e.QueueLengths(); fresh != 0 || retry != 0 {
+			t.Errorf("queues hold %d fresh and %d retry deliveries while idle", fresh, retry)
+		}
+	})
 }
 
 func TestStopTakesNoNewWorkWhileAttemptsFinish(t *testing.T) {
@@ -329,6 +401,8 @@ func TestRecoveryScansEveryWebhook(t *testing.T) {
 	env := newEnv(t)
 	var hooks []*storage.Webhook
 	for _, name := range []string{"alpha", "beta", "gamma"} {
+		// A log target: a database target's delivery is done in the ingest
+		// transaction, leaving the scan nothing to find.
 		hooks = append(hooks, webhook(name, storage.Target{Name: "audit", Type: storage.TargetLog}))
 	}
 	snap := env.configure(hooks...)

@@ -1,0 +1,24 @@
+package caddymodule
+
+import (
+	"path/filepath"
+
+	"github.com/webhooker/caddy-webhooker/engine"
+)
+
+// EngineOf is the engine of the data directory open at path, or nil when
+// none is open there: the test of reloads checks with it that a reload
+// keeps the one engine, and that this engine has nothing left in hand.
+func EngineOf(path string) *engine.Engine {
+	var e *engine.Engine
+	dataDirs.Range(func(key, value any) bool {
+		if key != filepath.Clean(path) {
+			return true
+		}
+		if d := value.(*pooledDir).dir.Load(); d != nil {
+			e = d.Engine()
+		}
+		return false
+	})
+	return e
+}
