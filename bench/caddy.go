@@ -16,7 +16,10 @@ import (
 	"time"
 )
 
-// buildCaddy builds ./cmd/caddy of this module into dir: of the working
+// pluginModule is the module whose ./cmd/caddy the harness builds.
+const pluginModule = "github.com/webhooker/caddy-webhooker"
+
+// buildCaddy builds ./cmd/caddy of the plugin's module into dir: of the working
 // tree, or, if rev is set, of that git revision (exported with git archive).
 func buildCaddy(dir, rev string) (string, error) {
 	root, err := moduleRoot()
@@ -37,26 +40,39 @@ func buildCaddy(dir, rev string) (string, error) {
 	bin := filepath.Join(dir, "caddy")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
 	cmd.Dir = root
+	// The plugin's module alone, as a user builds it: not the workspace,
+	// whose other modules (this harness, the browser tests) could raise
+	// the version of a shared dependency.
+	cmd.Env = append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
 	}
 	return bin, nil
 }
 
+// moduleRoot is the directory of the plugin's module: the root of the
+// workspace when run from there (go.work), or the replacement in bench's own
+// go.mod when run inside bench/.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", pluginModule).Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(exit.Stderr))
+		}
+		return "", fmt.Errorf("go list -m %s (run bench from inside the caddy-webhooker repository): %w", pluginModule, err)
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run bench from inside the caddy-webhooker module")
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		return "", fmt.Errorf("go list -m %s: no directory: run bench from inside the caddy-webhooker repository", pluginModule)
 	}
-	return filepath.Dir(gomod), nil
+	return dir, nil
 }
 
-// forbiddenPorts are used by other things on this machine.
-var forbiddenPorts = map[int]bool{2019: true, 2999: true, 8080: true, 9080: true}
+// forbiddenPorts are used by other things on this machine: Caddy's default
+// admin endpoint, the Quick start's site, and the in-process Caddy of the
+// caddymodule tests (2999, 9080) and of the browser tests (2998, 9082).
+var forbiddenPorts = map[int]bool{2019: true, 2998: true, 2999: true, 8080: true, 9080: true, 9082: true}
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort() int {

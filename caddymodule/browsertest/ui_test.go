@@ -1,7 +1,7 @@
-package caddymodule_test
+package browsertest_test
 
 // Browser tests of the event-log UI: a real headless Chromium, driven with
-// chromedp, against the real in-process Caddy of the other tests. Without
+// chromedp, against a real in-process Caddy (gateway_test.go). Without
 // Chromium they skip (naming the Debian package to install), except under
 // CI=true, where .ci/run installs it and a missing browser is a failure.
 
@@ -502,21 +502,21 @@ func TestUIAdmin(t *testing.T) {
 }
 
 // uiSiteConfig serves entrypoints and the tenant API (with the UI) on the
-// test site.
-const uiSiteConfig = `{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+// test site, with data_dir dataDir.
+func uiSiteConfig(dataDir string) string {
+	return fmt.Sprintf(`{
+%s
 	webhooker {
 		data_dir %s
 	}
 }
 
-http://localhost:9080 {
+%s {
 	webhooker /hooks/*
 	webhooker_api
 }
-`
+`, globalOptions(), dataDir, siteURL)
+}
 
 // TestUISignIn signs in to the UI of a webhooker_api site: a wrong key is
 // refused with a message, a right one shows that user's webhooks only, and
@@ -524,7 +524,7 @@ http://localhost:9080 {
 func TestUISignIn(t *testing.T) {
 	chromium := chromiumPath(t)
 	g := startGateway(t, "")
-	if status, body := loadConfig(t, fmt.Sprintf(uiSiteConfig, g.dataDir), "text/caddyfile"); status != http.StatusOK {
+	if status, body := loadConfig(t, uiSiteConfig(g.dataDir), "text/caddyfile"); status != http.StatusOK {
 		t.Fatalf("load the site config: %d %s", status, body)
 	}
 	users := map[string]string{} // name -> API key
