@@ -238,18 +238,13 @@ func (m *WebhookDBManager) Create(ctx context.Context, id string) error {
 	m.lifecycle.Lock()
 	delete(m.deleted, id)
 	m.lifecycle.Unlock()
-	if _, ok := m.handles.Load(id); ok {
-		return nil
+	// Through the cache, like every other use: a first event arriving at the
+	// same moment shares this handle instead of opening a second writer on
+	// the fresh file (both would run its first migration).
+	if err := m.With(ctx, id, func(*WebhookDB) error { return nil }); err != nil {
+		return fmt.Errorf("create event db %s: %w", path, err)
 	}
-	if err := m.waitGone(ctx, id); err != nil {
-		return err
-	}
-	db, err := openWebhookDB(ctx, id, path, m.opts.Synchronous)
-	if err != nil {
-		return fmt.Errorf("create event db: %w", err)
-	}
-	m.stats.follow(ctx, db)
-	return db.close()
+	return nil
 }
 
 // With runs fn with the open event DB of webhook id, opening it (and creating

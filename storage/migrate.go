@@ -16,33 +16,47 @@ type migration struct {
 
 // migrate brings db up to len(migrations), recording the version in
 // PRAGMA user_version. Each migration runs in its own immediate transaction,
-// so a crash between two leaves a file at a well-defined version.
+// so a crash between two leaves a file at a well-defined version. The
+// version is read inside that transaction: two connections opening a fresh
+// file at once (a webhook's creation and its first event, say) take turns,
+// and the second finds the first's work done instead of repeating it.
 func migrate(ctx context.Context, db *sql.DB, migrations []migration) error {
+	for {
+		done, err := migrateStep(ctx, db, migrations)
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// migrateStep runs the next migration db needs, if any, in one immediate
+// transaction (db is a writer: its transactions are immediate).
+func migrateStep(ctx context.Context, db *sql.DB, migrations []migration) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("read schema version: %w", err)
+	}
+	defer tx.Rollback()
 	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return false, fmt.Errorf("read schema version: %w", err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this build knows (%d): refusing to open a file written by a newer caddy-webhooker", version, len(migrations))
+	switch {
+	case version > len(migrations):
+		return false, fmt.Errorf("schema version %d is newer than this build knows (%d): refusing to open a file written by a newer caddy-webhooker", version, len(migrations))
+	case version == len(migrations):
+		return true, nil
 	}
-	for i := version; i < len(migrations); i++ {
-		m := migrations[i]
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migration %d (%s): %w", i+1, m.name, err)
-		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("migration %d (%s): %w", i+1, m.name, err)
-		}
-		// PRAGMA does not take bound parameters; i is an int we control.
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("migration %d (%s): set version: %w", i+1, m.name, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d (%s): commit: %w", i+1, m.name, err)
-		}
+	m := migrations[version]
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return false, fmt.Errorf("migration %d (%s): %w", version+1, m.name, err)
 	}
-	return nil
+	// PRAGMA does not take bound parameters; version is an int we control.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version+1)); err != nil {
+		return false, fmt.Errorf("migration %d (%s): set version: %w", version+1, m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("migration %d (%s): commit: %w", version+1, m.name, err)
+	}
+	return false, nil
 }

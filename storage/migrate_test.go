@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 // openForMigration opens path the way our files are opened and returns the
@@ -338,5 +340,39 @@ func TestMainDBFromVersion1GainsRetentionDaysAndKeepsRows(t *testing.T) {
 	got, err := db.UpdateWebhook(ctx, w.ID, WebhookPatch{RetentionDays: intp(90)})
 	if err != nil || got.RetentionDays != 90 {
 		t.Errorf("setting retention on a migrated webhook = %+v, %v", got, err)
+	}
+}
+
+// TestCreateAndFirstUseOfAFreshFileAtOnce: a webhook's creation and its
+// first use (the recovery scan, an ingest) can reach a fresh event DB at the
+// same moment. Create used to open a writer of its own beside the manager's:
+// both read schema version 0 and ran migration 1, and one failed with
+// "table events already exists".
+func TestCreateAndFirstUseOfAFreshFileAtOnce(t *testing.T) {
+	m, err := NewWebhookDBManager(t.TempDir(), ManagerOptions{Synchronous: SynchronousNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.CloseAll(context.Background())
+	for round := range 20 {
+		id := uuid.NewString()
+		errs := make(chan error, 4)
+		for i := range 4 {
+			go func() {
+				if i%2 == 0 {
+					errs <- m.Create(context.Background(), id)
+					return
+				}
+				errs <- m.With(context.Background(), id, func(db *WebhookDB) error {
+					_, err := db.Ingest(&Event{Method: "POST", Path: "/first"}, pendingTo("t"))
+					return err
+				})
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
 	}
 }
