@@ -117,6 +117,7 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	if err != nil {
 		return nil, err
 	}
+	d.removeOrphans(ctx)
 	d.retention = newRetention(d.events, opts.Logger.Named("retention"))
 	d.engine = engine.New(d.events, engine.Options{
 		Workers:        opts.Workers,
@@ -129,6 +130,28 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	})
 	d.engine.SetSnapshot(snap)
 	return d, nil
+}
+
+// removeOrphans deletes the event DBs left by webhooks deleted through the
+// API whose file outlived them (a delete cut short by a crash, or by a
+// version that ran the delete on the request's context). A failure is
+// logged, not fatal: the files only cost disk.
+func (d *Dir) removeOrphans(ctx context.Context) {
+	ids, err := d.main.DeletedAPIWebhooks(ctx)
+	if err != nil {
+		d.opts.Logger.Error("listing deleted webhooks to remove their event DBs", zap.Error(err))
+		return
+	}
+	for _, id := range ids {
+		if !d.events.Exists(id) {
+			continue
+		}
+		if err := d.events.Delete(ctx, id); err != nil {
+			d.opts.Logger.Error("removing the event DB of a deleted webhook", zap.String("webhook", id), zap.Error(err))
+			continue
+		}
+		d.opts.Logger.Info("removed the event DB of a deleted webhook", zap.String("webhook", id))
+	}
 }
 
 // Start starts the engine, once, with its recovery scan of every event DB:

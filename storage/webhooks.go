@@ -225,3 +225,30 @@ func (db *MainDB) DeleteWebhook(ctx context.Context, id string) error {
 // --- entrypoints ---
 
 // --- targets ---
+
+// DeletedAPIWebhooks lists the ids of webhooks created through the API and
+// deleted since: their event DBs have no use. (A webhook the Caddyfile no
+// longer declares is soft-deleted too, but keeps its file: declared again,
+// it finds its events.)
+func (db *MainDB) DeletedAPIWebhooks(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM webhooks WHERE source = 'api' AND deleted_at IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list deleted webhooks: %w", err)
+	}
+	return ids, nil
+}
