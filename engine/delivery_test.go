@@ -64,8 +64,9 @@ func TestHTTPDeliveryForwardsBodyAndEndToEndHeaders(t *testing.T) {
 		"X-Event-Kind":     "order.created",
 		"X-Shop-Signature": "from-config", // configured headers win over the event's
 		"X-Api-Key":        "k-123",
-		"User-Agent":       UserAgent,
-		"Webhook-Id":       in.deliveries[0].ID,
+		"User-Agent":       "Shop-Webhooks/1.0", // the sender's
+		VersionHeader:      UserAgent,
+		"Webhook-Id":       MessageID(in.event.ID, in.deliveries[0].TargetID),
 		"Content-Length":   strconv.Itoa(len(body)),
 	} {
 		if got := r.header.Get(name); got != want {
@@ -152,8 +153,8 @@ func TestHTTPServerErrorIsRetriedThenDelivered(t *testing.T) {
 		t.Fatalf("target got %d requests, want 2", len(reqs))
 	}
 	for i, r := range reqs {
-		if got := r.header.Get("Webhook-Id"); got != d.ID {
-			t.Errorf("request %d: webhook-id %q, want the delivery id %q", i+1, got, d.ID)
+		if got, want := r.header.Get("Webhook-Id"), MessageID(in.event.ID, d.TargetID); got != want {
+			t.Errorf("request %d: webhook-id %q, want the message id %q", i+1, got, want)
 		}
 		if !bytes.Equal(r.body, []byte(`{"n":1}`)) {
 			t.Errorf("request %d: body %q", i+1, r.body)
@@ -559,7 +560,7 @@ func TestFullQueuesCatchUpFromTheDBAndDeliverEachOnce(t *testing.T) {
 		perID[r.header.Get("Webhook-Id")]++
 	}
 	for _, in := range all {
-		if c := perID[in.deliveries[0].ID]; c != 1 {
+		if c := perID[MessageID(in.event.ID, in.deliveries[0].TargetID)]; c != 1 {
 			t.Errorf("delivery %s reached the target %d times, want 1", in.deliveries[0].ID, c)
 		}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,8 +22,13 @@ const DefaultTimeout = 30 * time.Second
 // responseExcerpt is how much of a target's answer each attempt keeps.
 const responseExcerpt = 4 << 10
 
-// UserAgent is sent with every http delivery.
+// UserAgent names the gateway: in VersionHeader on every http delivery, and
+// as the User-Agent of a delivery whose sender sent none.
 const UserAgent = "caddy-webhooker/0.1 (+https://github.com/webhooker/caddy-webhooker)"
+
+// VersionHeader carries UserAgent on every http delivery: the User-Agent
+// itself is the sender's.
+const VersionHeader = "Webhooker-Version"
 
 // hopHeaders are meaningful for one connection only (RFC 9110 §7.6.1), and
 // so are not forwarded; nor are the headers the client sets itself.
@@ -117,15 +123,35 @@ func (t *policyTransport) CloseIdleConnections() {
 }
 
 // deliverHTTP POSTs the event to the target: the original body and content
-// type, the end-to-end headers, the webhook-id and webhook-timestamp
-// headers of the Standard Webhooks convention, and the hop marker of
-// gatewayID. tenant says the target's webhook is owned by a user: the
-// client holds it to the tenant rules of the target policy.
+// type, the end-to-end headers (User-Agent included) and the query string
+// of the entrypoint's URL merged into the target's, the target's header
+// rules, the Standard Webhooks headers (signed when the target has a
+// signing secret), and the hop marker of gatewayID. tenant says the
+// target's webhook is owned by a user: the client holds it to the tenant
+// rules of the target policy.
 func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task *Task, body io.Reader, now time.Time,
 	tenant bool, gatewayID string) attemptResult {
 	ctx, cancel := context.WithTimeout(withTenant(ctx, tenant), s.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, task.Target.URL, body)
+	u, err := url.Parse(task.Target.URL)
+	if err != nil {
+		return attemptResult{err: fmt.Errorf("build request: %w", redactURLError(err))}
+	}
+	u.RawQuery = mergeQuery(u.RawQuery, task.Event.Query)
+	keys, err := signingKeys(s.options, now)
+	if err != nil {
+		return attemptResult{err: err}
+	}
+	msgID, timestamp := MessageID(task.Event.ID, task.Target.ID), strconv.FormatInt(now.Unix(), 10)
+	var sig string
+	if len(keys) > 0 {
+		// Signed before the request is made: NewRequest takes a snapshot
+		// of a bytes or strings reader's position to re-send the body.
+		if sig, body, err = signBody(keys, msgID, now.Unix(), body); err != nil {
+			return attemptResult{err: err}
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), body)
 	if err != nil {
 		return attemptResult{err: fmt.Errorf("build request: %w", redactURLError(err))}
 	}
@@ -134,19 +160,41 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 	if task.Event.ContentType != "" {
 		req.Header.Set("Content-Type", task.Event.ContentType)
 	}
-	req.Header.Set("User-Agent", UserAgent)
+	// header_up -<field>: the sender's headers that must not leave, such
+	// as its credentials for the gateway.
+	for _, name := range s.headersRemove {
+		req.Header.Del(name)
+	}
+	// The sender's User-Agent goes through: receivers tell providers by it.
+	// The gateway says who it is in a header of its own.
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", UserAgent)
+	}
+	req.Header.Set(VersionHeader, UserAgent)
 	// A provider that signs with the Standard Webhooks scheme signs its own
-	// webhook-id and webhook-timestamp: keep them, so that the receiver can
-	// still verify its signature. They are as stable across retries as ours.
-	if req.Header.Get("Webhook-Signature") == "" || req.Header.Get("Webhook-Id") == "" {
-		req.Header.Set("Webhook-Id", task.DeliveryID)
-		req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	// webhook-id and webhook-timestamp: unless the target signs (below),
+	// keep them, so that the receiver can still verify its signature.
+	if len(keys) == 0 && (req.Header.Get("Webhook-Signature") == "" || req.Header.Get("Webhook-Id") == "") {
+		req.Header.Set("Webhook-Id", msgID)
+		req.Header.Set("Webhook-Timestamp", timestamp)
 	}
 	// The event's id in the gateway's event log, for the receiver to quote.
 	req.Header.Set("Webhooker-Event-Id", task.Event.ID)
 	eventHops := req.Header.Values(HopHeader)
+	for name, values := range s.headersAdd {
+		for _, value := range values {
+			req.Header.Add(name, value)
+		}
+	}
 	for name, value := range s.headers {
 		req.Header.Set(name, value)
+	}
+	// The gateway's signature replaces the sender's, over any configured
+	// header: a receiver must be able to verify it.
+	if len(keys) > 0 {
+		req.Header.Set("Webhook-Id", msgID)
+		req.Header.Set("Webhook-Timestamp", timestamp)
+		req.Header.Set("Webhook-Signature", sig)
 	}
 	// Last, from the event's own hops: neither the event nor a configured
 	// header can remove or forge this gateway's id, on which loop
@@ -190,6 +238,79 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 		r.retryAfter = resp.Header
 	}
 	return r
+}
+
+// signBody signs body for keys and returns the signature with a reader of
+// the same body from its start.
+func signBody(keys []signingKey, msgID string, timestamp int64, body io.Reader) (string, io.Reader, error) {
+	rs, ok := body.(io.ReadSeeker)
+	if !ok {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return "", nil, fmt.Errorf("read the body to sign it: %w", err)
+		}
+		rs = bytes.NewReader(b)
+	}
+	sig, err := signature(keys, msgID, timestamp, rs)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := rs.Seek(0, io.SeekStart); err != nil {
+		return "", nil, fmt.Errorf("rewind the signed body: %w", err)
+	}
+	return sig, rs, nil
+}
+
+// mergeQuery is the query string of a delivery: the target URL's, then the
+// parameters of the entrypoint request's (event) that the target's does not
+// name, so that the target's own parameters win a clash. Each parameter is
+// kept as it was written; bytes that cannot appear in a request line
+// (controls, space, '#', non-ASCII) are percent-encoded.
+func mergeQuery(target, event string) string {
+	if event == "" {
+		return target
+	}
+	taken := make(map[string]bool)
+	for _, p := range strings.Split(target, "&") {
+		if p != "" {
+			taken[queryKey(p)] = true
+		}
+	}
+	merged := target
+	for _, p := range strings.Split(event, "&") {
+		if p == "" || taken[queryKey(p)] {
+			continue
+		}
+		if merged != "" {
+			merged += "&"
+		}
+		merged += escapeQueryBytes(p)
+	}
+	return merged
+}
+
+// queryKey is the unescaped name of a query parameter written as k=v.
+func queryKey(param string) string {
+	k, _, _ := strings.Cut(param, "=")
+	if u, err := url.QueryUnescape(k); err == nil {
+		return u
+	}
+	return k
+}
+
+// escapeQueryBytes percent-encodes the bytes of s that a request line
+// cannot carry as they are.
+func escapeQueryBytes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '#' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // forwardedHeaders copies the end-to-end headers of the event, dropping the

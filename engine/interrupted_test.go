@@ -63,7 +63,10 @@ func TestHTTPAttemptIsMarkedInFlightUntilItIsRecorded(t *testing.T) {
 	in := env.send(e, snap, "shop-in", []byte(`{}`), nil)
 
 	got := <-during
-	if len(got.marked) != 1 || got.marked[0].DeliveryID != got.deliveryID || got.deliveryID != in.deliveries[0].ID {
+	// The webhook-id is the message id of the event and target, not the
+	// delivery's id.
+	if len(got.marked) != 1 || got.marked[0].DeliveryID != in.deliveries[0].ID ||
+		got.deliveryID != MessageID(in.event.ID, in.deliveries[0].TargetID) {
 		t.Fatalf("marks during the attempt of %s = %+v, want that delivery", got.deliveryID, got.marked)
 	}
 	if at := got.marked[0].StartedAt; at.Before(before) || at.After(time.Now()) {

@@ -58,7 +58,7 @@ func TestRecoveryRunsPendingAtOnceAndRetryingWhenDue(t *testing.T) {
 	}
 	mu.Lock()
 	for _, in := range pending {
-		if at := arrived[in.to(t, "crm").ID]; at.IsZero() || !at.Before(due) {
+		if at := arrived[MessageID(in.event.ID, in.to(t, "crm").TargetID)]; at.IsZero() || !at.Before(due) {
 			t.Errorf("pending delivery arrived %s after the retrying one was due: not at once", at.Sub(due))
 		}
 	}
@@ -73,7 +73,7 @@ func TestRecoveryRunsPendingAtOnceAndRetryingWhenDue(t *testing.T) {
 
 	d := env.waitStatus(retrying.webhookID, crm.ID, storage.DeliveryDelivered)
 	mu.Lock()
-	at := arrived[d.ID]
+	at := arrived[MessageID(retrying.event.ID, d.TargetID)]
 	mu.Unlock()
 	if at.IsZero() {
 		t.Error("the retrying delivery never reached the target")

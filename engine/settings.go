@@ -11,9 +11,14 @@ type httpSettings struct {
 	maxRetries       int
 	timeout          time.Duration
 	backoff          Backoff
-	headers          map[string]string
+	headers          map[string]string   // set, over the event's
+	headersAdd       map[string][]string // added to the event's
+	headersRemove    []string            // the event's, not forwarded
 	breakerThreshold int
 	breakerCooldown  time.Duration
+	// options hold the signing secrets, decoded at each attempt
+	// (signingKeys), since whether the previous one signs depends on when.
+	options storage.TargetOptions
 }
 
 func settingsOf(t storage.Target) httpSettings {
@@ -23,6 +28,9 @@ func settingsOf(t storage.Target) httpSettings {
 		timeout:          DefaultTimeout,
 		backoff:          defaultBackoff,
 		headers:          o.Headers,
+		headersAdd:       o.HeadersAdd,
+		headersRemove:    o.HeadersRemove,
+		options:          o,
 		breakerThreshold: DefaultBreakerThreshold,
 		breakerCooldown:  DefaultBreakerCooldown,
 	}

@@ -227,7 +227,7 @@ func TestParkedOverflowIsLetGoAndDeliveredThroughAScan(t *testing.T) {
 		perID[r.header.Get("Webhook-Id")]++
 	}
 	for _, in := range all {
-		if c := perID[in.deliveries[0].ID]; c != 1 {
+		if c := perID[MessageID(in.event.ID, in.deliveries[0].TargetID)]; c != 1 {
 			t.Errorf("delivery %s reached the target %d times, want 1", in.deliveries[0].ID, c)
 		}
 	}

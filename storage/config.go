@@ -90,11 +90,48 @@ type TargetOptions struct {
 	// most 7 days, "168h" (tenants: "24h").
 	BackoffMax Duration `json:"backoff_max,omitempty"`
 
-	// Headers are set on every delivery, over the event's own. Their values
+	// Headers are set on every delivery, over the event's own (the
+	// Caddyfile's header and header_up <field> <value>). Their values
 	// are write-only: the API shows them as "(redacted)". At most 32, 16 KiB
 	// in all; hop-by-hop headers, Host, Content-Length and Webhooker-Via are
 	// refused. Default: none. Example: {"Authorization": "Bearer …"}.
 	Headers map[string]string `json:"headers,omitempty"`
+
+	// HeadersAdd are added to every delivery, after the event's own values
+	// of the same header (the Caddyfile's header_up +<field> <value>).
+	// Write-only and bounded like Headers, which they count with; a header
+	// cannot be both set (Headers) and added. Default: none. Example:
+	// {"X-Tag": ["gateway"]}.
+	HeadersAdd map[string][]string `json:"headers_add,omitempty"`
+
+	// HeadersRemove are headers of the event that are not forwarded (the
+	// Caddyfile's header_up -<field>), such as the sender's Authorization or
+	// Cookie; removed before HeadersAdd and Headers apply. Names only,
+	// counted with Headers; the headers Headers refuses are refused here too.
+	// Default: none. Example: ["Authorization", "Cookie"].
+	HeadersRemove []string `json:"headers_remove,omitempty"`
+
+	// SigningSecret makes the target sign every delivery by Standard
+	// Webhooks: "whsec_" then the base64 of a 24- to 64-byte key. Each
+	// attempt gets a fresh webhook-timestamp and a webhook-signature
+	// "v1,<base64 HMAC-SHA256 of id.timestamp.body>", and the gateway's
+	// webhook-id, webhook-timestamp and webhook-signature replace the
+	// sender's. Write-only: the API shows it as "(redacted)"; the API can
+	// generate one ("generate"), shown once. Default: none (not signed).
+	SigningSecret string `json:"signing_secret,omitempty"`
+
+	// SigningSecretPrevious is the secret SigningSecret replaced, which
+	// signs too (a second v1 signature in the header) until
+	// SigningSecretPreviousUntil, so that receivers can move to the new one.
+	// Write-only, like SigningSecret. Default: none. Set by the API when a
+	// change replaces a signing secret.
+	SigningSecretPrevious string `json:"signing_secret_previous,omitempty"`
+
+	// SigningSecretPreviousUntil ends the grace of SigningSecretPrevious, an
+	// RFC 3339 time. Default: none, the previous secret signs until it is
+	// removed; the API sets 24 hours from the change when it rotates a
+	// secret.
+	SigningSecretPreviousUntil time.Time `json:"signing_secret_previous_until,omitzero"`
 
 	// BreakerThreshold is how many failed attempts in a row open the
 	// target's circuit breaker, which then holds its deliveries back for

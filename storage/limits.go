@@ -167,7 +167,13 @@ func (o TargetOptions) validate(l Limits) error {
 		return fmt.Errorf("backoff_initial %s is over backoff_max %s",
 			time.Duration(o.BackoffInitial), time.Duration(o.BackoffMax))
 	}
-	return validateHeaders(o.Headers, l)
+	if err := validateHeaders(o.Headers, l); err != nil {
+		return err
+	}
+	if err := validateHeaderRules(o, l); err != nil {
+		return err
+	}
+	return validateSigning(o)
 }
 
 // intIn checks an optional whole-number option: nil (the default) or 0 to max.
@@ -232,6 +238,94 @@ func validateHeaders(headers map[string]string, l Limits) error {
 	}
 	if total > l.HeadersBytes {
 		return fmt.Errorf("headers: %d bytes in all, at most %d (%s limits)", total, l.HeadersBytes, l.Name)
+	}
+	return nil
+}
+
+// validateHeaderRules checks the headers a target adds and removes as
+// validateHeaders checks those it sets, and counts them all together
+// against l: a header added is one set, a header removed is a name.
+func validateHeaderRules(o TargetOptions, l Limits) error {
+	count, total := len(o.Headers), 0
+	for name, value := range o.Headers {
+		total += len(name) + len(value)
+	}
+	set := make(map[string]bool, len(o.Headers))
+	for name := range o.Headers {
+		set[http.CanonicalHeaderKey(name)] = true
+	}
+	added := make(map[string]string, len(o.HeadersAdd))
+	for name, values := range o.HeadersAdd {
+		canonical, err := configurableHeader(name, l)
+		if err != nil {
+			return fmt.Errorf("headers_add: %w", err)
+		}
+		if set[canonical] {
+			return fmt.Errorf("header %s is both set (headers) and added (headers_add): a set replaces what is added, so give it once", canonical)
+		}
+		if other, dup := added[canonical]; dup {
+			return fmt.Errorf("headers_add %q and %q are the same header", other, name)
+		}
+		added[canonical] = name
+		if len(values) == 0 {
+			return fmt.Errorf("headers_add %s: no value to add", canonical)
+		}
+		for _, value := range values {
+			if err := configurableValue(canonical, value, l); err != nil {
+				return fmt.Errorf("headers_add: %w", err)
+			}
+			if value == RedactedValue {
+				return fmt.Errorf("headers_add %s: %q stands for a stored value, and the target has none here: send the value", canonical, RedactedValue)
+			}
+			count++
+			total += len(name) + len(value)
+		}
+	}
+	removed := make(map[string]bool, len(o.HeadersRemove))
+	for _, name := range o.HeadersRemove {
+		canonical, err := configurableHeader(name, l)
+		if err != nil {
+			return fmt.Errorf("headers_remove: %w", err)
+		}
+		if removed[canonical] {
+			return fmt.Errorf("headers_remove: %s is given twice", canonical)
+		}
+		removed[canonical] = true
+		count++
+		total += len(name)
+	}
+	if count > l.Headers {
+		return fmt.Errorf("headers, headers_add and headers_remove: %d in all, at most %d (%s limits)", count, l.Headers, l.Name)
+	}
+	if total > l.HeadersBytes {
+		return fmt.Errorf("headers, headers_add and headers_remove: %d bytes in all, at most %d (%s limits)", total, l.HeadersBytes, l.Name)
+	}
+	return nil
+}
+
+// configurableHeader checks a header name a target's configuration gives,
+// and returns it canonical.
+func configurableHeader(name string, l Limits) (string, error) {
+	if len(name) > l.HeaderNameBytes {
+		return "", fmt.Errorf("header name %.32q…: %d bytes, at most %d (%s limits)", name, len(name), l.HeaderNameBytes, l.Name)
+	}
+	if !httpguts.ValidHeaderFieldName(name) {
+		return "", fmt.Errorf("%q is not a valid header name", name)
+	}
+	canonical := http.CanonicalHeaderKey(name)
+	if why, refused := refusedHeaders[canonical]; refused {
+		return "", fmt.Errorf("header %s cannot be configured: it is %s", canonical, why)
+	}
+	return canonical, nil
+}
+
+// configurableValue checks a header value a target's configuration gives.
+func configurableValue(canonical, value string, l Limits) error {
+	if len(value) > l.HeaderValueBytes {
+		return fmt.Errorf("header %s: value of %d bytes, at most %d (%s limits)", canonical, len(value), l.HeaderValueBytes, l.Name)
+	}
+	if !httpguts.ValidHeaderFieldValue(value) {
+		return fmt.Errorf("header %s: the value holds a control character (such as CR, LF or NUL)", canonical)
 	}
 	return nil
 }

@@ -14,7 +14,11 @@ import (
 // TargetPatch changes the fields that are not nil. Options replaces the
 // options as a whole, except the headers, whose values the API never shows:
 // Options.Headers nil keeps the stored headers, and a header whose value is
-// RedactedValue keeps its stored value; an empty, non-nil map clears them.
+// RedactedValue keeps its stored value; an empty, non-nil map clears them
+// (HeadersAdd likewise). So do the signing secrets: left out or
+// RedactedValue, kept; NoSigningSecret removes them; a new SigningSecret
+// moves the stored one to SigningSecretPrevious for SigningSecretGrace
+// (keepStoredSecrets).
 type TargetPatch struct {
 	Name    *string
 	Type    *TargetType
@@ -124,6 +128,9 @@ func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, 
 		}
 		if p.Options != nil {
 			options, err := keepStoredHeaders(*p.Options, t.Options.Headers)
+			if err == nil {
+				options, err = keepStoredSecrets(options, t.Options, timeOf(now))
+			}
 			if err != nil {
 				return invalid(fmt.Errorf("target %s: %w", t.Name, err))
 			}
