@@ -59,18 +59,50 @@ func maskCredentials(h http.Header) http.Header {
 	return out
 }
 
-// maskTargetHeaders is options with every header value replaced by
-// storage.RedactedValue: target headers are where operators and tenants put
-// the receiver's credentials. Sent back unchanged in a PATCH, the mask keeps
-// the stored values (see storage.TargetPatch).
-func maskTargetHeaders(options storage.TargetOptions) storage.TargetOptions {
-	if options.Headers == nil {
-		return options
+// maskTargetSecrets is options with every header value it sets or adds and
+// its signing secrets replaced by storage.RedactedValue: target headers are
+// where operators and tenants put the receiver's credentials, and a signing
+// secret lets whoever holds it forge deliveries. Sent back unchanged in a
+// PATCH, the mask keeps the stored values (see storage.TargetPatch).
+func maskTargetSecrets(options storage.TargetOptions) storage.TargetOptions {
+	if options.Headers != nil {
+		masked := make(map[string]string, len(options.Headers))
+		for name := range options.Headers {
+			masked[name] = storage.RedactedValue
+		}
+		options.Headers = masked
 	}
-	masked := make(map[string]string, len(options.Headers))
-	for name := range options.Headers {
-		masked[name] = storage.RedactedValue
+	if options.HeadersAdd != nil {
+		masked := make(map[string][]string, len(options.HeadersAdd))
+		for name, values := range options.HeadersAdd {
+			masked[name] = make([]string, len(values))
+			for i := range values {
+				masked[name][i] = storage.RedactedValue
+			}
+		}
+		options.HeadersAdd = masked
 	}
-	options.Headers = masked
+	if options.SigningSecret != "" {
+		options.SigningSecret = storage.RedactedValue
+	}
+	if options.SigningSecretPrevious != "" {
+		options.SigningSecretPrevious = storage.RedactedValue
+	}
 	return options
+}
+
+// generateSigningSecret makes the signing secret that options ask the
+// gateway to generate (signing_secret "generate"), puts it in options, and
+// returns it to be shown once, in the answer to this request; "" when none
+// is asked for.
+func generateSigningSecret(options *storage.TargetOptions) (string, error) {
+	if options == nil || options.SigningSecret != storage.GenerateSigningSecret {
+		return "", nil
+	}
+	secret, err := storage.NewSigningSecret()
+	if err != nil {
+		return "", err
+	}
+	options.SigningSecret = secret
+	return secret, nil
 }

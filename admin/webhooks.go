@@ -37,9 +37,10 @@ func (h *Handler) view(w *storage.Webhook) webhookView {
 	return v
 }
 
-// targetView shows t with its header values masked: they are write-only.
+// targetView shows t with its header values and signing secrets masked:
+// they are write-only.
 func (h *Handler) targetView(t storage.Target) targetView {
-	t.Options = maskTargetHeaders(t.Options)
+	t.Options = maskTargetSecrets(t.Options)
 	v := targetView{Target: t}
 	if h.b.BreakerState != nil && t.Type == storage.TargetHTTP {
 		v.Circuit = h.b.BreakerState(t.ID)
@@ -326,11 +327,25 @@ func (h *Handler) addTarget(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	generated, err := generateSigningSecret(&t.Options)
+	if err != nil {
+		return err
+	}
 	added, err := h.mainFor(r).AddTarget(r.Context(), wh.ID, t)
 	if err != nil {
 		return err
 	}
-	return h.saved(w, r, http.StatusCreated, h.targetView(added))
+	return h.saved(w, r, http.StatusCreated, h.targetViewOnce(added, generated))
+}
+
+// targetViewOnce is targetView, but for a signing secret the gateway has
+// just generated for this request: shown in this answer, and never again.
+func (h *Handler) targetViewOnce(t storage.Target, generated string) targetView {
+	v := h.targetView(t)
+	if generated != "" {
+		v.Options.SigningSecret = generated
+	}
+	return v
 }
 
 func (h *Handler) updateTarget(w http.ResponseWriter, r *http.Request) error {
@@ -347,11 +362,15 @@ func (h *Handler) updateTarget(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	generated, err := generateSigningSecret(req.Options)
+	if err != nil {
+		return err
+	}
 	t, err := h.mainFor(r).UpdateTarget(r.Context(), wh.ID, tid, storage.TargetPatch(req))
 	if err != nil {
 		return err
 	}
-	return h.saved(w, r, http.StatusOK, h.targetView(t))
+	return h.saved(w, r, http.StatusOK, h.targetViewOnce(t, generated))
 }
 
 func (h *Handler) deleteTarget(w http.ResponseWriter, r *http.Request) error {
