@@ -70,6 +70,9 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //				timeout     <duration>
 //				backoff     <initial> [<max>]
 //				header      <name> <value>
+//				header_up   [+|-]<field> [<value>]
+//				signing_secret          whsec_<base64>
+//				signing_secret_previous whsec_<base64> [until <RFC 3339 time>]
 //				breaker     <threshold> [<cooldown>]
 //				disabled
 //			}
@@ -304,7 +307,7 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 		if t.Type != "http" && option != "disabled" {
 			return t, d.Errf("webhook %s: target %s: %s is an option of http targets, not of %s ones", webhook, t.Name, option, t.Type)
 		}
-		if option != "header" {
+		if option != "header" && option != "header_up" {
 			if seen[option] {
 				return t, d.Errf("webhook %s: target %s: %s is set twice: give it once", webhook, t.Name, option)
 			}
@@ -344,6 +347,27 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 				t.Options.Headers = make(map[string]string)
 			}
 			t.Options.Headers[name] = value
+		case "header_up":
+			if err := headerUp(d, &t.Options, where); err != nil {
+				return t, err
+			}
+		case "signing_secret":
+			if !d.AllArgs(&t.Options.SigningSecret) {
+				return t, d.Errf("%ssigning_secret: want whsec_<base64>", where)
+			}
+		case "signing_secret_previous":
+			args := d.RemainingArgs()
+			if len(args) != 1 && (len(args) != 3 || args[1] != "until") {
+				return t, d.Errf("%ssigning_secret_previous: want whsec_<base64> [until <RFC 3339 time>]", where)
+			}
+			t.Options.SigningSecretPrevious = args[0]
+			if len(args) == 3 {
+				until, err := time.Parse(time.RFC3339, args[2])
+				if err != nil {
+					return t, d.Errf("%ssigning_secret_previous until %q: want an RFC 3339 time such as 2027-01-31T12:00:00Z", where, args[2])
+				}
+				t.Options.SigningSecretPreviousUntil = until
+			}
 		case "breaker":
 			args := d.RemainingArgs()
 			if len(args) < 1 || len(args) > 2 {
@@ -374,6 +398,40 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 		}
 	}
 	return t, nil
+}
+
+// headerUp reads a header_up rule, as reverse_proxy has them: "-<field>"
+// removes the sender's header, "+<field> <value>" adds a value, "<field>
+// <value>" sets it (as header does). Each field is given once per kind.
+func headerUp(d *caddyfile.Dispenser, o *storage.TargetOptions, where string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args) > 2 {
+		return d.Errf("%sheader_up: want -<field>, +<field> <value> or <field> <value>", where)
+	}
+	field := args[0]
+	switch {
+	case strings.HasPrefix(field, "-"):
+		if len(args) != 1 {
+			return d.Errf("%sheader_up %s: a removal takes no value", where, field)
+		}
+		o.HeadersRemove = append(o.HeadersRemove, field[1:])
+	case len(args) != 2:
+		return d.Errf("%sheader_up %s: want a value", where, field)
+	case strings.HasPrefix(field, "+"):
+		if o.HeadersAdd == nil {
+			o.HeadersAdd = make(map[string][]string)
+		}
+		o.HeadersAdd[field[1:]] = append(o.HeadersAdd[field[1:]], args[1])
+	default:
+		if _, dup := o.Headers[field]; dup {
+			return d.Errf("%sheader %s is set twice: give it once", where, field)
+		}
+		if o.Headers == nil {
+			o.Headers = make(map[string]string)
+		}
+		o.Headers[field] = args[1]
+	}
+	return nil
 }
 
 // durationArgs reads between lo and hi durations as the option's arguments;
