@@ -64,7 +64,7 @@ func TestCaddyfileSigningAndHeaderUpMistakes(t *testing.T) {
 		{"short secret", target("signing_secret whsec_c2hvcnQ="), 5, "signing_secret: a key of 5 bytes: want 24 to 64"},
 		{"secret twice", target("signing_secret "+testSecret, "signing_secret "+testSecret), 6, "signing_secret is set twice"},
 		{"secret without value", target("signing_secret"), 5, "signing_secret: want whsec_<base64>"},
-		{"previous alone", target("signing_secret_previous "+testSecretPrev), 5, "signing_secret_previous without a signing_secret"},
+		{"previous alone", target("signing_secret_previous " + testSecretPrev), 5, "signing_secret_previous without a signing_secret"},
 		{"previous with a bad until", target("signing_secret "+testSecret, "signing_secret_previous "+testSecretPrev+" until tomorrow"), 6,
 			`until "tomorrow": want an RFC 3339 time`},
 		{"previous with a word not until", target("signing_secret "+testSecret, "signing_secret_previous "+testSecretPrev+" till 2027-01-01T00:00:00Z"), 6,
