@@ -174,6 +174,12 @@ type EntrypointConfig struct {
 	// Disabled makes the entrypoint answer 410 Gone and store nothing.
 	// Default: false.
 	Disabled bool `json:"disabled,omitempty"`
+
+	// Options are the entrypoint's inbound checks: "verify" rules (one must
+	// pass, else 401 and nothing stored), "tolerance" and "handshake"; see
+	// storage.EntrypointOptions. Secrets may be {env.X} placeholders,
+	// replaced when the config is provisioned. Default: none.
+	Options storage.EntrypointOptions `json:"options,omitzero"`
 }
 
 // TargetConfig declares where a webhook's events go. It has the shape of a

@@ -14,7 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/webhooker/caddy-webhooker/engine"
+	"github.com/webhooker/caddy-webhooker/handshake"
 	"github.com/webhooker/caddy-webhooker/storage"
+	"github.com/webhooker/caddy-webhooker/verify"
 )
 
 func init() {
@@ -64,7 +66,19 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			description    <text>
 //			disabled
 //			retention_days <n>
-//			entrypoint <key> [disabled]
+//			entrypoint <key> [disabled] {
+//				verify github|stripe|standard_webhooks|shopify|slack|twilio <secret>...
+//				verify hmac <secret>... {
+//					header    <name>
+//					algorithm sha1|sha256|sha512
+//					encoding  hex|base64
+//					prefix    <text>
+//				}
+//				verify basic_auth <user> <password>
+//				verify bearer <token>...
+//				tolerance <duration>
+//				handshake slack|graph|dropbox | meta <token> | zoom <secret>...
+//			}
 //			target <name> http <url> [disabled] {
 //				max_retries <n>
 //				timeout     <duration>
@@ -248,13 +262,9 @@ func unmarshalWebhook(d *caddyfile.Dispenser, ds *declarations) (*WebhookConfig,
 				return nil, nil, d.WrapErr(err)
 			}
 		case "entrypoint":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "disabled") {
-				return nil, nil, d.Errf("webhook %s: entrypoint: want <key> [disabled]", w.Name)
-			}
-			ec := EntrypointConfig{Key: args[0], Disabled: len(args) == 2}
-			if err := ds.entrypoint(w.Name, ec); err != nil {
-				return nil, nil, d.WrapErr(err)
+			ec, err := unmarshalEntrypoint(d, ds, w.Name)
+			if err != nil {
+				return nil, nil, err
 			}
 			w.Entrypoints = append(w.Entrypoints, ec)
 		case "target":
@@ -272,6 +282,109 @@ func unmarshalWebhook(d *caddyfile.Dispenser, ds *declarations) (*WebhookConfig,
 		}
 	}
 	return w, httpTargets, nil
+}
+
+// unmarshalEntrypoint reads an entrypoint line and its block of verify,
+// tolerance and handshake options, building the verifiers and handshake
+// (checkEntrypointOptions) after each option, so that an error names its
+// line. Secrets are kept as written: {env.X} is replaced at provisioning.
+func unmarshalEntrypoint(d *caddyfile.Dispenser, ds *declarations, webhook string) (EntrypointConfig, error) {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 || (len(args) == 2 && args[1] != "disabled") {
+		return EntrypointConfig{}, d.Errf("webhook %s: entrypoint: want <key> [disabled]", webhook)
+	}
+	ec := EntrypointConfig{Key: args[0], Disabled: len(args) == 2}
+	if err := ds.entrypoint(webhook, ec); err != nil {
+		return ec, d.WrapErr(err)
+	}
+	where := fmt.Sprintf("webhook %s: entrypoint %q: ", webhook, ec.Key)
+	seen := make(map[string]bool)
+	var toleranceAt caddyfile.Token
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		option := d.Val()
+		if option != "verify" {
+			if seen[option] {
+				return ec, d.Errf("%s%s is set twice: give it once", where, option)
+			}
+			seen[option] = true
+		}
+		switch option {
+		case "verify":
+			rule, err := unmarshalVerify(d, where)
+			if err != nil {
+				return ec, err
+			}
+			ec.Options.Verify = append(ec.Options.Verify, rule)
+		case "tolerance":
+			dur, err := durationArgs(d, where, 1, 1)
+			if err != nil {
+				return ec, err
+			}
+			ec.Options.Tolerance = storage.Duration(dur[0])
+		case "handshake":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return ec, d.Errf("%shandshake: want %s [<args>...]", where, strings.Join(handshake.Names(), "|"))
+			}
+			ec.Options.Handshake = &storage.HandshakeRule{Name: args[0], Args: args[1:]}
+		default:
+			return ec, d.Errf("%sunrecognized option %q (want verify, tolerance or handshake)", where, option)
+		}
+		// Each line is checked as it is read, except tolerance, checked at
+		// the end of the block: it may come before the verify it applies to.
+		check := ec
+		check.Options.Tolerance = 0
+		if _, err := checkEntrypointOptions(webhook, check); err != nil {
+			return ec, d.WrapErr(err)
+		}
+		if option == "tolerance" {
+			toleranceAt = d.Token()
+		}
+	}
+	if ec.Options.Tolerance != 0 {
+		if _, err := checkEntrypointOptions(webhook, ec); err != nil {
+			return ec, errAt(toleranceAt, err)
+		}
+	}
+	return ec, nil
+}
+
+// unmarshalVerify reads `verify <scheme> <secret>...` and, for hmac, its
+// block of header, algorithm, encoding and prefix.
+func unmarshalVerify(d *caddyfile.Dispenser, where string) (storage.VerifyRule, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return storage.VerifyRule{}, d.Errf("%sverify: want <scheme> <secret>... (schemes: %s)", where, strings.Join(verify.Schemes(), ", "))
+	}
+	rule := storage.VerifyRule{Scheme: args[0], Secrets: args[1:]}
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		option := d.Val()
+		if rule.Scheme != verify.HMAC {
+			return rule, d.Errf("%sverify %s takes no block: %s applies to hmac only", where, rule.Scheme, option)
+		}
+		if seen[option] {
+			return rule, d.Errf("%sverify hmac: %s is set twice: give it once", where, option)
+		}
+		seen[option] = true
+		var value string
+		if !d.AllArgs(&value) {
+			return rule, d.ArgErr()
+		}
+		switch option {
+		case "header":
+			rule.Header = value
+		case "algorithm":
+			rule.Algorithm = value
+		case "encoding":
+			rule.Encoding = value
+		case "prefix":
+			rule.Prefix = value
+		default:
+			return rule, d.Errf("%sverify hmac: unrecognized option %q (want header, algorithm, encoding or prefix)", where, option)
+		}
+	}
+	return rule, nil
 }
 
 // unmarshalTarget reads a target line and its block, checking the target

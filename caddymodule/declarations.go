@@ -59,6 +59,18 @@ func (ds *declarations) entrypoint(webhook string, ec EntrypointConfig) error {
 	return nil
 }
 
+// checkEntrypointOptions builds the verifiers and handshake of an
+// entrypoint, its placeholders replaced, and returns the options resolved.
+// The Caddyfile calls it after each verify, tolerance or handshake line, so
+// that the line that broke a rule is the one named.
+func checkEntrypointOptions(webhook string, ec EntrypointConfig) (storage.EntrypointOptions, error) {
+	resolved := resolveEntrypointOptions(ec.Options)
+	if _, err := buildEntrypointAuth(resolved); err != nil {
+		return resolved, fmt.Errorf("webhook %s: entrypoint %q: %w", webhook, ec.Key, err)
+	}
+	return resolved, nil
+}
+
 // target checks that a target's name is unique in its webhook, then the
 // target itself (checkTarget).
 func (ds *declarations) target(webhook string, tc TargetConfig) error {
@@ -107,8 +119,13 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 			if err := ds.entrypoint(wc.Name, ec); err != nil {
 				return nil, err
 			}
+			options, err := checkEntrypointOptions(wc.Name, ec)
+			if err != nil {
+				return nil, err
+			}
 			w.Entrypoints = append(w.Entrypoints, storage.Entrypoint{
 				ID: storage.DeclaredEntrypointID(w.ID, ec.Key), WebhookID: w.ID, Key: ec.Key, Active: !ec.Disabled,
+				Options: options,
 			})
 		}
 		for _, tc := range wc.Targets {

@@ -10,9 +10,11 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
+	"github.com/webhooker/caddy-webhooker/verify"
 )
 
 func init() {
@@ -23,6 +25,12 @@ func init() {
 // entrypoint is stored as an event of its webhook, with one pending delivery
 // per active target, and acknowledged with 200 {"event_id": "..."} only once
 // committed.
+//
+// An entrypoint may answer a provider's subscription handshake (its answer,
+// nothing stored; a GET reaches it only when the handshake uses GET), and
+// may verify its senders: a request that passes none of its verify rules is
+// refused with 401 {"error": "verification failed: <scheme>: <reason>"},
+// counted in caddy_webhooker_verification_failures_total, and not stored.
 //
 // Answers: 405 (with Allow: POST) for other methods, 508 for a request this
 // gateway delivered itself, 404 for an unknown key, 410 for a disabled
@@ -56,17 +64,43 @@ type ingestResponse struct {
 	EventID string `json:"event_id"`
 }
 
+// answered is the error of an ingest that wrote its own answer (a handshake,
+// a 401 of verification): ServeHTTP counts its code and returns nil, so that
+// Caddy does not answer again.
+type answered struct{ code int }
+
+func (a answered) Error() string { return fmt.Sprintf("answered %d", a.code) }
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It answers every request
 // itself; next is never called.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	err := h.ingest(w, r)
+	var a answered
+	if errors.As(err, &a) {
+		countIngestCode(a.code)
+		return nil
+	}
 	countIngest(err)
 	return err
 }
 
 func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 	received := time.Now()
-	if r.Method != http.MethodPost {
+	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
+	g := h.app.data
+	route, ok := g.route(key)
+	var auth *entrypointAuth
+	if ok {
+		var err error
+		if auth, err = authOf(route.Entrypoint); err != nil {
+			// Provision built these options: only a main DB changed behind
+			// the config's back gets here. Refuse rather than accept unchecked.
+			return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
+		}
+	}
+	// A GET reaches only an entrypoint whose handshake uses GET (Graph,
+	// Meta, Dropbox); to any other, as to an unknown key, it is a 405.
+	if r.Method != http.MethodPost && (r.Method != http.MethodGet || !auth.allowsGET()) {
 		w.Header().Set("Allow", http.MethodPost)
 		return caddyhttp.Error(http.StatusMethodNotAllowed, fmt.Errorf("webhook entrypoints take POST, not %s", r.Method))
 	}
@@ -75,9 +109,6 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusLoopDetected,
 			errors.New("this gateway delivered this request: a webhook may not feed itself"))
 	}
-	key := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
-	g := h.app.data
-	route, ok := g.route(key)
 	if !ok {
 		if !h.app.started.Load() {
 			// Caddy starts its apps in no set order: the HTTP server may take
@@ -100,6 +131,17 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 	defer held.release()
 	if err != nil {
 		return err
+	}
+	if auth != nil && auth.handshake != nil {
+		if resp, ok := auth.handshake.Answer(r, body); ok {
+			if err := resp.Write(w); err != nil {
+				return err
+			}
+			return answered{code: resp.Status}
+		}
+	}
+	if _, err := auth.verifyRequest(r, body); err != nil {
+		return h.refuseUnverified(w, route, err)
 	}
 	headers := r.Header.Clone()
 	headers.Set("Host", r.Host) // Go moves it out of Header; the event keeps it
@@ -132,3 +174,25 @@ var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
+
+// refuseUnverified answers 401 for a request that no verify rule of its
+// entrypoint passed. The answer names the scheme and the reason, never a
+// secret nor the signature expected.
+func (h *Handler) refuseUnverified(w http.ResponseWriter, route storage.Route, err error) error {
+	scheme, reason := "", "error"
+	var ve *verify.Error
+	if errors.As(err, &ve) {
+		scheme, reason = ve.Scheme, string(ve.Reason)
+	}
+	countVerificationFailure(scheme, reason)
+	h.app.logger.Info("verification failed: nothing stored",
+		zap.String("webhook", route.Webhook.Name), zap.String("entrypoint", route.Entrypoint.Key),
+		zap.String("scheme", scheme), zap.String("reason", reason), zap.Error(err))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	msg := fmt.Sprintf("verification failed: %s: %s", scheme, reason)
+	if encErr := json.NewEncoder(w).Encode(map[string]string{"error": msg}); encErr != nil {
+		return fmt.Errorf("write the 401 of entrypoint %q: %w", route.Entrypoint.Key, encErr)
+	}
+	return answered{code: http.StatusUnauthorized}
+}

@@ -19,6 +19,10 @@ var (
 		Namespace: "caddy", Subsystem: "webhooker", Name: "ingest_requests_total",
 		Help: "Requests to entrypoints, by the status code answered (200: stored).",
 	}, []string{"code"})
+	verificationFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "webhooker", Name: "verification_failures_total",
+		Help: "Requests refused (401, nothing stored) because no verify rule of their entrypoint passed, by the scheme and reason of the refusal.",
+	}, []string{"scheme", "reason"})
 	deliveryAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_attempts_total",
 		Help: "Recorded delivery attempts, by target type and the delivery's status after the attempt.",
@@ -40,7 +44,16 @@ func countIngest(err error) {
 	} else if err != nil {
 		code = 500
 	}
+	countIngestCode(code)
+}
+
+// countIngestCode counts an ingest answered with code.
+func countIngestCode(code int) {
 	ingestAnswers.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+func countVerificationFailure(scheme, reason string) {
+	verificationFailures.WithLabelValues(scheme, reason).Inc()
 }
 
 // registerMetrics puts the collectors in the config's registry, with gauges
@@ -59,7 +72,7 @@ func registerMetrics(ctx caddy.Context, data *pooledDir) error {
 		}
 	}
 	for _, c := range []prometheus.Collector{
-		ingestAnswers, deliveryAttempts,
+		ingestAnswers, deliveryAttempts, verificationFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",
 			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "fresh"},

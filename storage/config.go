@@ -53,6 +53,61 @@ type Entrypoint struct {
 	// again once their key is free.
 	Displaced bool      `json:"displaced,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+	// Options are how the entrypoint authenticates its senders and answers
+	// their subscription handshakes. They hold secrets, and the API shows
+	// entrypoints without them: they are write-only.
+	Options EntrypointOptions `json:"-"`
+	// optionsKey is the stored JSON of Options, which the handler compares to
+	// reuse the verifiers it built for the same options.
+	optionsKey string
+}
+
+// OptionsKey identifies the entrypoint's Options as loaded: two loads of the
+// same options give the same key, so that what is built from them (the
+// verifiers of a route) is built once, not per request. "" for none.
+func (e Entrypoint) OptionsKey() string { return e.optionsKey }
+
+// EntrypointOptions are an entrypoint's inbound checks, stored as JSON with
+// it: the Caddyfile's verify, tolerance and handshake options of an
+// entrypoint block, and Caddy's JSON config "options" of an entrypoint.
+type EntrypointOptions struct {
+	// Verify are the verification rules: a request must pass one of them,
+	// or it is refused with 401 and nothing is stored. Default: none (every
+	// request is accepted).
+	Verify []VerifyRule `json:"verify,omitempty"`
+	// Tolerance is how far a signed timestamp may be from now (stripe,
+	// slack, standard_webhooks). A duration string. Default: "5m".
+	Tolerance Duration `json:"tolerance,omitempty"`
+	// Handshake answers a provider's subscription handshake on the
+	// entrypoint, storing nothing. Default: none.
+	Handshake *HandshakeRule `json:"handshake,omitempty"`
+}
+
+// IsZero reports whether the options check nothing.
+func (o EntrypointOptions) IsZero() bool {
+	return len(o.Verify) == 0 && o.Tolerance == 0 && o.Handshake == nil
+}
+
+// VerifyRule is one verification scheme and its secrets (the verify package:
+// github, stripe, standard_webhooks, shopify, slack, twilio, hmac,
+// basic_auth, bearer).
+type VerifyRule struct {
+	Scheme string `json:"scheme"`
+	// Secrets are the scheme's arguments: signing secrets (several while
+	// one is rotated), basic_auth's user and password, or bearer tokens.
+	Secrets []string `json:"secrets"`
+	// Header, Algorithm, Encoding and Prefix apply to hmac only.
+	Header    string `json:"header,omitempty"`
+	Algorithm string `json:"algorithm,omitempty"`
+	Encoding  string `json:"encoding,omitempty"`
+	Prefix    string `json:"prefix,omitempty"`
+}
+
+// HandshakeRule names a provider's handshake (slack, meta, graph, dropbox,
+// zoom) and its arguments (meta's verify token, zoom's secret tokens).
+type HandshakeRule struct {
+	Name string   `json:"name"`
+	Args []string `json:"args,omitempty"`
 }
 
 // Target is where a webhook's events go.

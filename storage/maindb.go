@@ -142,9 +142,10 @@ func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, 
 		{&up.keyOwner, `SELECT e.id, w.id, w.name, w.source FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
 			WHERE e.key = ? AND e.deleted_at IS NULL AND e.displaced_at IS NULL`},
 		{&up.displace, `UPDATE entrypoints SET active = 0, displaced_at = ?, updated_at = ? WHERE id = ?`},
-		{&up.entrypoint, `INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`},
+		{&up.entrypoint, `INSERT INTO entrypoints (id, webhook_id, key, active, options, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET active = excluded.active, options = excluded.options,
+				updated_at = excluded.updated_at, deleted_at = NULL`},
 		{&up.target, `INSERT INTO targets (id, webhook_id, name, type, url, options, active, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET type = excluded.type, url = excluded.url, options = excluded.options,
@@ -196,7 +197,11 @@ func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) ([
 		case !errors.Is(err, sql.ErrNoRows):
 			return nil, err
 		}
-		if _, err := up.entrypoint.ExecContext(ctx, e.ID, w.ID, e.Key, e.Active, now, now); err != nil {
+		options, err := json.Marshal(e.Options)
+		if err != nil {
+			return nil, fmt.Errorf("entrypoint %s: %w", e.Key, err)
+		}
+		if _, err := up.entrypoint.ExecContext(ctx, e.ID, w.ID, e.Key, e.Active, string(options), now, now); err != nil {
 			return nil, fmt.Errorf("entrypoint %s: %w", e.Key, err)
 		}
 	}
@@ -262,7 +267,7 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 		return webhooks, nil
 	}
 
-	rows, err = tx.QueryContext(ctx, `SELECT e.id, e.webhook_id, e.key, e.active, e.displaced_at IS NOT NULL, e.created_at
+	rows, err = tx.QueryContext(ctx, `SELECT e.id, e.webhook_id, e.key, e.active, e.displaced_at IS NOT NULL, e.options, e.created_at
 		FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
 		WHERE e.deleted_at IS NULL AND `+cond+` ORDER BY e.created_at, e.key`, args...)
 	if err != nil {
@@ -273,9 +278,16 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 			e       Entrypoint
 			created int64
 		)
-		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &e.Displaced, &created); err != nil {
+		if err := rows.Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &e.Displaced, &e.optionsKey, &created); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load entrypoints: %w", err)
+		}
+		if err := json.Unmarshal([]byte(e.optionsKey), &e.Options); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load entrypoint %s: options: %w", e.ID, err)
+		}
+		if e.Options.IsZero() {
+			e.optionsKey = ""
 		}
 		e.CreatedAt = timeOf(created)
 		if w := byID[e.WebhookID]; w != nil {

@@ -73,4 +73,8 @@ ALTER TABLE entrypoints ADD COLUMN displaced_at INTEGER;
 DROP INDEX entrypoints_live_key;
 CREATE UNIQUE INDEX entrypoints_live_key ON entrypoints (key) WHERE deleted_at IS NULL AND displaced_at IS NULL;
 `},
+	{name: "entrypoints.options", sql: `
+-- JSON: EntrypointOptions, an entrypoint's verification and handshake.
+ALTER TABLE entrypoints ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+`},
 }
