@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -334,5 +335,59 @@ func TestEntrypointOptionsAdapted(t *testing.T) {
 		`{"scheme":"stripe","secrets":["whsec_a","whsec_b"]}],"tolerance":"2m0s","handshake":{"name":"dropbox"}}}]`
 	if !strings.Contains(string(raw), want) {
 		t.Errorf("adapted to %s, want it to hold %s", raw, want)
+	}
+}
+
+// TestVerifiedSchemeRecordedAndDelivered: an event that passed verify keeps
+// the scheme in its event DB and its deliveries carry Webhooker-Verified;
+// an event of an entrypoint without verify carries none, even when its
+// sender wrote one.
+func TestVerifiedSchemeRecordedAndDelivered(t *testing.T) {
+	got := make(chan http.Header, 4)
+	next := func() http.Header {
+		t.Helper()
+		select {
+		case h := <-got:
+			return h
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delivery within 10s")
+			return nil
+		}
+	}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+	}))
+	defer receiver.Close()
+	g := startGateway(t, `
+		target_policy {
+			allow 127.0.0.0/8
+		}
+		webhook relayed {
+			entrypoint gh-relay {
+				verify github "`+githubSecret+`"
+			}
+			entrypoint unverified-relay
+			target receiver http `+receiver.URL+`/in
+		}
+`)
+	status, _, body := g.send("POST", "gh-relay", "", http.Header{"X-Hub-Signature-256": {githubSignature}}, githubBody)
+	if status != http.StatusOK {
+		t.Fatalf("status %d (%s)", status, body)
+	}
+	id := eventIDFrom(t, []byte(body))
+	if h := next(); h.Get("Webhooker-Verified") != "github" {
+		t.Errorf("the delivery of a verified event has Webhooker-Verified %q, want github", h.Get("Webhooker-Verified"))
+	}
+	var verified string
+	if err := g.eventDB("relayed").QueryRow(`SELECT verified FROM events WHERE id = ?`, id).Scan(&verified); err != nil || verified != "github" {
+		t.Errorf("the event DB has verified %q (%v), want github", verified, err)
+	}
+
+	status, _, body = g.send("POST", "unverified-relay", "", http.Header{"Webhooker-Verified": {"github"}}, `{"forged":true}`)
+	if status != http.StatusOK {
+		t.Fatalf("status %d (%s)", status, body)
+	}
+	if h := next(); len(h.Values("Webhooker-Verified")) != 0 {
+		t.Errorf("the delivery of an unverified event carries Webhooker-Verified %q, the sender's", h.Values("Webhooker-Verified"))
 	}
 }

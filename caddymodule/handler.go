@@ -140,7 +140,8 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 			return answered{code: resp.Status}
 		}
 	}
-	if _, err := auth.verifyRequest(r, body); err != nil {
+	verified, err := auth.verifyRequest(r, body)
+	if err != nil {
 		return h.refuseUnverified(w, route, err)
 	}
 	headers := r.Header.Clone()
@@ -156,6 +157,7 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		ContentType:   r.Header.Get("Content-Type"),
 		RemoteAddr:    r.RemoteAddr,
 		ReceivedAt:    received,
+		Verified:      verified,
 	}
 	// route found the route in the open directory.
 	if err := g.dir.Load().Ingest(r.Context(), route, ev); err != nil {

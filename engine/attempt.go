@@ -51,7 +51,7 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 			Event: EventMeta{
 				ID: ev.ID, Method: ev.Method, Path: ev.Path, Query: ev.Query, Headers: ev.Headers,
 				ContentType: ev.ContentType, RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt,
-				BodySize: size,
+				BodySize: size, Verified: ev.Verified,
 			},
 		}
 		return nil

@@ -12,6 +12,11 @@ import (
 // webhook feeds itself, directly or through other gateways.
 const HopHeader = "Webhooker-Via"
 
+// VerifiedHeader carries, on a delivery, the verify scheme its event passed
+// at the entrypoint (github, stripe, …); absent when the entrypoint verifies
+// nothing. A sender's own is removed.
+const VerifiedHeader = "Webhooker-Verified"
+
 // maxHops bounds the ids read from a HopHeader: a longer chain is a loop
 // between gateways that do not know each other, or an attack.
 const maxHops = 32

@@ -201,6 +201,12 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 	// detection depends.
 	req.Header[HopHeader] = eventHops
 	addHop(req.Header, gatewayID)
+	// Set from what the gateway checked, never from the sender or a
+	// configured header: a receiver may trust it as far as it trusts us.
+	req.Header.Del(VerifiedHeader)
+	if task.Event.Verified != "" {
+		req.Header.Set(VerifiedHeader, task.Event.Verified)
+	}
 
 	resp, err := client.Do(req)
 	if errors.Is(err, ErrTargetPolicy) {

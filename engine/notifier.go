@@ -27,6 +27,9 @@ type EventMeta struct {
 	RemoteAddr  string
 	ReceivedAt  time.Time
 	BodySize    int
+	// Verified is the verify scheme the event passed, sent as
+	// Webhooker-Verified; "" when its entrypoint verifies nothing.
+	Verified string
 }
 
 // Task is one delivery to run, self-contained: a worker needs no database
@@ -54,7 +57,7 @@ func TasksForEvent(webhookID string, ev *storage.Event, deliveries []storage.Del
 	meta := EventMeta{
 		ID: ev.ID, Method: ev.Method, Path: ev.Path, Query: ev.Query, Headers: ev.Headers,
 		ContentType: ev.ContentType, RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt,
-		BodySize: len(ev.Body),
+		BodySize: len(ev.Body), Verified: ev.Verified,
 	}
 	var body *string
 	if len(ev.Body) < InlineBodyLimit {

@@ -107,3 +107,24 @@ func TestMainDBBeforeEntrypointOptionsGainsThem(t *testing.T) {
 		t.Errorf("the old entrypoint routes %v with options %+v", ok, r.Entrypoint.Options)
 	}
 }
+
+// The verify scheme an event passed is stored with it and read back with
+// it (what a delivery read back from the event DB sends); an event stored
+// without one reads "".
+func TestEventVerifiedSchemeStored(t *testing.T) {
+	ctx := context.Background()
+	_, _, db := openOne(t)
+	for _, want := range []string{"stripe", ""} {
+		pending, err := db.Ingest(&Event{Method: "POST", Path: "/p", Body: []byte("{}"), Verified: want}, targetsOf([]string{"http-target"}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, _, err := db.EventMeta(ctx, pending[0].EventID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Verified != want {
+			t.Errorf("Verified read back %q, want %q", ev.Verified, want)
+		}
+	}
+}

@@ -24,6 +24,9 @@ type Event struct {
 	ContentType   string
 	RemoteAddr    string
 	ReceivedAt    time.Time
+	// Verified is the verify scheme the request passed at its entrypoint,
+	// "" when the entrypoint verifies nothing.
+	Verified string
 }
 
 // DeliveryStatus is where a delivery stands.
@@ -86,8 +89,8 @@ type WebhookDB struct {
 // The statements prepared when an event DB opens.
 const (
 	sqlInsertEvent = `INSERT INTO events
-		(id, entrypoint_id, entrypoint_key, method, path, query, headers, body, body_size, content_type, remote_addr, received_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		(id, entrypoint_id, entrypoint_key, method, path, query, headers, body, body_size, content_type, remote_addr, received_at, verified)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	sqlInsertDelivery = `INSERT INTO deliveries
 		(id, event_id, target_id, status, attempts, created_at, updated_at)
 		VALUES (?, ?, ?, 'pending', 0, ?, ?)`
@@ -314,7 +317,7 @@ func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) 
 	}
 	received := ev.ReceivedAt.UnixNano()
 	if _, err := w.exec(sqlInsertEvent, ev.ID, ev.EntrypointID, ev.EntrypointKey, ev.Method, ev.Path,
-		ev.Query, string(headers), body, len(ev.Body), ev.ContentType, ev.RemoteAddr, received); err != nil {
+		ev.Query, string(headers), body, len(ev.Body), ev.ContentType, ev.RemoteAddr, received, ev.Verified); err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
 	for _, d := range deliveries {

@@ -33,9 +33,9 @@ func (db *WebhookDB) readEvent(ctx context.Context, id string, withBody bool) (*
 		body = "body"
 	}
 	err := db.file.reader.QueryRowContext(ctx, `SELECT id, entrypoint_id, entrypoint_key, method, path, query,
-		headers, `+body+`, body_size, content_type, remote_addr, received_at FROM events WHERE id = ?`, id).
+		headers, `+body+`, body_size, content_type, remote_addr, received_at, verified FROM events WHERE id = ?`, id).
 		Scan(&ev.ID, &ev.EntrypointID, &ev.EntrypointKey, &ev.Method, &ev.Path, &ev.Query,
-			&headers, &ev.Body, &size, &ev.ContentType, &ev.RemoteAddr, &received)
+			&headers, &ev.Body, &size, &ev.ContentType, &ev.RemoteAddr, &received, &ev.Verified)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, 0, fmt.Errorf("event %s: %w", id, ErrNotFound)
 	}

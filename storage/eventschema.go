@@ -58,4 +58,9 @@ CREATE INDEX delivery_results_delivery ON delivery_results (delivery_id, attempt
 ALTER TABLE deliveries ADD COLUMN attempt_started_at INTEGER;
 `},
 	eventStatsMigration, // a webhook's figures for the list of webhooks (eventstats.go)
+	// The verify scheme the event passed at its entrypoint; '' when the
+	// entrypoint verifies nothing (and for the events from before).
+	{name: "events.verified", sql: `
+ALTER TABLE events ADD COLUMN verified TEXT NOT NULL DEFAULT '';
+`},
 }
