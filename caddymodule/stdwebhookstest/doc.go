@@ -1,7 +1,9 @@
-// Package stdwebhookstest checks the gateway's outbound signatures with the
-// Standard Webhooks reference library
+// Package stdwebhookstest checks signatures against the providers' own
+// libraries, through a real in-process Caddy with the plugin: the gateway's
+// outbound signatures verified by the Standard Webhooks reference library
 // (github.com/standard-webhooks/standard-webhooks/libraries/go) at a real
-// receiver, through a real in-process Caddy with the plugin. It is a module
-// of its own so that the library stays out of the plugin's go.mod, which
-// every `xcaddy build --with github.com/webhooker/caddy-webhooker` resolves.
+// receiver, and requests signed by that library and by stripe-go's webhook
+// package verified at entrypoints. It is a module of its own so that the
+// libraries stay out of the plugin's go.mod, which every
+// `xcaddy build --with github.com/webhooker/caddy-webhooker` resolves.
 package stdwebhookstest

@@ -178,3 +178,5 @@ require (
 	github.com/caddyserver/caddy/v2 v2.11.9
 	github.com/webhooker/caddy-webhooker v0.0.0-00010101000000-000000000000
 )
+
+require github.com/stripe/stripe-go/v84 v84.4.1
