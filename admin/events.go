@@ -132,20 +132,23 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 type eventDetail struct {
-	ID           string         `json:"id"`
-	WebhookID    string         `json:"webhook_id"`
-	EntrypointID string         `json:"entrypoint_id"`
-	Method       string         `json:"method"`
-	Path         string         `json:"path"`
-	Query        string         `json:"query"`
-	Headers      http.Header    `json:"headers"`
-	ContentType  string         `json:"content_type"`
-	Body         string         `json:"body"`
-	BodyEncoding string         `json:"body_encoding"`
-	BodySize     int            `json:"body_size"`
-	RemoteAddr   string         `json:"remote_addr"`
-	ReceivedAt   time.Time      `json:"received_at"`
-	Deliveries   []deliveryView `json:"deliveries"`
+	ID           string      `json:"id"`
+	WebhookID    string      `json:"webhook_id"`
+	EntrypointID string      `json:"entrypoint_id"`
+	Method       string      `json:"method"`
+	Path         string      `json:"path"`
+	Query        string      `json:"query"`
+	Headers      http.Header `json:"headers"`
+	ContentType  string      `json:"content_type"`
+	Body         string      `json:"body"`
+	BodyEncoding string      `json:"body_encoding"`
+	BodySize     int         `json:"body_size"`
+	RemoteAddr   string      `json:"remote_addr"`
+	ReceivedAt   time.Time   `json:"received_at"`
+	// Verified is the verify scheme the event passed at its entrypoint,
+	// absent when the entrypoint verified nothing.
+	Verified   string         `json:"verified,omitempty"`
+	Deliveries []deliveryView `json:"deliveries"`
 }
 
 func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {
@@ -169,7 +172,7 @@ func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {
 		out := eventDetail{
 			ID: ev.ID, WebhookID: wh.ID, EntrypointID: ev.EntrypointID, Method: ev.Method, Path: ev.Path,
 			Query: ev.Query, Headers: maskCredentials(ev.Headers), ContentType: ev.ContentType, BodySize: len(ev.Body),
-			RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt, Deliveries: make([]deliveryView, len(ds)),
+			RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt, Verified: ev.Verified, Deliveries: make([]deliveryView, len(ds)),
 		}
 		out.Body, out.BodyEncoding = text(ev.Body)
 		for i, d := range ds {

@@ -91,6 +91,38 @@ func maskTargetSecrets(options storage.TargetOptions) storage.TargetOptions {
 	return options
 }
 
+// maskEntrypointSecrets is options with every verify secret and handshake
+// argument replaced by storage.RedactedValue, one for each, so that a reader
+// sees the schemes and how many secrets each has (a rotation under way),
+// never the secrets. Sent back in a PATCH, a mask keeps the stored value
+// at its position (see storage.EntrypointPatch). options is not changed.
+func maskEntrypointSecrets(options storage.EntrypointOptions) storage.EntrypointOptions {
+	if options.Verify != nil {
+		masked := make([]storage.VerifyRule, len(options.Verify))
+		for i, rule := range options.Verify {
+			rule.Secrets = redacted(len(rule.Secrets))
+			masked[i] = rule
+		}
+		options.Verify = masked
+	}
+	if options.Handshake != nil {
+		hs := *options.Handshake
+		if hs.Args != nil {
+			hs.Args = redacted(len(hs.Args))
+		}
+		options.Handshake = &hs
+	}
+	return options
+}
+
+func redacted(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = storage.RedactedValue
+	}
+	return out
+}
+
 // generateSigningSecret makes the signing secret that options ask the
 // gateway to generate (signing_secret "generate"), puts it in options, and
 // returns it to be shown once, in the answer to this request; "" when none

@@ -13,8 +13,9 @@ import (
 type webhookView struct {
 	*storage.Webhook
 	// ReadOnly webhooks are declared in the Caddyfile, which owns them.
-	ReadOnly bool         `json:"read_only"`
-	Targets  []targetView `json:"targets"`
+	ReadOnly    bool             `json:"read_only"`
+	Entrypoints []entrypointView `json:"entrypoints"`
+	Targets     []targetView     `json:"targets"`
 	// Stats are the webhook's figures, in the list with ?stats=true.
 	Stats      *storage.EventStats `json:"stats,omitempty"`
 	StatsError string              `json:"stats_error,omitempty"`
@@ -27,9 +28,10 @@ type targetView struct {
 }
 
 func (h *Handler) view(w *storage.Webhook) webhookView {
-	v := webhookView{Webhook: w, ReadOnly: w.Source == storage.SourceCaddyfile, Targets: make([]targetView, len(w.Targets))}
-	if v.Entrypoints == nil {
-		v.Entrypoints = []storage.Entrypoint{}
+	v := webhookView{Webhook: w, ReadOnly: w.Source == storage.SourceCaddyfile,
+		Entrypoints: make([]entrypointView, len(w.Entrypoints)), Targets: make([]targetView, len(w.Targets))}
+	for i, e := range w.Entrypoints {
+		v.Entrypoints[i] = entrypointViewOf(e)
 	}
 	for i, t := range w.Targets {
 		v.Targets[i] = h.targetView(t)
@@ -221,9 +223,23 @@ func (h *Handler) deleteWebhook(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// entrypointView is an entrypoint as the API shows it: its options with
+// every secret and handshake argument masked (maskEntrypointSecrets).
+type entrypointView struct {
+	storage.Entrypoint
+	Options storage.EntrypointOptions `json:"options"`
+}
+
+func entrypointViewOf(e storage.Entrypoint) entrypointView {
+	return entrypointView{Entrypoint: e, Options: maskEntrypointSecrets(e.Options)}
+}
+
 type entrypointRequest struct {
 	Key    *string `json:"key"`
 	Active *bool   `json:"active"`
+	// Options are checked by storage.ValidateEntrypointOptions. In a PATCH,
+	// absent keeps the stored options and {} clears them.
+	Options *storage.EntrypointOptions `json:"options"`
 }
 
 // refuseChosenKey: a tenant cannot choose an entrypoint key, or they could
@@ -248,6 +264,9 @@ func (h *Handler) addEntrypoint(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	in := storage.NewEntrypoint{Active: req.Active}
+	if req.Options != nil {
+		in.Options = *req.Options
+	}
 	if req.Key != nil {
 		in.Key = *req.Key
 	}
@@ -255,7 +274,7 @@ func (h *Handler) addEntrypoint(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return h.saved(w, r, http.StatusCreated, e)
+	return h.saved(w, r, http.StatusCreated, entrypointViewOf(e))
 }
 
 func (h *Handler) updateEntrypoint(w http.ResponseWriter, r *http.Request) error {
@@ -270,11 +289,11 @@ func (h *Handler) updateEntrypoint(w http.ResponseWriter, r *http.Request) error
 	if err := refuseChosenKey(r, req); err != nil {
 		return err
 	}
-	e, err := h.mainFor(r).UpdateEntrypoint(r.Context(), wh.ID, eid, storage.EntrypointPatch(req))
+	e, err := h.mainFor(r).UpdateEntrypoint(r.Context(), wh.ID, eid, storage.EntrypointPatch{Key: req.Key, Active: req.Active, Options: req.Options})
 	if err != nil {
 		return err
 	}
-	return h.saved(w, r, http.StatusOK, e)
+	return h.saved(w, r, http.StatusOK, entrypointViewOf(e))
 }
 
 func (h *Handler) deleteEntrypoint(w http.ResponseWriter, r *http.Request) error {

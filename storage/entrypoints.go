@@ -5,16 +5,25 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/webhooker/caddy-webhooker/handshake"
+	"github.com/webhooker/caddy-webhooker/verify"
 )
 
 // NewEntrypoint is an entrypoint to add to a webhook.
 type NewEntrypoint struct {
 	Key    string // "" for a generated one (GenerateEntrypointKey)
 	Active *bool  // nil for true
+	// Options are its verify rules, tolerance and handshake (none when
+	// zero), checked by ValidateEntrypointOptions.
+	Options EntrypointOptions
 }
 
 // EntrypointPatch changes the fields that are not nil. A displaced
@@ -23,6 +32,136 @@ type NewEntrypoint struct {
 type EntrypointPatch struct {
 	Key    *string
 	Active *bool
+	// Options replace the stored ones whole; zero options clear them. A
+	// secret or handshake argument sent as RedactedValue keeps the stored
+	// one at the same position of a rule of the same scheme (or handshake
+	// of the same name), so that options read back from the API, which
+	// masks them, can be sent back changed elsewhere.
+	Options *EntrypointOptions
+}
+
+// maxVerifyRules bounds the verify rules of one entrypoint: a request that
+// passes none is tried against each, and each may hash the whole body once
+// per secret.
+const maxVerifyRules = 8
+
+// ValidateEntrypointOptions checks o as the ingest handler will build it:
+// each verify rule with verify.New, the handshake with handshake.New, and
+// the tolerance against the rules it applies to. Errors name a rule by its
+// position and never quote a secret or a handshake argument.
+func ValidateEntrypointOptions(o EntrypointOptions) error {
+	if len(o.Verify) > maxVerifyRules {
+		return fmt.Errorf("options.verify: %d rules, at most %d", len(o.Verify), maxVerifyRules)
+	}
+	tolerance := time.Duration(o.Tolerance)
+	appliesTo := false
+	for i, rule := range o.Verify {
+		// verify.New bounds the secrets' number and length; a control
+		// character is refused here too, because basic_auth and bearer
+		// compare secrets with header values, which cannot hold one, and a
+		// CR or LF in a stored secret is a paste gone wrong.
+		for j, secret := range rule.Secrets {
+			if hasControl(secret) {
+				return fmt.Errorf("options.verify[%d]: argument %d contains a control character (such as CR, LF or NUL)", i, j+1)
+			}
+		}
+		for name, value := range map[string]string{"algorithm": rule.Algorithm, "encoding": rule.Encoding, "prefix": rule.Prefix} {
+			if hasControl(value) || len(value) > 128 {
+				return fmt.Errorf("options.verify[%d].%s: longer than 128 bytes or contains a control character", i, name)
+			}
+		}
+		opts := verify.Options{Header: rule.Header, Algorithm: rule.Algorithm, Encoding: rule.Encoding, Prefix: rule.Prefix}
+		if slices.Contains(timestampedSchemes, rule.Scheme) {
+			opts.Tolerance = tolerance
+			appliesTo = true
+		}
+		if _, err := verify.New(rule.Scheme, rule.Secrets, opts); err != nil {
+			return fmt.Errorf("options.verify[%d]: %w", i, err)
+		}
+	}
+	if tolerance < 0 {
+		return errors.New("options.tolerance: must not be negative")
+	}
+	if tolerance != 0 && !appliesTo {
+		return fmt.Errorf("options.tolerance: applies only to verify %v, and the entrypoint has none", timestampedSchemes)
+	}
+	if o.Handshake != nil {
+		if _, err := handshake.New(o.Handshake.Name, o.Handshake.Args); err != nil {
+			return fmt.Errorf("options.handshake: %w", err)
+		}
+	}
+	return nil
+}
+
+// timestampedSchemes sign a timestamp, to which an entrypoint's tolerance
+// applies.
+var timestampedSchemes = []string{verify.Stripe, verify.Slack, verify.StandardWebhooks}
+
+func hasControl(s string) bool {
+	for _, c := range []byte(s) {
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// keepRedactedOptions is in with each RedactedValue secret or handshake
+// argument replaced by the stored one at the same position, the rule at
+// that position having the same scheme (the handshake the same name). A
+// mask with nothing stored behind it is refused: storing the mask itself
+// would make it the secret. in is not changed.
+func keepRedactedOptions(in, stored EntrypointOptions) (EntrypointOptions, error) {
+	out := in
+	out.Verify = make([]VerifyRule, len(in.Verify))
+	for i, rule := range in.Verify {
+		rule.Secrets = slices.Clone(rule.Secrets)
+		for j, secret := range rule.Secrets {
+			if secret != RedactedValue {
+				continue
+			}
+			if i >= len(stored.Verify) || stored.Verify[i].Scheme != rule.Scheme || j >= len(stored.Verify[i].Secrets) {
+				return EntrypointOptions{}, fmt.Errorf("options.verify[%d]: argument %d is %q, which stands for a stored secret, and the entrypoint has none there: send the secret", i, j+1, RedactedValue)
+			}
+			rule.Secrets[j] = stored.Verify[i].Secrets[j]
+		}
+		out.Verify[i] = rule
+	}
+	if len(out.Verify) == 0 {
+		out.Verify = nil
+	}
+	if in.Handshake != nil {
+		hs := *in.Handshake
+		hs.Args = slices.Clone(hs.Args)
+		for j, arg := range hs.Args {
+			if arg != RedactedValue {
+				continue
+			}
+			if stored.Handshake == nil || stored.Handshake.Name != hs.Name || j >= len(stored.Handshake.Args) {
+				return EntrypointOptions{}, fmt.Errorf("options.handshake: argument %d is %q, which stands for a stored one, and the entrypoint has none there: send the argument", j+1, RedactedValue)
+			}
+			hs.Args[j] = stored.Handshake.Args[j]
+		}
+		out.Handshake = &hs
+	}
+	return out, nil
+}
+
+// checkedOptions is in with its masks replaced by what stored holds
+// (keepRedactedOptions), validated, and its JSON for the options column.
+func checkedOptions(in, stored EntrypointOptions) (EntrypointOptions, string, error) {
+	o, err := keepRedactedOptions(in, stored)
+	if err != nil {
+		return EntrypointOptions{}, "", invalid(err)
+	}
+	if err := ValidateEntrypointOptions(o); err != nil {
+		return EntrypointOptions{}, "", invalid(err)
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return EntrypointOptions{}, "", fmt.Errorf("entrypoint options: %w", err)
+	}
+	return o, string(b), nil
 }
 
 // GenerateEntrypointKey makes a key nobody chose: 128 random bits as 32
@@ -51,9 +190,15 @@ func keyFree(ctx context.Context, tx *sql.Tx, key, except string) error {
 }
 
 func insertEntrypoint(ctx context.Context, tx *sql.Tx, webhookID, key string, active bool, now int64) (Entrypoint, error) {
-	e := Entrypoint{ID: uuid.NewString(), WebhookID: webhookID, Key: key, Active: active, CreatedAt: timeOf(now)}
-	_, err := tx.ExecContext(ctx, `INSERT INTO entrypoints (id, webhook_id, key, active, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, e.ID, webhookID, key, active, now, now)
+	return insertEntrypointWith(ctx, tx, webhookID, key, active, EntrypointOptions{}, "{}", now)
+}
+
+// insertEntrypointWith inserts an entrypoint with options already checked,
+// optionsJSON being their JSON (checkedOptions).
+func insertEntrypointWith(ctx context.Context, tx *sql.Tx, webhookID, key string, active bool, options EntrypointOptions, optionsJSON string, now int64) (Entrypoint, error) {
+	e := Entrypoint{ID: uuid.NewString(), WebhookID: webhookID, Key: key, Active: active, CreatedAt: timeOf(now), Options: options}
+	_, err := tx.ExecContext(ctx, `INSERT INTO entrypoints (id, webhook_id, key, active, options, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, e.ID, webhookID, key, active, optionsJSON, now, now)
 	return e, err
 }
 
@@ -61,15 +206,19 @@ func entrypointIn(ctx context.Context, tx *sql.Tx, webhookID, id string) (Entryp
 	var (
 		e       Entrypoint
 		created int64
+		options string
 	)
-	err := tx.QueryRowContext(ctx, `SELECT id, webhook_id, key, active, displaced_at IS NOT NULL, created_at FROM entrypoints
+	err := tx.QueryRowContext(ctx, `SELECT id, webhook_id, key, active, displaced_at IS NOT NULL, options, created_at FROM entrypoints
 		WHERE id = ? AND webhook_id = ? AND deleted_at IS NULL`, id, webhookID).
-		Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &e.Displaced, &created)
+		Scan(&e.ID, &e.WebhookID, &e.Key, &e.Active, &e.Displaced, &options, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entrypoint{}, fmt.Errorf("entrypoint %s of webhook %s: %w", id, webhookID, ErrNotFound)
 	}
 	if err != nil {
 		return Entrypoint{}, err
+	}
+	if err := json.Unmarshal([]byte(options), &e.Options); err != nil {
+		return Entrypoint{}, fmt.Errorf("entrypoint %s: options: %w", e.ID, err)
 	}
 	e.CreatedAt = timeOf(created)
 	return e, nil
@@ -90,9 +239,13 @@ func (db *MainDB) AddEntrypoint(ctx context.Context, webhookID string, in NewEnt
 		return Entrypoint{}, invalid(err)
 	}
 	active := in.Active == nil || *in.Active
+	options, optionsJSON, err := checkedOptions(in.Options, EntrypointOptions{})
+	if err != nil {
+		return Entrypoint{}, fmt.Errorf("add entrypoint: %w", err)
+	}
 	rules := db.rulesOf()
 	var e Entrypoint
-	err := db.write(ctx, func(tx *sql.Tx, now int64) error {
+	err = db.write(ctx, func(tx *sql.Tx, now int64) error {
 		if err := writableWebhook(ctx, tx, webhookID); err != nil {
 			return err
 		}
@@ -106,7 +259,7 @@ func (db *MainDB) AddEntrypoint(ctx context.Context, webhookID string, in NewEnt
 		if err := keyFree(ctx, tx, key, ""); err != nil {
 			return err
 		}
-		e, err = insertEntrypoint(ctx, tx, webhookID, key, active, now)
+		e, err = insertEntrypointWith(ctx, tx, webhookID, key, active, options, optionsJSON, now)
 		return err
 	})
 	if err != nil {
@@ -138,6 +291,14 @@ func (db *MainDB) UpdateEntrypoint(ctx context.Context, webhookID, entrypointID 
 		if p.Active != nil {
 			e.Active = *p.Active
 		}
+		// The stored options are read in this transaction, so that a mask
+		// keeps the secret stored now, not one a concurrent change replaced.
+		optionsJSON := ""
+		if p.Options != nil {
+			if e.Options, optionsJSON, err = checkedOptions(*p.Options, e.Options); err != nil {
+				return err
+			}
+		}
 		// A displaced entrypoint stays out of use until it holds a free key
 		// and is active: only then does it take the key back.
 		if keyChanged || (e.Displaced && e.Active) {
@@ -149,8 +310,11 @@ func (db *MainDB) UpdateEntrypoint(ctx context.Context, webhookID, entrypointID 
 			}
 			e.Displaced = false
 		}
+		// options = '' keeps the stored options (the patch has none).
 		_, err = tx.ExecContext(ctx, `UPDATE entrypoints SET key = ?, active = ?, updated_at = ?,
-			displaced_at = CASE WHEN ? THEN displaced_at END WHERE id = ?`, e.Key, e.Active, now, e.Displaced, e.ID)
+			displaced_at = CASE WHEN ? THEN displaced_at END,
+			options = CASE WHEN ? = '' THEN options ELSE ? END WHERE id = ?`,
+			e.Key, e.Active, now, e.Displaced, optionsJSON, optionsJSON, e.ID)
 		return err
 	})
 	if err != nil {

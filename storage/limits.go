@@ -82,7 +82,8 @@ const RedactedValue = "(redacted)"
 // refusedHeaders cannot be set by a target's configuration: they describe
 // one connection (RFC 9110 §7.6.1) and the HTTP client sets or drops them,
 // or, for Webhooker-Via (engine.HopHeader), they would hide a delivery's
-// hop marker and let a webhook feed itself.
+// hop marker and let a webhook feed itself; Webhooker-Verified would let a
+// target's configuration claim a verification that never happened.
 var refusedHeaders = map[string]string{
 	"Connection":          "a hop-by-hop header",
 	"Keep-Alive":          "a hop-by-hop header",
@@ -96,6 +97,7 @@ var refusedHeaders = map[string]string{
 	"Host":                "set from the target's URL",
 	"Content-Length":      "set from the event's body",
 	"Webhooker-Via":       "the gateway's hop marker, which stops delivery loops",
+	"Webhooker-Verified":  "set by the gateway to the verify scheme the event passed",
 }
 
 // ValidateTargetURL checks the URL of an http target: absolute http or
