@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
@@ -46,18 +45,7 @@ func TestEntrypointVerifiesReferenceLibrarySignatures(t *testing.T) {
 	webhooker /hooks/*
 }
 `, adminPort, httpPort, httpsPort, t.TempDir(), senderSecret, siteURL)
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort: adminPort, LoadRequestTimeout: 60 * time.Second, TestRequestTimeout: 60 * time.Second,
-	})
-	tester.InitServer(cfg, "caddyfile")
-	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodPost, adminURL+"/load",
-			strings.NewReader(fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", adminPort)))
-		req.Header.Set("Content-Type", "text/caddyfile")
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	startCaddy(t, cfg)
 
 	body := []byte(`{"type":"invoice.paid","id":"evt_1"}`)
 	post := func(signer *standardwebhooks.Webhook, at time.Time, sent []byte) (int, string) {

@@ -125,19 +125,7 @@ func TestReferenceLibraryVerifiesTheGatewaysSignatures(t *testing.T) {
 	webhooker /hooks/*
 }
 `, adminPort, httpPort, httpsPort, dataDir, receiver.URL, newSecret, oldSecret, until, siteURL)
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort: adminPort, LoadRequestTimeout: 60 * time.Second, TestRequestTimeout: 60 * time.Second,
-	})
-	tester.InitServer(cfg, "caddyfile")
-	t.Cleanup(func() {
-		// Let go of the databases before t.TempDir removes them.
-		req, _ := http.NewRequest(http.MethodPost, adminURL+"/load",
-			strings.NewReader(fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", adminPort)))
-		req.Header.Set("Content-Type", "text/caddyfile")
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	startCaddy(t, cfg)
 
 	// The provider signed 10 minutes ago: the library refuses its signature.
 	sender, err := standardwebhooks.NewWebhook(senderSecret)
@@ -216,4 +204,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// startCaddy loads cfg, a Caddyfile, into this test binary's in-process
+// Caddy (starting it if needed); when the test ends an empty config lets go
+// of the databases before t.TempDir removes them.
+func startCaddy(t *testing.T, cfg string) {
+	t.Helper()
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		AdminPort: adminPort, LoadRequestTimeout: 60 * time.Second, TestRequestTimeout: 60 * time.Second,
+	})
+	tester.InitServer(cfg, "caddyfile")
+	t.Cleanup(func() {
+		req, _ := http.NewRequest(http.MethodPost, adminURL+"/load",
+			strings.NewReader(fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", adminPort)))
+		req.Header.Set("Content-Type", "text/caddyfile")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	})
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
 	"github.com/stripe/stripe-go/v84/webhook"
 )
 
@@ -38,18 +37,7 @@ func TestEntrypointVerifiesStripeLibrarySignatures(t *testing.T) {
 	webhooker /hooks/*
 }
 `, adminPort, httpPort, httpsPort, t.TempDir(), secret, siteURL)
-	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
-		AdminPort: adminPort, LoadRequestTimeout: 60 * time.Second, TestRequestTimeout: 60 * time.Second,
-	})
-	tester.InitServer(cfg, "caddyfile")
-	t.Cleanup(func() {
-		req, _ := http.NewRequest(http.MethodPost, adminURL+"/load",
-			strings.NewReader(fmt.Sprintf("{\n\tadmin localhost:%d\n}\n", adminPort)))
-		req.Header.Set("Content-Type", "text/caddyfile")
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	})
+	startCaddy(t, cfg)
 
 	body := []byte(`{"id":"evt_1","object":"event","type":"payment_intent.succeeded"}`)
 	post := func(signWith string, at time.Time, sent []byte) (int, string) {
