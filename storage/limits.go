@@ -2,8 +2,10 @@ package storage
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -215,7 +217,10 @@ func validateHeaders(headers map[string]string, l Limits) error {
 	}
 	total := 0
 	seen := make(map[string]string, len(headers))
-	for name, value := range headers {
+	// In sorted order, so that which of two clashing names is reported,
+	// and which refusal comes first, does not change from run to run.
+	for _, name := range slices.Sorted(maps.Keys(headers)) {
+		value := headers[name]
 		if len(name) > l.HeaderNameBytes {
 			return fmt.Errorf("header name %.32q…: %d bytes, at most %d (%s limits)", name, len(name), l.HeaderNameBytes, l.Name)
 		}
@@ -257,7 +262,8 @@ func validateHeaderRules(o TargetOptions, l Limits) error {
 		set[http.CanonicalHeaderKey(name)] = true
 	}
 	added := make(map[string]string, len(o.HeadersAdd))
-	for name, values := range o.HeadersAdd {
+	for _, name := range slices.Sorted(maps.Keys(o.HeadersAdd)) {
+		values := o.HeadersAdd[name]
 		canonical, err := configurableHeader(name, l)
 		if err != nil {
 			return fmt.Errorf("headers_add: %w", err)
