@@ -1,12 +1,10 @@
 package caddymodule
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -22,43 +20,15 @@ type entrypointAuth struct {
 	handshake handshake.Handshake // nil: none
 }
 
-// timestamped are the schemes that sign a timestamp, to which an
-// entrypoint's tolerance applies.
-var timestamped = []string{verify.Stripe, verify.Slack, verify.StandardWebhooks}
-
 // buildEntrypointAuth builds the verifiers and handshake of o, whose
-// placeholders are already replaced. Errors never quote a secret: verify.New
-// and handshake.New name positions only.
+// placeholders are already replaced (storage.EntrypointOptions.Build: the
+// checks the API makes too). Errors never quote a secret.
 func buildEntrypointAuth(o storage.EntrypointOptions) (*entrypointAuth, error) {
-	a := new(entrypointAuth)
-	tolerance := time.Duration(o.Tolerance)
-	appliesTo := false
-	for _, rule := range o.Verify {
-		opts := verify.Options{Header: rule.Header, Algorithm: rule.Algorithm, Encoding: rule.Encoding, Prefix: rule.Prefix}
-		if slices.Contains(timestamped, rule.Scheme) {
-			opts.Tolerance = tolerance
-			appliesTo = true
-		}
-		v, err := verify.New(rule.Scheme, rule.Secrets, opts)
-		if err != nil {
-			return nil, err
-		}
-		a.verifiers = append(a.verifiers, v)
+	verifiers, hs, err := o.Build()
+	if err != nil {
+		return nil, err
 	}
-	if tolerance < 0 {
-		return nil, errors.New("tolerance must not be negative")
-	}
-	if tolerance != 0 && !appliesTo {
-		return nil, fmt.Errorf("tolerance applies only to verify %v, and the entrypoint has none", timestamped)
-	}
-	if o.Handshake != nil {
-		hs, err := handshake.New(o.Handshake.Name, o.Handshake.Args)
-		if err != nil {
-			return nil, err
-		}
-		a.handshake = hs
-	}
-	return a, nil
+	return &entrypointAuth{verifiers: verifiers, handshake: hs}, nil
 }
 
 // resolveEntrypointOptions returns o with the {env.X} placeholders of its

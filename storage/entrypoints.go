@@ -53,8 +53,6 @@ func ValidateEntrypointOptions(o EntrypointOptions) error {
 	if len(o.Verify) > maxVerifyRules {
 		return fmt.Errorf("options.verify: %d rules, at most %d", len(o.Verify), maxVerifyRules)
 	}
-	tolerance := time.Duration(o.Tolerance)
-	appliesTo := false
 	for i, rule := range o.Verify {
 		// verify.New bounds the secrets' number and length; a control
 		// character is refused here too, because basic_auth and bearer
@@ -70,27 +68,63 @@ func ValidateEntrypointOptions(o EntrypointOptions) error {
 				return fmt.Errorf("options.verify[%d].%s: longer than 128 bytes or contains a control character", i, name)
 			}
 		}
+	}
+	if _, _, err := o.Build(); err != nil {
+		var oe *OptionError
+		if errors.As(err, &oe) {
+			return fmt.Errorf("options.%s: %w", oe.Field, oe.Err)
+		}
+		return err
+	}
+	return nil
+}
+
+// OptionError is a refusal of one of an entrypoint's options; Field names
+// it (verify[i], tolerance, handshake). Its text is that of Err alone, which
+// never quotes a secret.
+type OptionError struct {
+	Field string
+	Err   error
+}
+
+func (e *OptionError) Error() string { return e.Err.Error() }
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Build makes the verifiers and the handshake (nil: none) of o, whose
+// placeholders are replaced already: what the ingest handler enforces, and
+// what the Caddyfile and the API check before storing. A refusal is an
+// *OptionError.
+func (o EntrypointOptions) Build() ([]verify.Verifier, handshake.Handshake, error) {
+	tolerance := time.Duration(o.Tolerance)
+	if tolerance < 0 {
+		return nil, nil, &OptionError{"tolerance", errors.New("tolerance must not be negative")}
+	}
+	var verifiers []verify.Verifier
+	appliesTo := false
+	for i, rule := range o.Verify {
 		opts := verify.Options{Header: rule.Header, Algorithm: rule.Algorithm, Encoding: rule.Encoding, Prefix: rule.Prefix}
 		if slices.Contains(timestampedSchemes, rule.Scheme) {
 			opts.Tolerance = tolerance
 			appliesTo = true
 		}
-		if _, err := verify.New(rule.Scheme, rule.Secrets, opts); err != nil {
-			return fmt.Errorf("options.verify[%d]: %w", i, err)
+		v, err := verify.New(rule.Scheme, rule.Secrets, opts)
+		if err != nil {
+			return nil, nil, &OptionError{fmt.Sprintf("verify[%d]", i), err}
 		}
-	}
-	if tolerance < 0 {
-		return errors.New("options.tolerance: must not be negative")
+		verifiers = append(verifiers, v)
 	}
 	if tolerance != 0 && !appliesTo {
-		return fmt.Errorf("options.tolerance: applies only to verify %v, and the entrypoint has none", timestampedSchemes)
+		return nil, nil, &OptionError{"tolerance",
+			fmt.Errorf("tolerance applies only to verify %v, and the entrypoint has none", timestampedSchemes)}
 	}
+	var hs handshake.Handshake
 	if o.Handshake != nil {
-		if _, err := handshake.New(o.Handshake.Name, o.Handshake.Args); err != nil {
-			return fmt.Errorf("options.handshake: %w", err)
+		var err error
+		if hs, err = handshake.New(o.Handshake.Name, o.Handshake.Args); err != nil {
+			return nil, nil, &OptionError{"handshake", err}
 		}
 	}
-	return nil
+	return verifiers, hs, nil
 }
 
 // timestampedSchemes sign a timestamp, to which an entrypoint's tolerance
