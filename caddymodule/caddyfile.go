@@ -147,12 +147,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			field := map[string]*int{"max_open_event_dbs": &a.MaxOpenEventDBs, "workers": &a.Workers,
 				"queue_size": &a.QueueSize, "retry_queue_size": &a.RetryQueueSize,
 				"target_concurrency": &a.TargetConcurrency}[option]
-			n, err := intArg(d)
+			n, err := intArg(d, 1)
 			if err != nil {
 				return err
-			}
-			if n == 0 {
-				return d.Errf("%s 0: want 1 or more (leave the option out for its default)", option)
 			}
 			*field = n
 		case "target_policy":
@@ -253,7 +250,7 @@ func unmarshalWebhook(d *caddyfile.Dispenser, ds *declarations) (*WebhookConfig,
 			}
 			w.Disabled = true
 		case "retention_days":
-			n, err := intArg(d)
+			n, err := intArg(d, 0)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -428,7 +425,7 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 		}
 		switch option {
 		case "max_retries":
-			n, err := intArg(d)
+			n, err := intArg(d, 0)
 			if err != nil {
 				return t, err
 			}
@@ -580,15 +577,22 @@ func parseDuration(option, s string) (time.Duration, error) {
 	return v, nil
 }
 
-func intArg(d *caddyfile.Dispenser) (int, error) {
+// intArg reads the option's one argument, a whole number of at least min.
+// Where 0 is refused it could only mean the default: the error says to
+// leave the option out instead.
+func intArg(d *caddyfile.Dispenser, min int) (int, error) {
 	name := d.Val()
 	var s string
 	if !d.AllArgs(&s) {
 		return 0, d.ArgErr()
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, d.Errf("%s %q: want a whole number, 0 or more", name, s)
+	if err != nil || n < min {
+		hint := ""
+		if min > 0 {
+			hint = " (leave the option out for its default)"
+		}
+		return 0, d.Errf("%s %s: want a whole number, %d or more%s", name, s, min, hint)
 	}
 	return n, nil
 }

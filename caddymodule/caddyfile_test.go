@@ -25,8 +25,8 @@ func TestCaddyfileMistakesNameTheirLine(t *testing.T) {
 		want  string
 	}{
 		{"data_dir twice", "data_dir /a\ndata_dir /b", 4, "data_dir is set twice"},
-		{"workers 0", "workers 0", 3, "workers 0: want 1 or more (leave the option out for its default)"},
-		{"queue_size 0", "workers 4\nqueue_size 0", 4, "queue_size 0: want 1 or more"},
+		{"workers 0", "workers 0", 3, "workers 0: want a whole number, 1 or more (leave the option out for its default)"},
+		{"queue_size 0", "workers 4\nqueue_size 0", 4, "queue_size 0: want a whole number, 1 or more"},
 		{"stop_grace_period 0", "stop_grace_period 0s", 3, "stop_grace_period: want a duration over 0, not 0s"},
 		{"synchronous unknown", "synchronous sometimes", 3, `synchronous must be "full" or "normal", not "sometimes"`},
 		{"synchronous twice", "synchronous full\nsynchronous normal", 4, "synchronous is set twice"},
@@ -71,6 +71,15 @@ func TestCaddyfileMistakesNameTheirLine(t *testing.T) {
 			"breaker cooldown: want a duration over 0"},
 		{"disabled on the line and in the block", "webhook a {\n\ttarget t http https://example.com/ disabled {\n\t\tdisabled\n\t}\n}", 5,
 			"webhook a: target t: disabled is set twice"},
+		{"target_concurrency 0", "target_concurrency 0", 3, "target_concurrency 0: want a whole number, 1 or more"},
+		{"target_concurrency not a number", "target_concurrency lots", 3, "target_concurrency lots: want a whole number, 1 or more"},
+		{"target policy: not a prefix", "target_policy {\n\tallow 10.0.0.0/33\n}", 4, "is not a CIDR prefix"},
+		{"target policy: host bits set", "target_policy {\n\tallow 10.0.0.1/8\n}", 4, "has host bits set: did you mean 10.0.0.0/8?"},
+		{"target policy: a name, not an address", "target_policy {\n\tdeny localhost\n}", 4, "is not an IP address or a CIDR prefix"},
+		{"target policy: unknown rule", "target_policy {\n\tpermit 10.0.0.0/8\n}", 4, `unrecognized rule "permit"`},
+		{"target policy: rule without prefixes", "target_policy {\n\tdeny\n}", 4, "want one or more CIDR prefixes"},
+		{"target policy twice", "target_policy {\n}\ntarget_policy {\n}", 5, "target_policy is set twice"},
+		{"tenant quota unknown", "tenant_quotas {\n\tusers 5\n}", 4, `unrecognized quota "users"`},
 		{"target policy denies a target declared before it", "webhook a {\n\ttarget t http http://10.1.2.3/in\n}\ntarget_policy {\n\tdeny 10.0.0.0/8\n}", 4,
 			"webhook a: target t: target policy: 10.1.2.3 is in the denied range 10.0.0.0/8"},
 	} {
