@@ -119,6 +119,7 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	}
 	d.removeOrphans(ctx)
 	d.retention = newRetention(d.events, opts.Logger.Named("retention"))
+	d.retention.configure(snap.Webhooks())
 	d.engine = engine.New(d.events, engine.Options{
 		Workers:        opts.Workers,
 		QueueSize:      opts.QueueSize,
@@ -157,7 +158,12 @@ func (d *Dir) removeOrphans(ctx context.Context) {
 // Start starts the engine, once, with its recovery scan of every event DB:
 // call it after the first Declare, so that the scan sees the declared
 // webhooks.
-func (d *Dir) Start() { d.start.Do(d.engine.Start) }
+func (d *Dir) Start() {
+	d.start.Do(func() {
+		d.engine.Start()
+		d.retention.start()
+	})
+}
 
 // Close stops the engine, letting attempts in flight finish within ctx,
 // cuts prunings under way short, then closes the storage and lets go of
@@ -255,6 +261,7 @@ func (d *Dir) Reload(ctx context.Context) error {
 		return err
 	}
 	d.engine.SetSnapshot(snap)
+	d.retention.configure(snap.Webhooks())
 	return nil
 }
 
@@ -278,7 +285,7 @@ func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event
 	if len(pending) > 0 {
 		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, pending, route.Targets))
 	}
-	d.retention.ingested(route.Webhook)
+	d.retention.ingested(route.Webhook, ev.ReceivedAt)
 	return nil
 }
 

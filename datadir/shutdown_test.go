@@ -87,10 +87,12 @@ func TestCloseIsNotHeldUpByAPruning(t *testing.T) {
 	if !ok {
 		t.Fatal("the declared webhook has no route")
 	}
-	// The first event of the webhook starts its first pruning, which waits
-	// for the write lock. (The ingest itself is made before: it would wait
-	// too.)
-	d.retention.ingested(route.Webhook)
+	// An event come of age makes a pruning due at once, which waits for the
+	// write lock. (The ingest itself is not made: it would wait too.)
+	pruning := make(chan string, 1)
+	d.retention.beforePrune = func(id string) { pruning <- id }
+	d.retention.ingested(route.Webhook, time.Now().Add(-48*time.Hour))
+	<-pruning
 
 	const grace = 200 * time.Millisecond
 	closeCtx, cancel := context.WithTimeout(ctx, grace)
