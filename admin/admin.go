@@ -37,6 +37,29 @@ type Backend struct {
 	// webhook; a refusal is answered 400 with its message. (The same policy
 	// is enforced again where deliveries connect.)
 	CheckTargetURL func(ctx context.Context, rawURL string, tenant bool) error
+
+	// SetTargetPaused pauses or resumes target targetID of wh: a paused
+	// target's deliveries wait, neither attempted nor failed. nil: the
+	// pause and resume routes answer 501.
+	SetTargetPaused func(ctx context.Context, wh *storage.Webhook, targetID string, paused bool) (storage.Target, error)
+	// RetryNow attempts an open delivery now; CancelDelivery fails it.
+	// Both answer storage.ErrNotOpen for a delivery that is not pending or
+	// retrying and storage.ErrNotFound for an unknown one. nil: 501.
+	RetryNow       func(ctx context.Context, webhookID, deliveryID string) error
+	CancelDelivery func(ctx context.Context, webhookID, deliveryID string) error
+	// Changes tells the stream route's clients which webhooks changed.
+	// nil: GET /webhooker/stream answers 404.
+	Changes *Changes
+	// PublicURL is the base URL of the entrypoints, for the UI to show;
+	// "" : the page's own origin.
+	PublicURL string
+	// Background is the lifetime of bulk redelivery jobs: when it ends,
+	// they stop. nil: context.Background().
+	Background context.Context
+
+	// jobs are the bulk redelivery jobs of this Backend's handlers, admin
+	// and tenant alike.
+	jobs redeliveryJobs
 }
 
 // Prefix is where the API lives, on the admin endpoint and on sites.
@@ -91,6 +114,14 @@ func (h *Handler) routeWebhooks() {
 	h.handle("/webhooks/{id}/events", methods{"GET": h.listEvents})
 	h.handle("/webhooks/{id}/events/{evid}", methods{"GET": h.getEvent})
 	h.handle("/webhooks/{id}/events/{evid}/redeliver", methods{"POST": h.redeliver})
+	h.handle("/webhooks/{id}/targets/{tid}/pause", methods{"POST": h.pauseTarget})
+	h.handle("/webhooks/{id}/targets/{tid}/resume", methods{"POST": h.resumeTarget})
+	h.handle("/webhooks/{id}/deliveries/{did}/retry", methods{"POST": h.retryDelivery})
+	h.handle("/webhooks/{id}/deliveries/{did}/cancel", methods{"POST": h.cancelDelivery})
+	h.handle("/webhooks/{id}/redeliver", methods{"POST": h.bulkRedeliver})
+	h.handle("/webhooks/{id}/redeliver/{job}", methods{"GET": h.getRedeliveryJob, "DELETE": h.cancelRedeliveryJob})
+	h.handle("/stream", methods{"GET": h.stream})
+	h.handle("/settings", methods{"GET": h.settings})
 }
 
 func (h *Handler) routeUsers() {

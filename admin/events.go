@@ -3,6 +3,7 @@ package admin
 import (
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -33,9 +34,12 @@ type deliveryView struct {
 	Attempts      int                    `json:"attempts"`
 	NextAttemptAt *time.Time             `json:"next_attempt_at,omitempty"`
 	LastError     string                 `json:"last_error,omitempty"`
-	CreatedAt     time.Time              `json:"created_at"`
-	UpdatedAt     time.Time              `json:"updated_at"`
-	Results       []resultView           `json:"results,omitempty"`
+	// Redelivery: an earlier delivery of the same event to the same target
+	// exists; this one was asked for by an operator.
+	Redelivery bool         `json:"redelivery,omitempty"`
+	CreatedAt  time.Time    `json:"created_at"`
+	UpdatedAt  time.Time    `json:"updated_at"`
+	Results    []resultView `json:"results,omitempty"`
 }
 
 type resultView struct {
@@ -71,6 +75,20 @@ func deliveryOf(d storage.Delivery, targets map[string]storage.Target) deliveryV
 	return v
 }
 
+// deliveriesOf shows the deliveries of one event, in id order (which is
+// the order of creation), each but the first to a target marked as a
+// redelivery.
+func deliveriesOf(ds []storage.Delivery, targets map[string]storage.Target) []deliveryView {
+	views := make([]deliveryView, len(ds))
+	seen := make(map[string]bool, len(ds))
+	for i, d := range ds {
+		views[i] = deliveryOf(d, targets)
+		views[i].Redelivery = seen[d.TargetID]
+		seen[d.TargetID] = true
+	}
+	return views
+}
+
 // withEventDB runs fn on the event DB of the request's webhook.
 func (h *Handler) withEventDB(r *http.Request, fn func(*storage.Webhook, *storage.WebhookDB) error) error {
 	wh, err := h.webhookFor(r)
@@ -102,12 +120,41 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return errorf(http.StatusBadRequest, "status %q: want pending, retrying, delivered or failed", s)
 	}
+	var err error
+	if q.From, err = timeParam(params, "from"); err != nil {
+		return err
+	}
+	if q.To, err = timeParam(params, "to"); err != nil {
+		return err
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+		return errorf(http.StatusBadRequest, "from %s is not before to %s: the range is empty", params.Get("from"), params.Get("to"))
+	}
+	if s := params.Get("q"); s != "" {
+		switch {
+		case len(s) > storage.MaxBodySearch:
+			return errorf(http.StatusBadRequest, "q: %d bytes, at most %d", len(s), storage.MaxBodySearch)
+		case storage.ValidateID(s) == nil:
+			q.EventID = s
+		default:
+			q.BodyContains = s
+		}
+	}
+	targetID := params.Get("target")
+	if targetID != "" && storage.ValidateID(targetID) != nil {
+		return errorf(http.StatusBadRequest, "target %q: want the id of a target of this webhook", targetID)
+	}
+	q.TargetID = targetID
 	return h.withEventDB(r, func(wh *storage.Webhook, db *storage.WebhookDB) error {
-		events, err := db.ListEvents(r.Context(), q)
+		targets, err := h.b.Main.TargetsOf(r.Context(), wh.ID)
 		if err != nil {
 			return err
 		}
-		targets, err := h.b.Main.TargetsOf(r.Context(), wh.ID)
+		// A deleted target still names the deliveries it had: it filters too.
+		if _, ok := targets[targetID]; targetID != "" && !ok {
+			return errorf(http.StatusBadRequest, "target %q: webhook %s has no such target", targetID, wh.Name)
+		}
+		events, err := db.ListEvents(r.Context(), q)
 		if err != nil {
 			return err
 		}
@@ -116,10 +163,7 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 			rows[i] = eventRow{
 				ID: ev.ID, Method: ev.Method, Path: ev.Path, ContentType: ev.ContentType,
 				BodySize: ev.BodySize, RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt,
-				Deliveries: make([]deliveryView, len(ev.Deliveries)),
-			}
-			for j, d := range ev.Deliveries {
-				rows[i].Deliveries[j] = deliveryOf(d, targets)
+				Deliveries: deliveriesOf(ev.Deliveries, targets),
 			}
 		}
 		page := map[string]any{"events": rows}
@@ -129,6 +173,24 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, page)
 		return nil
 	})
+}
+
+// timeParam reads query parameter name as an RFC 3339 time; absent is zero.
+func timeParam(params url.Values, name string) (time.Time, error) {
+	s := params.Get(name)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errorf(http.StatusBadRequest, "%s %q: want an RFC 3339 time such as 2025-06-01T12:00:00Z", name, s)
+	}
+	// Times are stored as Unix nanoseconds: one outside 1678 to 2262 would
+	// wrap around and select something else.
+	if !time.Unix(0, t.UnixNano()).Equal(t) {
+		return time.Time{}, errorf(http.StatusBadRequest, "%s %q: out of range (years 1678 to 2262)", name, s)
+	}
+	return t, nil
 }
 
 type eventDetail struct {
@@ -172,11 +234,11 @@ func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {
 		out := eventDetail{
 			ID: ev.ID, WebhookID: wh.ID, EntrypointID: ev.EntrypointID, Method: ev.Method, Path: ev.Path,
 			Query: ev.Query, Headers: maskCredentials(ev.Headers), ContentType: ev.ContentType, BodySize: len(ev.Body),
-			RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt, Verified: ev.Verified, Deliveries: make([]deliveryView, len(ds)),
+			RemoteAddr: ev.RemoteAddr, ReceivedAt: ev.ReceivedAt, Verified: ev.Verified, Deliveries: deliveriesOf(ds, targets),
 		}
 		out.Body, out.BodyEncoding = text(ev.Body)
 		for i, d := range ds {
-			v := deliveryOf(d, targets)
+			v := &out.Deliveries[i]
 			results, err := db.DeliveryResults(r.Context(), d.ID)
 			if err != nil {
 				return err
@@ -191,7 +253,6 @@ func (h *Handler) getEvent(w http.ResponseWriter, r *http.Request) error {
 				}
 				v.Results = append(v.Results, rv)
 			}
-			out.Deliveries[i] = v
 		}
 		writeJSON(w, http.StatusOK, out)
 		return nil

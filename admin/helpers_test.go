@@ -207,6 +207,7 @@ type targetJSON struct {
 	URL       string                `json:"url"`
 	Options   storage.TargetOptions `json:"options"`
 	Active    bool                  `json:"active"`
+	Paused    bool                  `json:"paused"`
 	Circuit   string                `json:"circuit"`
 }
 
@@ -233,6 +234,7 @@ type deliveryJSON struct {
 	Status     string       `json:"status"`
 	Attempts   int          `json:"attempts"`
 	LastError  string       `json:"last_error"`
+	Redelivery bool         `json:"redelivery"`
 	Results    []resultJSON `json:"results"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The event log: pages of events with their deliveries, and redelivery.
@@ -26,9 +27,24 @@ type EventQuery struct {
 	// Before is an event id: only events older than it (by time of receipt,
 	// then id). "" starts at the newest.
 	Before string
-	// Status keeps only events with at least one delivery in that status.
+	// Status keeps only events with at least one delivery in that status
+	// (to TargetID, when set).
 	Status DeliveryStatus
+	// TargetID keeps only events with a delivery to that target.
+	TargetID string
+	// From and To bound the time of receipt: From inclusive, To exclusive.
+	// Zero: unbounded. Both use the index events_received_at.
+	From, To time.Time
+	// EventID keeps only the event with that id.
+	EventID string
+	// BodyContains keeps only events whose body holds these bytes, compared
+	// literally (instr, not LIKE: % and _ are not wildcards). At most
+	// MaxBodySearch bytes.
+	BodyContains string
 }
+
+// MaxBodySearch bounds EventQuery.BodyContains.
+const MaxBodySearch = 200
 
 // EventSummary is an event without its body, with its deliveries.
 type EventSummary struct {
@@ -48,12 +64,26 @@ func (s DeliveryStatus) Validate() error {
 
 // ListEvents reads one page of events, newest first, with their deliveries:
 // two queries (plus one to find Before), in one read transaction. An unknown
-// Before is ErrNotFound; an unknown Status is ErrInvalid.
+// Before is ErrNotFound; an unknown Status, a search over MaxBodySearch
+// bytes or a From not before To is ErrInvalid.
+//
+// Cost: the time range and Before are ranges on events_received_at, and an
+// event id is a primary key look-up. A body search has no index: SQLite
+// reads the bodies of the events the other filters leave, newest first,
+// until the page is full, so a search that matches little reads every body
+// in the range. Give a time range to bound it.
 func (db *WebhookDB) ListEvents(ctx context.Context, q EventQuery) ([]EventSummary, error) {
 	if q.Status != "" {
 		if err := q.Status.Validate(); err != nil {
 			return nil, invalid(err)
 		}
+	}
+	if len(q.BodyContains) > MaxBodySearch {
+		return nil, invalid(fmt.Errorf("body search of %d bytes: at most %d", len(q.BodyContains), MaxBodySearch))
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+		return nil, invalid(fmt.Errorf("time range from %s to %s is empty: from must be before to",
+			q.From.Format(time.RFC3339Nano), q.To.Format(time.RFC3339Nano)))
 	}
 	limit := q.Limit
 	if limit <= 0 {
@@ -83,9 +113,33 @@ func (db *WebhookDB) ListEvents(ctx context.Context, q EventQuery) ([]EventSumma
 		where = append(where, `(e.received_at < ? OR (e.received_at = ? AND e.id < ?))`)
 		args = append(args, before, before, q.Before)
 	}
-	if q.Status != "" {
+	switch {
+	case q.Status != "" && q.TargetID != "":
+		where = append(where, `EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.target_id = ? AND d.status = ?)`)
+		args = append(args, q.TargetID, q.Status)
+	case q.Status != "":
 		where = append(where, `EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status = ?)`)
 		args = append(args, q.Status)
+	case q.TargetID != "":
+		where = append(where, `EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.target_id = ?)`)
+		args = append(args, q.TargetID)
+	}
+	if !q.From.IsZero() {
+		where = append(where, `e.received_at >= ?`)
+		args = append(args, q.From.UnixNano())
+	}
+	if !q.To.IsZero() {
+		where = append(where, `e.received_at < ?`)
+		args = append(args, q.To.UnixNano())
+	}
+	if q.EventID != "" {
+		where = append(where, `e.id = ?`)
+		args = append(args, q.EventID)
+	}
+	if q.BodyContains != "" {
+		// A blob argument: instr compares bytes, whatever the body's encoding.
+		where = append(where, `instr(e.body, ?) > 0`)
+		args = append(args, []byte(q.BodyContains))
 	}
 	query := `SELECT e.id, e.entrypoint_id, e.entrypoint_key, e.method, e.path, e.query, e.headers,
 		e.body_size, e.content_type, e.remote_addr, e.received_at FROM events e`
