@@ -110,6 +110,29 @@ type App struct {
 	// and 500 targets per user.
 	TenantQuotas *TenantQuotasConfig `json:"tenant_quotas,omitempty"`
 
+	// PublicURL is where providers reach this gateway's entrypoints, for
+	// the event-log page, which offers each entrypoint's URL to copy: the
+	// prefix an entrypoint key is appended to ("https://hooks.example.com/hooks/"),
+	// or an origin alone, to which /hooks/ is added. An absolute http:// or
+	// https:// URL without credentials, query or fragment. Default: none
+	// (the page uses its own origin + /hooks/, which is wrong behind a proxy
+	// or on the admin endpoint).
+	PublicURL string `json:"public_url,omitempty"`
+
+	// OperationalWebhook is where the gateway POSTs an alert, signed as an
+	// http target's deliveries are, when a delivery gives up, a target's
+	// circuit breaker opens or closes, or a target is paused or resumed.
+	// The same alerts are Caddy events (webhooker.delivery_exhausted…).
+	// Default: none (logs, metrics and Caddy events only).
+	OperationalWebhook *OperationalWebhookConfig `json:"operational_webhook,omitempty"`
+
+	// MetricsPerTarget labels the delivery metrics with the webhook and
+	// target (names and ids), so that the failing target is named; false
+	// folds them to the target type alone, for a gateway with so many
+	// targets that a series each would burden Prometheus (see the README).
+	// Default: true.
+	MetricsPerTarget *bool `json:"metrics_per_target,omitempty"`
+
 	// Webhooks are the webhooks this config declares. The config owns them:
 	// the admin API shows them read-only. A webhook removed from the
 	// config is soft-deleted and its event database kept, so declaring it
@@ -279,6 +302,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	if err := checkDeclaredTargets(a.policy, declared); err != nil {
+		return err
+	}
+	if err := checkPublicURL(a.PublicURL); err != nil {
+		return err
+	}
+	if err := a.OperationalWebhook.check(a.policy); err != nil {
 		return err
 	}
 

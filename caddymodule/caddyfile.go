@@ -62,6 +62,11 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			entrypoints <n>
 //			targets     <n>
 //		}
+//		public_url          <url>
+//		operational_webhook <url> {
+//			<the options of an http target: timeout, backoff, signing_secret…>
+//		}
+//		metrics_per_target  on|off
 //		webhook <name> {
 //			description    <text>
 //			disabled
@@ -164,6 +169,26 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.TenantQuotas = q
+		case "public_url":
+			if !d.AllArgs(&a.PublicURL) {
+				return d.ArgErr()
+			}
+			if err := checkPublicURL(a.PublicURL); err != nil {
+				return d.WrapErr(err)
+			}
+		case "operational_webhook":
+			ow, err := unmarshalOperationalWebhook(d)
+			if err != nil {
+				return err
+			}
+			a.OperationalWebhook = ow
+		case "metrics_per_target":
+			var v string
+			if !d.AllArgs(&v) || (v != "on" && v != "off") {
+				return d.Errf("metrics_per_target: want on or off")
+			}
+			on := v == "on"
+			a.MetricsPerTarget = &on
 		case "webhook":
 			w, targets, err := unmarshalWebhook(d, ds)
 			if err != nil {
@@ -196,6 +221,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if err := checkDeclaredTarget(policy, t.webhook, t.target.Name, t.target.Type, t.target.URL); err != nil {
 			return errAt(t.at, err)
 		}
+	}
+	if err := a.OperationalWebhook.check(policy); err != nil {
+		return errAt(given["operational_webhook"], err)
 	}
 	return nil
 }
@@ -423,91 +451,102 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 			}
 			seen[option] = true
 		}
-		switch option {
-		case "max_retries":
-			n, err := intArg(d, 0)
-			if err != nil {
-				return t, err
-			}
-			t.Options.MaxRetries = &n
-		case "timeout":
-			dur, err := durationArgs(d, where, 1, 1)
-			if err != nil {
-				return t, err
-			}
-			t.Options.Timeout = storage.Duration(dur[0])
-		case "backoff":
-			dur, err := durationArgs(d, where, 1, 2)
-			if err != nil {
-				return t, err
-			}
-			t.Options.BackoffInitial = storage.Duration(dur[0])
-			if len(dur) == 2 {
-				t.Options.BackoffMax = storage.Duration(dur[1])
-			}
-		case "header":
-			var name, value string
-			if !d.AllArgs(&name, &value) {
-				return t, d.Errf("webhook %s: target %s: header: want <name> <value>", webhook, t.Name)
-			}
-			if _, dup := t.Options.Headers[name]; dup {
-				return t, d.Errf("webhook %s: target %s: header %s is set twice: give it once", webhook, t.Name, name)
-			}
-			if t.Options.Headers == nil {
-				t.Options.Headers = make(map[string]string)
-			}
-			t.Options.Headers[name] = value
-		case "header_up":
-			if err := headerUp(d, &t.Options, where); err != nil {
-				return t, err
-			}
-		case "signing_secret":
-			if !d.AllArgs(&t.Options.SigningSecret) {
-				return t, d.Errf("%ssigning_secret: want whsec_<base64>", where)
-			}
-		case "signing_secret_previous":
-			args := d.RemainingArgs()
-			if len(args) != 1 && (len(args) != 3 || args[1] != "until") {
-				return t, d.Errf("%ssigning_secret_previous: want whsec_<base64> [until <RFC 3339 time>]", where)
-			}
-			t.Options.SigningSecretPrevious = args[0]
-			if len(args) == 3 {
-				until, err := time.Parse(time.RFC3339, args[2])
-				if err != nil {
-					return t, d.Errf("%ssigning_secret_previous until %q: want an RFC 3339 time such as 2027-01-31T12:00:00Z", where, args[2])
-				}
-				t.Options.SigningSecretPreviousUntil = until
-			}
-		case "breaker":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return t, d.Errf("webhook %s: target %s: breaker: want <threshold> [<cooldown>]", webhook, t.Name)
-			}
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 0 {
-				return t, d.Errf("webhook %s: target %s: breaker threshold %q: want a whole number, 0 (never open) or more", webhook, t.Name, args[0])
-			}
-			t.Options.BreakerThreshold = &n
-			if len(args) == 2 {
-				cooldown, err := parseDuration("breaker cooldown", args[1])
-				if err != nil {
-					return t, d.WrapErr(fmt.Errorf("webhook %s: target %s: %w", webhook, t.Name, err))
-				}
-				t.Options.BreakerCooldown = storage.Duration(cooldown)
-			}
-		case "disabled":
+		if option == "disabled" {
 			if d.NextArg() {
 				return t, d.ArgErr()
 			}
 			t.Disabled = true
-		default:
-			return t, d.Errf("webhook %s: target %s: unrecognized option %q", webhook, t.Name, option)
+		} else if err := unmarshalTargetOption(d, &t.Options, where); err != nil {
+			return t, err
 		}
 		if err := checkTarget(webhook, t); err != nil {
 			return t, d.WrapErr(err)
 		}
 	}
 	return t, nil
+}
+
+// unmarshalTargetOption reads one option of an http target's block (the
+// dispenser is on its name) into o: the options of declared targets and of
+// the operational webhook alike. An error starts with where.
+func unmarshalTargetOption(d *caddyfile.Dispenser, o *storage.TargetOptions, where string) error {
+	option := d.Val()
+	switch option {
+	case "max_retries":
+		n, err := intArg(d, 0)
+		if err != nil {
+			return err
+		}
+		o.MaxRetries = &n
+	case "timeout":
+		dur, err := durationArgs(d, where, 1, 1)
+		if err != nil {
+			return err
+		}
+		o.Timeout = storage.Duration(dur[0])
+	case "backoff":
+		dur, err := durationArgs(d, where, 1, 2)
+		if err != nil {
+			return err
+		}
+		o.BackoffInitial = storage.Duration(dur[0])
+		if len(dur) == 2 {
+			o.BackoffMax = storage.Duration(dur[1])
+		}
+	case "header":
+		var name, value string
+		if !d.AllArgs(&name, &value) {
+			return d.Errf("%sheader: want <name> <value>", where)
+		}
+		if _, dup := o.Headers[name]; dup {
+			return d.Errf("%sheader %s is set twice: give it once", where, name)
+		}
+		if o.Headers == nil {
+			o.Headers = make(map[string]string)
+		}
+		o.Headers[name] = value
+	case "header_up":
+		if err := headerUp(d, o, where); err != nil {
+			return err
+		}
+	case "signing_secret":
+		if !d.AllArgs(&o.SigningSecret) {
+			return d.Errf("%ssigning_secret: want whsec_<base64>", where)
+		}
+	case "signing_secret_previous":
+		args := d.RemainingArgs()
+		if len(args) != 1 && (len(args) != 3 || args[1] != "until") {
+			return d.Errf("%ssigning_secret_previous: want whsec_<base64> [until <RFC 3339 time>]", where)
+		}
+		o.SigningSecretPrevious = args[0]
+		if len(args) == 3 {
+			until, err := time.Parse(time.RFC3339, args[2])
+			if err != nil {
+				return d.Errf("%ssigning_secret_previous until %q: want an RFC 3339 time such as 2027-01-31T12:00:00Z", where, args[2])
+			}
+			o.SigningSecretPreviousUntil = until
+		}
+	case "breaker":
+		args := d.RemainingArgs()
+		if len(args) < 1 || len(args) > 2 {
+			return d.Errf("%sbreaker: want <threshold> [<cooldown>]", where)
+		}
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 0 {
+			return d.Errf("%sbreaker threshold %q: want a whole number, 0 (never open) or more", where, args[0])
+		}
+		o.BreakerThreshold = &n
+		if len(args) == 2 {
+			cooldown, err := parseDuration("breaker cooldown", args[1])
+			if err != nil {
+				return d.WrapErr(fmt.Errorf("%s%w", where, err))
+			}
+			o.BreakerCooldown = storage.Duration(cooldown)
+		}
+	default:
+		return d.Errf("%sunrecognized option %q", where, option)
+	}
+	return nil
 }
 
 // headerUp reads a header_up rule, as reverse_proxy has them: "-<field>"

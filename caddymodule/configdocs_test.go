@@ -16,7 +16,7 @@ import (
 // (or says the field is required).
 func TestConfigFieldsDocumented(t *testing.T) {
 	types := map[string][]string{
-		".":          {"App", "WebhookConfig", "EntrypointConfig", "TargetConfig", "TargetPolicyConfig", "TenantQuotasConfig"},
+		".":          {"App", "WebhookConfig", "EntrypointConfig", "TargetConfig", "TargetPolicyConfig", "TenantQuotasConfig", "OperationalWebhookConfig"},
 		"../storage": {"TargetOptions"},
 	}
 	for dir, names := range types {

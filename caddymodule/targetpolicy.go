@@ -181,6 +181,15 @@ func checkDeclaredTarget(p *engine.TargetPolicy, webhook, target, targetType, ra
 	if targetType != string(storage.TargetHTTP) {
 		return nil
 	}
+	if err := checkOperatorURL(p, rawURL); err != nil {
+		return fmt.Errorf("webhook %s: target %s: %w", webhook, target, err)
+	}
+	return nil
+}
+
+// checkOperatorURL refuses an operator's URL that the policy refuses on the
+// face of it, as checkDeclaredTarget says.
+func checkOperatorURL(p *engine.TargetPolicy, rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil // checkTarget reported it
@@ -191,8 +200,5 @@ func checkDeclaredTarget(p *engine.TargetPolicy, webhook, target, targetType, ra
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := p.CheckURL(ctx, rawURL, false); err != nil {
-		return fmt.Errorf("webhook %s: target %s: %w", webhook, target, err)
-	}
-	return nil
+	return p.CheckURL(ctx, rawURL, false)
 }
