@@ -109,3 +109,83 @@ func TestUIRefusals(t *testing.T) {
 		t.Errorf("GET %s/ui: %d Location %q, want a redirect to %s/ui/", Prefix, w.Code, w.Header().Get("Location"), Prefix)
 	}
 }
+
+// uiScript is the page's script, as served.
+func uiScript() string { return string(uiAssets["app.js"].body) }
+
+// The page asks the server nothing on a timer: live updates come from the
+// stream, and the one timer that makes requests follows a bulk
+// redelivery job while it runs (issue 12: each open tab used to poll every
+// 3 s). Every setTimeout is listed here with what it is for, so that a new
+// one is looked at.
+func TestUIHasNoPolling(t *testing.T) {
+	js := uiScript()
+	for _, banned := range []string{"setInterval", "POLL_MS", "startPolling", "EventSource("} {
+		if strings.Contains(js, banned) {
+			t.Errorf("app.js contains %q: the page must not poll (live updates come from the stream, read with fetch)", banned)
+		}
+	}
+	allowed := map[string]string{
+		"() => (t.hidden = true)": "hides the toast; no request",
+		"() => {":                 "clockSoon: rewrites relative times after a render; no request",
+		"clock":                   "the clock: rewrites relative times while shown; no request",
+		"() => refreshView(v)":    "one refetch per burst of changes the stream reported",
+		"startStream":             "reconnects the stream after a backoff",
+		"fetchJob":                "reads a bulk redelivery job, only while it runs",
+	}
+	calls := regexp.MustCompile(`setTimeout\(([^,\n]+)`).FindAllStringSubmatch(js, -1)
+	if len(calls) == 0 {
+		t.Fatal("no setTimeout found: the test no longer reads app.js right")
+	}
+	for _, c := range calls {
+		if _, ok := allowed[strings.TrimSpace(c[1])]; !ok {
+			t.Errorf("app.js: setTimeout(%s, …) is not one of the known timers: if it makes no request on a period, add it to this list with its reason", c[1])
+		}
+	}
+	if !strings.Contains(js, "API + '/stream'") {
+		t.Error("app.js does not read the stream (GET /webhooker/stream)")
+	}
+}
+
+// Every element the script looks up by id is in index.html or made by the
+// script; the controls of the bulk redelivery dialog, which the browser
+// tests drive, keep their ids and have labels.
+func TestUIElementIDs(t *testing.T) {
+	page := string(uiAssets["index.html"].body)
+	js := uiScript()
+	made := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\bid: '([a-z0-9-]+)'`).FindAllStringSubmatch(js, -1) {
+		made[m[1]] = true
+	}
+	inPage := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\bid="([a-z0-9-]+)"`).FindAllStringSubmatch(page, -1) {
+		inPage[m[1]] = true
+	}
+	for _, m := range regexp.MustCompile(`\$\('([a-z0-9-]+)'\)`).FindAllStringSubmatch(js, -1) {
+		if !inPage[m[1]] && !made[m[1]] {
+			t.Errorf("app.js looks up #%s, which neither index.html nor app.js makes", m[1])
+		}
+	}
+	for _, id := range []string{"bulk-dialog", "bulk-form", "bulk-status", "bulk-target", "bulk-from", "bulk-to", "bulk-rate",
+		"bulk-count", "bulk-start", "bulk-stop", "bulk-close", "bulk-result", "bulk-job", "bulk-progress", "bulk-job-text", "bulk-error"} {
+		if !inPage[id] {
+			t.Errorf("index.html lacks #%s", id)
+		}
+	}
+	for _, id := range []string{"bulk-status", "bulk-target", "bulk-from", "bulk-to", "bulk-rate"} {
+		if !strings.Contains(page, `<label for="`+id+`"`) {
+			t.Errorf("index.html: #%s has no label", id)
+		}
+	}
+	for _, id := range []string{"event-filter", "event-target", "event-from", "event-to", "event-search", "event-search-go",
+		"clear-filters", "bulk-redeliver", "live", "refresh", "entrypoint-base"} {
+		if !made[id] {
+			t.Errorf("app.js no longer makes #%s (the browser tests use it)", id)
+		}
+	}
+	for _, class := range []string{"pause-target", "retry-delivery", "cancel-delivery", "redeliver-target"} {
+		if !strings.Contains(js, "'small "+class+"'") && !strings.Contains(js, "'small danger "+class+"'") {
+			t.Errorf("app.js no longer makes buttons of class %s", class)
+		}
+	}
+}

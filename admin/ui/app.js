@@ -6,12 +6,23 @@
 // granted. No cookies are used. On a webhooker_api site the API answers 401
 // without a key: the page then asks for one and keeps it in this tab's
 // sessionStorage only (never in a URL, never in localStorage).
+//
+// Live updates come from one streamed request, GET /webhooker/stream
+// (server-sent events read with fetch(), so that a tenant's page can send
+// its key in the Authorization header, which an EventSource cannot): the
+// page refetches what it shows when a change names its webhook. Nothing is
+// asked on a timer: no request is made while nothing changes, except a
+// bulk redelivery job's progress, read once a second while it runs.
 
 const API = location.pathname.replace(/\/ui(\/.*)?$/, '');
 const KEY_ITEM = 'webhooker.apiKey';
 const REDACTED = '(redacted)'; // what the API shows for a secret it keeps
 const BASE_ITEM = 'webhooker.entrypointBase'; // not a secret: a URL prefix
-const POLL_MS = 3000;
+const REFRESH_DEBOUNCE_MS = 300; // changes come in bursts: one refetch for a burst
+const STREAM_BACKOFF_MIN_MS = 1000;
+const STREAM_BACKOFF_MAX_MS = 30000;
+const STREAM_LINE_MAX = 64 * 1024; // a longer line is not ours: dropped
+const JOB_FOLLOW_MS = 1000; // a bulk redelivery's progress, only while it runs
 const EVENTS_PAGE = 25;
 const STATUSES = ['failed', 'retrying', 'pending', 'delivered'];
 
@@ -20,8 +31,8 @@ const $ = (id) => document.getElementById(id);
 const state = {
 	mode: '', // 'admin' (Caddy's admin endpoint) or 'tenant' (API key); '' until known
 	gen: 0, // bumped on every navigation; stale async renders check it
-	poll: null, // {fn, timer}
-	filter: {}, // webhook id -> delivery status filter of its event log
+	view: null, // what the page shows: {webhookID (null: all), refresh}, refetched on a change
+	settings: null, // GET /settings, once signed in: {public_url, tenant}
 };
 
 // ---------- DOM helpers ----------
@@ -74,19 +85,71 @@ function fmtTime(iso) {
 	return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
-function fmtAgo(iso) {
-	if (!iso) return '—';
-	const s = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
-	if (s < 5) return 'just now';
-	if (s < 60) return `${s} s ago`;
-	if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-	if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-	return `${Math.floor(s / 86400)} d ago`;
+// fmtSpan says how long s seconds (s >= 0) is: one unit, or two when
+// precise is set and the second is not zero ("1 h 2 min", "3 min 20 s").
+function fmtSpan(s, precise) {
+	if (s < 60) return `${s} s`;
+	const m = Math.floor(s / 60);
+	if (m < 60) return precise && m < 10 && s % 60 ? `${m} min ${s % 60} s` : `${m} min`;
+	const h = Math.floor(m / 60);
+	if (h < 24) return precise && m % 60 ? `${h} h ${m % 60} min` : `${h} h`;
+	const d = Math.floor(h / 24);
+	return precise && h % 24 ? `${d} d ${h % 24} h` : `${d} d`;
 }
 
-// timeCell shows a time as "3 min ago", with the exact local time on hover.
-function when(iso) {
-	return el('time', { datetime: iso || '', title: fmtTime(iso) }, fmtAgo(iso));
+// fmtRel tells a time relative to now: "5 s ago", "in 30 s", "in 1 h 2 min".
+// A future time is told precisely: it is when something will happen.
+function fmtRel(iso) {
+	if (!iso) return '—';
+	const s = Math.round((new Date(iso).getTime() - Date.now()) / 1000);
+	if (s > 0) return `in ${fmtSpan(s, true)}`;
+	if (s > -2) return 'just now';
+	return `${fmtSpan(-s, false)} ago`;
+}
+
+// fmtDue tells when something is due: "in 25 s", or "due now" once the
+// time has passed and the change it brings has not been heard of yet.
+function fmtDue(iso) {
+	if (!iso) return '—';
+	return new Date(iso).getTime() > Date.now() + 500 ? fmtRel(iso) : 'due now';
+}
+
+// when shows a time relative to now ("3 min ago", "in 30 s"), with the
+// exact local time on hover. due: a time something is expected at.
+function when(iso, due) {
+	clockSoon();
+	return el('time', { datetime: iso || '', title: fmtTime(iso), dataset: { rel: due ? 'due' : 'rel' } }, due ? fmtDue(iso) : fmtRel(iso));
+}
+
+// The clock keeps the relative times on the page true ("in 25 s" counts
+// down) by rewriting their text: it asks the server nothing. It runs only
+// while such times are shown and the tab is visible, each second while one
+// is within two minutes of now, else twice a minute.
+let clockTimer = 0;
+let clockQueued = false;
+function clockSoon() {
+	if (clockQueued) return;
+	clockQueued = true;
+	setTimeout(() => {
+		clockQueued = false;
+		clock();
+	}, 0);
+}
+
+function clock() {
+	clearTimeout(clockTimer);
+	clockTimer = 0;
+	if (document.visibilityState !== 'visible') return;
+	const times = document.querySelectorAll('time[data-rel]');
+	if (times.length === 0) return;
+	let near = false;
+	for (const t of times) {
+		const iso = t.getAttribute('datetime');
+		if (!iso) continue;
+		t.textContent = t.dataset.rel === 'due' ? fmtDue(iso) : fmtRel(iso);
+		if (Math.abs(new Date(iso).getTime() - Date.now()) < 120000) near = true;
+	}
+	clockTimer = setTimeout(clock, near ? 1000 : 30000);
 }
 
 function fmtBytes(n) {
@@ -116,10 +179,16 @@ class ApiError extends Error {
 	}
 }
 
-async function api(method, path, body) {
-	const headers = { Accept: 'application/json' };
+// authHeaders are the headers every request to the API carries: the
+// tab's API key, if it has one.
+function authHeaders() {
 	const key = sessionStorage.getItem(KEY_ITEM);
-	if (key) headers.Authorization = 'Bearer ' + key;
+	return key ? { Authorization: 'Bearer ' + key } : {};
+}
+
+async function api(method, path, body) {
+	const headers = { Accept: 'application/json', ...authHeaders() };
+	const key = sessionStorage.getItem(KEY_ITEM);
 	const init = { method, headers, credentials: 'omit', cache: 'no-store', redirect: 'error' };
 	if (method !== 'GET') {
 		headers['Content-Type'] = 'application/json';
@@ -209,8 +278,14 @@ function confirmDialog(title, text, okLabel) {
 
 function setMode(mode) {
 	state.mode = mode;
-	if (mode === '') document.body.removeAttribute('data-mode');
-	else document.body.dataset.mode = mode;
+	if (mode === '') {
+		document.body.removeAttribute('data-mode');
+		state.settings = null;
+		stopStream();
+	} else {
+		document.body.dataset.mode = mode;
+		startStream();
+	}
 	const s = $('session');
 	put(s);
 	if (mode === 'admin') {
@@ -232,7 +307,7 @@ function signOut() {
 
 function renderSignIn(message) {
 	state.gen++;
-	stopPolling();
+	unwatch();
 	clearError();
 	setCrumbs([]);
 	const input = el('input', {
@@ -274,55 +349,202 @@ function renderSignIn(message) {
 	input.focus();
 }
 
-// ---------- polling ----------
-// A page that shows live data polls while the tab is visible, and at once
-// when it becomes visible again. Nothing is asked while it is hidden.
+// ---------- live updates ----------
+// One streamed request, GET /stream, tells which webhook changed (an event
+// came in, a delivery was attempted, a breaker opened...). The page then
+// refetches its view if it shows that webhook, at most once per burst of
+// changes, and never while the tab is hidden (it catches up when shown).
+// A dropped stream is reopened with a growing delay; after a reconnection
+// the view is refetched, for the changes that went unheard meanwhile.
 
-function startPolling(fn, ms) {
-	stopPolling();
-	const p = { fn, ms: ms || POLL_MS, timer: 0, busy: false };
-	const tick = async () => {
-		if (state.poll !== p) return;
-		if (document.visibilityState === 'visible' && !p.busy) {
-			p.busy = true;
-			try {
-				await fn();
-			} catch (e) {
-				if (state.poll === p) showError(e);
-			} finally {
-				p.busy = false;
-			}
+const live = { ctl: null, status: 'off', backoff: 0, timer: 0, connected: false };
+
+function startStream() {
+	if (live.ctl || live.status === 'unavailable') return;
+	clearTimeout(live.timer);
+	const ctl = new AbortController();
+	live.ctl = ctl;
+	setLive(live.connected ? 'reconnecting' : 'connecting');
+	readStream(ctl);
+}
+
+async function readStream(ctl) {
+	const began = Date.now();
+	let res;
+	try {
+		res = await fetch(API + '/stream', {
+			headers: { Accept: 'text/event-stream', ...authHeaders() },
+			credentials: 'omit', cache: 'no-store', redirect: 'error', signal: ctl.signal,
+		});
+	} catch {
+		return streamEnded(ctl, began);
+	}
+	if (res.status === 404 || res.status === 501) {
+		// This server has no live updates: the Refresh buttons remain.
+		if (live.ctl === ctl) live.ctl = null;
+		setLive('unavailable');
+		return;
+	}
+	if (res.status === 401) {
+		// The key was refused: the next API call signs out and says why.
+		if (live.ctl === ctl) live.ctl = null;
+		setLive('off');
+		return;
+	}
+	if (!res.ok || !res.body) return streamEnded(ctl, began);
+	const again = live.connected;
+	live.connected = true;
+	setLive('on');
+	if (again) changed(null);
+	const parse = sseParser((type, data) => {
+		if (type !== 'change') return;
+		let msg;
+		try {
+			msg = JSON.parse(data);
+		} catch {
+			return; // not ours
 		}
-		if (state.poll === p) p.timer = setTimeout(tick, p.ms);
-	};
-	p.tick = tick;
-	state.poll = p;
-	p.timer = setTimeout(tick, p.ms);
+		if (msg && typeof msg.webhook_id === 'string') changed(msg.webhook_id);
+	});
+	const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+	try {
+		for (;;) {
+			const { value, done } = await reader.read();
+			if (done) break;
+			parse(value);
+		}
+	} catch {
+		// dropped: reconnect below
+	}
+	streamEnded(ctl, began);
 }
 
-function stopPolling() {
-	if (state.poll) clearTimeout(state.poll.timer);
-	state.poll = null;
+// streamEnded schedules the next connection: 1 s, then doubling up to
+// 30 s, with jitter so that many tabs do not come back at once. A stream
+// that lasted a while starts again from 1 s.
+function streamEnded(ctl, began) {
+	if (live.ctl !== ctl || ctl.signal.aborted) return;
+	live.ctl = null;
+	if (Date.now() - began > 60000) live.backoff = 0;
+	live.backoff = live.backoff ? Math.min(live.backoff * 2, STREAM_BACKOFF_MAX_MS) : STREAM_BACKOFF_MIN_MS;
+	setLive('reconnecting');
+	live.timer = setTimeout(startStream, live.backoff * (0.75 + Math.random() / 2));
 }
 
-// pausePolling stops polling for an action that would make a poll fail (a
-// delete), and returns what resumes it if the action fails.
-function pausePolling() {
-	const p = state.poll;
-	const gen = state.gen;
-	stopPolling();
-	return () => {
-		if (p && gen === state.gen && state.poll === null) startPolling(p.fn, p.ms);
+function stopStream() {
+	clearTimeout(live.timer);
+	const ctl = live.ctl;
+	live.ctl = null;
+	if (ctl) ctl.abort();
+	live.connected = false;
+	live.backoff = 0;
+	live.status = 'off';
+	setLive('off');
+}
+
+// sseParser reads a text/event-stream in chunks and calls onEvent(type,
+// data) for each event (comments such as the server's ": ping" are skipped).
+function sseParser(onEvent) {
+	let buf = '';
+	let type = '';
+	let data = [];
+	return (chunk) => {
+		buf += chunk;
+		const lines = buf.split(/\r\n|\r|\n/);
+		buf = lines.pop();
+		if (buf.length > STREAM_LINE_MAX) buf = '';
+		for (const line of lines) {
+			if (line === '') {
+				if (data.length) onEvent(type || 'message', data.join('\n'));
+				type = '';
+				data = [];
+				continue;
+			}
+			if (line.startsWith(':')) continue;
+			const i = line.indexOf(':');
+			const field = i < 0 ? line : line.slice(0, i);
+			let value = i < 0 ? '' : line.slice(i + 1);
+			if (value.startsWith(' ')) value = value.slice(1);
+			if (field === 'event') type = value;
+			else if (field === 'data') data.push(value);
+		}
 	};
+}
+
+function setLive(status) {
+	if (status !== 'off' || live.status !== 'unavailable') live.status = status;
+	const box = $('live');
+	if (!box) return;
+	const text = {
+		on: '● Live',
+		connecting: 'Connecting…',
+		reconnecting: 'Reconnecting…',
+		unavailable: 'No live updates here: use Refresh',
+		off: 'Not live',
+	}[live.status];
+	box.textContent = text;
+	box.title = live.status === 'on'
+		? 'This page changes as events arrive and deliveries progress.'
+		: live.status === 'unavailable' ? 'This server does not stream changes.' : 'Live updates resume when the connection is back.';
+	box.classList.toggle('on', live.status === 'on');
+}
+
+// watch makes refresh what the page does when webhookID (null: any webhook)
+// changes. One view is watched at a time: navigating replaces it.
+function watch(webhookID, refresh) {
+	unwatch();
+	state.view = { webhookID, refresh, timer: 0, busy: false, again: false, stale: false };
+	setLive(live.status);
+	return state.view;
+}
+
+function unwatch() {
+	if (state.view) clearTimeout(state.view.timer);
+	state.view = null;
+}
+
+// changed is called for each change the stream reports (webhookID null:
+// anything may have changed).
+function changed(webhookID) {
+	bulkChanged(webhookID);
+	const v = state.view;
+	if (!v || (webhookID && v.webhookID && webhookID !== v.webhookID)) return;
+	if (document.visibilityState !== 'visible') {
+		v.stale = true;
+		return;
+	}
+	clearTimeout(v.timer);
+	v.timer = setTimeout(() => refreshView(v), REFRESH_DEBOUNCE_MS);
+}
+
+// refreshView refetches a view; a change heard while it does so brings one
+// more refetch after it, never two at once.
+async function refreshView(v) {
+	if (state.view !== v) return;
+	if (v.busy) {
+		v.again = true;
+		return;
+	}
+	v.busy = true;
+	v.stale = false;
+	try {
+		await v.refresh();
+	} catch (e) {
+		if (state.view === v) showError(e);
+	} finally {
+		v.busy = false;
+		if (v.again && state.view === v) {
+			v.again = false;
+			refreshView(v);
+		}
+	}
 }
 
 document.addEventListener('visibilitychange', () => {
-	const p = state.poll;
-	if (p && document.visibilityState === 'visible') {
-		clearTimeout(p.timer);
-		p.tick();
-	}
-	updateLive();
+	if (document.visibilityState !== 'visible') return;
+	clock();
+	const v = state.view;
+	if (v && v.stale) refreshView(v);
 });
 
 // ---------- routing ----------
@@ -336,16 +558,59 @@ function setCrumbs(items) {
 	}
 }
 
+// The hash is the page's address: #/, #/webhooks/{id} (and after a ? the
+// event log's filters, so that a filtered view can be shared and survives a
+// reload), #/webhooks/{id}/events/{event id}.
+function parseHash() {
+	const raw = location.hash.replace(/^#\/?/, '');
+	const q = raw.indexOf('?');
+	const path = q < 0 ? raw : raw.slice(0, q);
+	const parts = path.split('/').filter(Boolean).map((p) => {
+		try {
+			return decodeURIComponent(p);
+		} catch {
+			return p;
+		}
+	});
+	return { parts, query: new URLSearchParams(q < 0 ? '' : raw.slice(q + 1)) };
+}
+
 function route() {
 	state.gen++;
-	stopPolling();
+	unwatch();
 	clearError();
-	const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+	const { parts, query } = parseHash();
 	if (parts[0] === 'webhooks' && parts[1]) {
 		if (parts[2] === 'events' && parts[3]) return renderEvent(parts[1], parts[3]);
-		return renderWebhook(parts[1]);
+		return renderWebhook(parts[1], query);
 	}
 	return renderList();
+}
+
+// liveBox is the page's indicator of live updates, with a Refresh button
+// that refetches the view at once (the way to refresh where the server
+// does not stream changes).
+function liveBox() {
+	const box = el('span', { id: 'live', class: 'live muted', role: 'status' });
+	const refresh = button('Refresh', (ev) => run(ev.currentTarget, async () => {
+		const v = state.view;
+		if (v) await v.refresh();
+	}), 'small', { id: 'refresh', title: 'Read this page again from the server' });
+	queueMicrotask(() => setLive(live.status));
+	return [box, refresh];
+}
+
+// settings reads GET /settings once per sign-in. A server without the
+// route (or any error but a refused key) leaves the defaults.
+async function settings() {
+	if (state.settings) return state.settings;
+	try {
+		state.settings = (await api('GET', '/settings')) || {};
+	} catch (e) {
+		if (e.status === 401) throw e;
+		return {};
+	}
+	return state.settings;
 }
 
 window.addEventListener('hashchange', route);
@@ -370,7 +635,7 @@ function renderList() {
 		form.querySelector('input').focus();
 	}, 'primary', { id: 'new-webhook' });
 	put($('main'),
-		el('div', { class: 'page-head' }, el('h1', {}, 'Webhooks'), el('div', { class: 'actions' }, newBtn)),
+		el('div', { class: 'page-head' }, el('h1', {}, 'Webhooks'), el('div', { class: 'actions' }, liveBox(), newBtn)),
 		form,
 		list,
 	);
@@ -379,8 +644,8 @@ function renderList() {
 		if (gen !== state.gen) return;
 		put(list, webhookTable(data.webhooks || []));
 	};
+	watch(null, load);
 	load().catch(showError);
-	startPolling(load, POLL_MS * 2);
 }
 
 function webhookTable(webhooks) {
@@ -424,9 +689,9 @@ function entrypointSummary(eps) {
 function targetSummary(targets) {
 	if (!targets || targets.length === 0) return el('span', { class: 'muted' }, 'none');
 	return el('div', { class: 'chips' }, targets.map((t) =>
-		chip([t.name, el('span', { class: 'type' }, t.type)],
-			'target' + (t.active ? '' : ' st-off') + (t.circuit === 'open' ? ' st-failed' : ''),
-			`${t.name}: ${t.type}${t.url ? ' → ' + t.url : ''}${t.active ? '' : ' (disabled)'}${t.circuit && t.circuit !== 'closed' ? ', circuit ' + t.circuit : ''}`)));
+		chip([t.name, el('span', { class: 'type' }, t.paused ? 'paused' : t.type)],
+			'target' + (t.active ? '' : ' st-off') + (t.paused ? ' st-paused' : '') + (t.circuit === 'open' ? ' st-failed' : ''),
+			`${t.name}: ${t.type}${t.url ? ' → ' + t.url : ''}${t.active ? '' : ' (disabled)'}${t.paused ? ' (paused: its deliveries wait)' : ''}${t.circuit && t.circuit !== 'closed' ? ', circuit ' + t.circuit : ''}`)));
 }
 
 // health shows the deliveries of a webhook by status, problems first.
@@ -467,17 +732,36 @@ function field(label, input, help) {
 
 // ---------- one webhook ----------
 
-function entrypointBase() {
-	return localStorage.getItem(BASE_ITEM) || location.origin + '/hooks/';
+// defaultEntrypointBase is the URL an entrypoint's key is appended to,
+// unless this browser was told otherwise: the server's public_url when it
+// has one (taken as the prefix itself when it has a path, else as the
+// site's origin, followed by /hooks/), else this page's origin + /hooks/.
+// Behind a proxy, or on Caddy's admin endpoint, only public_url is right.
+function defaultEntrypointBase() {
+	const pub = state.settings && state.settings.public_url;
+	if (pub) {
+		try {
+			const u = new URL(pub);
+			if (u.pathname !== '/' || u.search) return pub.endsWith('/') ? pub : pub + '/';
+			return u.origin + '/hooks/';
+		} catch {
+			// not a URL: the page's origin below
+		}
+	}
+	return location.origin + '/hooks/';
 }
 
-async function renderWebhook(id) {
+function entrypointBase() {
+	return localStorage.getItem(BASE_ITEM) || defaultEntrypointBase();
+}
+
+async function renderWebhook(id, query) {
 	const gen = state.gen;
 	setCrumbs([['Webhooks', '#/'], [shortID(id)]]);
 	put($('main'), el('p', { class: 'muted' }, 'Loading…'));
 	let wh;
 	try {
-		wh = await api('GET', `/webhooks/${enc(id)}`);
+		[wh] = await Promise.all([api('GET', `/webhooks/${enc(id)}`), settings()]);
 	} catch (e) {
 		if (gen !== state.gen) return;
 		put($('main'), el('div', { class: 'empty' }, el('p', {}, e.status === 404 ? 'This webhook does not exist (any more).' : 'The webhook could not be read.'), el('p', {}, el('a', { href: '#/' }, 'All webhooks'))));
@@ -493,31 +777,36 @@ async function renderWebhook(id) {
 	const events = el('section', { id: 'events' });
 	put($('main'), head, eps, targets, events);
 
+	let log = null;
 	const reload = async () => {
 		const fresh = await api('GET', `/webhooks/${enc(id)}`);
 		if (gen !== state.gen) return;
 		draw(fresh);
+		await log.load();
 	};
 	const draw = (w) => {
 		wh = w;
 		drawWebhookHead(head, w, reload);
 		drawEntrypoints(eps, w, reload);
 		drawTargets(targets, w, reload);
+		if (log) log.setWebhook(w);
 	};
 	draw(wh);
 
-	const log = eventLog(events, wh, gen);
-	await log.load().catch(showError);
-	// The event list and the targets' circuit states stay current.
-	startPolling(async () => {
-		await log.load(true);
+	log = eventLog(events, wh, gen, query);
+	// A change redraws the targets (circuit, paused) only if they changed,
+	// so that a form being filled in above is left alone, then the events.
+	watch(id, async () => {
 		const fresh = await api('GET', `/webhooks/${enc(id)}`);
 		if (gen !== state.gen) return;
 		if (JSON.stringify(fresh.targets) !== JSON.stringify(wh.targets)) {
 			wh = fresh;
 			drawTargets(targets, fresh, reload);
+			log.setWebhook(fresh);
 		}
+		await log.load();
 	});
+	await log.load().catch(showError);
 }
 
 function drawWebhookHead(box, wh, reload) {
@@ -535,7 +824,12 @@ function drawWebhookHead(box, wh, reload) {
 				'Its entrypoints stop answering at once, and its event log (every event and delivery) is deleted. This cannot be undone.',
 				'Delete webhook');
 			if (!ok) return;
-			const resume = pausePolling();
+			// A change heard while the webhook goes would refetch it: 404.
+			const view = state.view;
+			unwatch();
+			const resume = () => {
+				if (state.view === null && view) state.view = view;
+			};
 			const deleted = await run(btn, async () => {
 				await api('DELETE', `/webhooks/${enc(wh.id)}`);
 				return true;
@@ -625,23 +919,33 @@ function drawEntrypoints(box, wh, reload) {
 						}, 'small danger delete-entrypoint')));
 			}))));
 	};
+	const reset = button('Reset', () => {
+		localStorage.removeItem(BASE_ITEM);
+		base.value = defaultEntrypointBase();
+		reset.hidden = true;
+		drawTable();
+	}, 'link small', { id: 'entrypoint-base-reset', title: 'Go back to the default prefix', hidden: !localStorage.getItem(BASE_ITEM) });
 	base.addEventListener('input', () => {
 		const v = base.value.trim();
-		if (v && v !== location.origin + '/hooks/') localStorage.setItem(BASE_ITEM, v);
+		if (v && v !== defaultEntrypointBase()) localStorage.setItem(BASE_ITEM, v);
 		else localStorage.removeItem(BASE_ITEM);
+		reset.hidden = !localStorage.getItem(BASE_ITEM);
 		drawTable();
 	});
 	drawTable();
+	const pub = state.settings && state.settings.public_url;
 	put(box,
 		el('div', { class: 'section-head' }, el('h2', {}, 'Entrypoints'),
 			ro ? null : button('Add entrypoint', () => { addForm.hidden = false; if (chooseKey) keyIn.focus(); }, '', { id: 'add-entrypoint' })),
 		el('div', { class: 'base-url' },
-			el('label', { for: 'entrypoint-base' }, 'URL prefix'), base,
-			el('span', { class: 'help' },
+			el('label', { for: 'entrypoint-base' }, 'URL prefix'), base, reset,
+			el('span', { class: 'help', id: 'entrypoint-base-help' },
 				'An entrypoint’s URL is your site’s address, the path its ', el('code', {}, 'webhooker'),
-				' directive serves, then the key. The prefix defaults to this page’s origin + /hooks/ (for ',
-				el('code', {}, 'webhooker /hooks/*'), ')',
-				state.mode === 'admin' ? ', but this page is on Caddy’s admin endpoint, not on your site: set it to your site’s address' : '',
+				' directive serves, then the key. ',
+				pub
+					? ['The prefix comes from the server’s ', el('code', {}, 'public_url'), ' (', el('code', {}, pub), ')']
+					: ['The prefix defaults to this page’s origin + /hooks/ (for ', el('code', {}, 'webhooker /hooks/*'), ')',
+						state.mode === 'admin' ? ', but this page is on Caddy’s admin endpoint, not on your site: set it to your site’s address, or set public_url in the webhooker option' : ''],
 				'. Edits are remembered in this browser.')),
 		addForm,
 		table);
@@ -688,6 +992,21 @@ function circuit(t) {
 	return chip(t.circuit, cls, title);
 }
 
+// pauseButton pauses a target (its deliveries wait, none is attempted or
+// failed) or resumes it (what waited is sent).
+function pauseButton(wh, t, reload) {
+	const verb = t.paused ? 'Resume' : 'Pause';
+	return button(verb, (ev) => run(ev.currentTarget, async () => {
+		if (t.paused) await api('POST', `/webhooks/${enc(wh.id)}/targets/${enc(t.id)}/resume`, {});
+		else await api('POST', `/webhooks/${enc(wh.id)}/targets/${enc(t.id)}/pause`, {});
+		toast(t.paused ? `Target ${t.name} resumed: waiting deliveries go now` : `Target ${t.name} paused: its deliveries wait`);
+		await reload();
+	}), 'small pause-target', {
+		'aria-label': `${verb} target ${t.name}`,
+		title: t.paused ? 'Send what waited, and deliver new events again' : 'Hold its deliveries (nothing fails) until you resume it',
+	});
+}
+
 function drawTargets(box, wh, reload) {
 	const ro = wh.read_only;
 	const formBox = el('div');
@@ -703,22 +1022,26 @@ function drawTargets(box, wh, reload) {
 	} else {
 		body = el('table', { class: 'grid' },
 			el('thead', {}, el('tr', {}, el('th', {}, 'Name'), el('th', {}, 'Type'), el('th', {}, 'Destination'),
-				el('th', {}, 'Delivery'), el('th', {}, 'Status'), el('th', {}, 'Circuit'), ro ? null : el('th', {}, ''))),
-			el('tbody', {}, wh.targets.map((t) => el('tr', { dataset: { targetId: t.id, name: t.name }, class: t.active ? '' : 'inactive' },
+				el('th', {}, 'Delivery'), el('th', {}, 'Status'), el('th', {}, 'Circuit'), el('th', {}, el('span', { class: 'sr-only' }, 'Actions')))),
+			el('tbody', {}, wh.targets.map((t) => el('tr', { dataset: { targetId: t.id, name: t.name, paused: t.paused ? 'true' : 'false' }, class: t.active ? '' : 'inactive' },
 				el('td', { class: 'strong' }, t.name),
 				el('td', {}, t.type),
 				el('td', {}, destination(t)),
 				el('td', {}, deliverySettings(t)),
-				el('td', {}, t.active ? chip('active', 'st-on') : chip('disabled', 'st-off')),
+				el('td', {}, t.active ? chip('active', 'st-on') : chip('disabled', 'st-off'),
+					t.paused ? [' ', chip('paused', 'st-paused target-paused', 'Its deliveries wait, nothing fails: they go when you resume it')] : null),
 				el('td', {}, circuit(t)),
-				ro ? null : el('td', { class: 'right nowrap' },
-					button('Edit', () => openForm(t), 'small edit-target'),
-					button(t.active ? 'Disable' : 'Enable', (ev) => run(ev.currentTarget, async () => {
+				el('td', { class: 'right nowrap' },
+					// Pausing is runtime state, not configuration: it is offered
+					// for the Caddyfile's webhooks too.
+					t.active || t.paused ? pauseButton(wh, t, reload) : null,
+					ro ? null : button('Edit', () => openForm(t), 'small edit-target'),
+					ro ? null : button(t.active ? 'Disable' : 'Enable', (ev) => run(ev.currentTarget, async () => {
 						await api('PATCH', `/webhooks/${enc(wh.id)}/targets/${enc(t.id)}`, { active: !t.active });
 						toast(t.active ? `Target ${t.name} disabled: new events skip it` : `Target ${t.name} enabled`);
 						await reload();
-					}), 'small toggle-target'),
-					button('Delete', async (ev) => {
+					}), 'small toggle-target', { title: t.active ? 'New events skip it, and its open deliveries fail: to hold them, Pause instead' : null }),
+					ro ? null : button('Delete', async (ev) => {
 						const btn = ev.currentTarget;
 						if (!await confirmDialog(`Delete target ${t.name}?`, 'New events will not go to it. Its past deliveries stay in the event log.', 'Delete target')) return;
 						await run(btn, async () => {
@@ -802,33 +1125,152 @@ function statusChip(status, title) {
 	return chip(status === 'none' ? 'no targets' : status, 'st-' + status, title);
 }
 
-function eventLog(box, wh, gen) {
-	const filter = el('select', { id: 'event-filter', 'aria-label': 'Delivery status' },
+// deliveryHeld tells why an open (pending or retrying) delivery is not
+// being attempted, if something holds it: its target is paused, or the
+// target's circuit breaker is open. null when nothing holds it.
+function deliveryHeld(d, target) {
+	if (d.status !== 'pending' && d.status !== 'retrying') return null;
+	if (target && target.paused) return 'paused';
+	if (target && target.circuit === 'open') return 'circuit';
+	return null;
+}
+
+// deliveryExplained says where an open delivery stands, in words, with the
+// time of its next try counting down: "held: circuit open — next try in 25 s".
+function deliveryExplained(d, target) {
+	const held = deliveryHeld(d, target);
+	if (held === 'paused') return el('span', { class: 'held-note' }, 'paused — resumes when you resume the target');
+	const next = d.next_attempt_at ? when(d.next_attempt_at, true) : null;
+	if (held === 'circuit') {
+		return el('span', { class: 'held-note' }, 'held: circuit open — ', next ? ['next try ', next] : 'tried again after the cooldown');
+	}
+	if (d.status === 'retrying') return el('span', {}, next ? ['next try ', next] : 'retry due');
+	if (d.status === 'pending') return el('span', {}, d.attempts ? 'queued for its next try' : 'not attempted yet');
+	return null;
+}
+
+function deliveryTitle(d, target) {
+	const name = d.target_name || d.target_id;
+	const held = deliveryHeld(d, target);
+	let why = '';
+	if (held === 'paused') why = ' — paused: resumes when you resume the target';
+	else if (held === 'circuit') why = ` — held: circuit open, next try ${fmtDue(d.next_attempt_at)} (${fmtTime(d.next_attempt_at)})`;
+	else if (d.status === 'retrying' && d.next_attempt_at) why = ` — next try ${fmtDue(d.next_attempt_at)} (${fmtTime(d.next_attempt_at)})`;
+	return `${name}: ${d.status} after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}${d.redelivery ? ' (a redelivery)' : ''}${why}${d.last_error ? ' — ' + d.last_error : ''}`;
+}
+
+// deliveryChip is a delivery in an event's row: its target, its status
+// (or why it is held), and whether it is a redelivery.
+function deliveryChip(d, target) {
+	const held = deliveryHeld(d, target);
+	const word = held === 'paused' ? 'paused' : held === 'circuit' ? 'held' : d.status;
+	return chip([
+		d.target_name || shortID(d.target_id), ' ', el('span', { class: 'type' }, word),
+		d.redelivery ? el('span', { class: 'type redelivery-mark' }, '· redelivery') : null,
+	], 'st-' + d.status + (held ? ' held' : ''), deliveryTitle(d, target));
+}
+
+// The event log's filters, as the API takes them and as the page's hash
+// keeps them: status, target, from and to (RFC 3339), q.
+const FILTERS = ['status', 'target', 'from', 'to', 'q'];
+
+function filtersFrom(query) {
+	const f = {};
+	for (const k of FILTERS) f[k] = (query && query.get(k)) || '';
+	if (!STATUSES.includes(f.status)) f.status = '';
+	for (const k of ['from', 'to']) if (f[k] && isNaN(new Date(f[k]).getTime())) f[k] = '';
+	return f;
+}
+
+function filterHash(whID, f) {
+	const q = new URLSearchParams();
+	for (const k of FILTERS) if (f[k]) q.set(k, f[k]);
+	const qs = q.toString();
+	return `#/webhooks/${enc(whID)}${qs ? '?' + qs : ''}`;
+}
+
+// A datetime-local input holds a local time without a zone; the API and
+// the hash hold RFC 3339 (UTC), the same for whoever opens the link.
+function isoToLocalInput(iso) {
+	if (!iso) return '';
+	const d = new Date(iso);
+	if (isNaN(d.getTime())) return '';
+	return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function localInputToISO(v) {
+	if (!v) return '';
+	const d = new Date(v); // a date-time without a zone is local time
+	return isNaN(d.getTime()) ? '' : d.toISOString().replace(/\.000Z$/, 'Z');
+}
+
+function targetOptions(select, wh, anyLabel) {
+	const value = select.value;
+	put(select,
+		el('option', { value: '' }, anyLabel),
+		(wh.targets || []).map((t) => el('option', { value: t.id }, t.name + (t.paused ? ' (paused)' : t.active ? '' : ' (disabled)'))));
+	if (value && !(wh.targets || []).some((t) => t.id === value)) {
+		select.append(el('option', { value }, 'deleted target ' + shortID(value)));
+	}
+	select.value = value;
+}
+
+function eventLog(box, wh, gen, query) {
+	const f = filtersFrom(query);
+	const status = el('select', { id: 'event-filter', name: 'status' },
 		el('option', { value: '' }, 'all events'),
 		STATUSES.map((s) => el('option', { value: s }, `with a ${s} delivery`)));
-	filter.value = state.filter[wh.id] || '';
-	const live = el('span', { id: 'live', class: 'live muted' });
+	status.value = f.status;
+	const target = el('select', { id: 'event-target', name: 'target' });
+	targetOptions(target, wh, 'to any target');
+	if (f.target && !target.querySelector(`option[value="${CSS.escape(f.target)}"]`)) target.append(el('option', { value: f.target }, 'target ' + shortID(f.target)));
+	target.value = f.target;
+	const from = el('input', { id: 'event-from', name: 'from', type: 'datetime-local', step: '1', value: isoToLocalInput(f.from) });
+	const to = el('input', { id: 'event-to', name: 'to', type: 'datetime-local', step: '1', value: isoToLocalInput(f.to) });
+	const search = el('input', {
+		id: 'event-search', name: 'q', type: 'search', value: f.q, maxlength: '200', spellcheck: 'false',
+		placeholder: 'Event id, or text in the body', autocomplete: 'off',
+	});
+	const clear = button('Clear filters', () => {
+		status.value = target.value = from.value = to.value = search.value = '';
+		apply();
+	}, 'link small', { id: 'clear-filters' });
+	const filters = el('form', { class: 'filters', id: 'event-filters', role: 'search', 'aria-label': 'Filter events' },
+		el('div', { class: 'filter' }, el('label', { for: 'event-filter' }, 'Show'), status),
+		el('div', { class: 'filter' }, el('label', { for: 'event-target' }, 'Target'), target),
+		el('div', { class: 'filter' }, el('label', { for: 'event-from' }, 'Received from'), from),
+		el('div', { class: 'filter' }, el('label', { for: 'event-to' }, 'to (not included)'), to),
+		el('div', { class: 'filter grow' }, el('label', { for: 'event-search' }, 'Search'),
+			el('div', { class: 'search' }, search, el('button', { type: 'submit', id: 'event-search-go' }, 'Search'))),
+		el('div', { class: 'filter' }, clear));
+	const bulk = button('Bulk redeliver…', () => openBulk(wh, f), '', {
+		id: 'bulk-redeliver', title: 'Redeliver every event whose latest delivery matches a filter (after an outage)',
+	});
 	const table = el('div', { id: 'event-table' }, el('p', { class: 'muted' }, 'Loading events…'));
 	const pager = el('div', { class: 'pager' });
 	put(box,
 		el('div', { class: 'section-head' }, el('h2', {}, 'Events'),
-			el('div', { class: 'tools' }, live, el('label', { for: 'event-filter', class: 'muted' }, 'Show'), filter)),
-		table, pager);
+			el('div', { class: 'tools' }, liveBox(), bulk)),
+		filters, table, pager);
 
-	let before = ''; // '' is the newest page, the only one that refreshes itself
+	let before = ''; // '' is the newest page
 	let cursors = []; // the cursors of the pages before this one, for Newer
 	let seen = null; // the ids drawn last time, to mark new rows
+	const active = () => FILTERS.some((k) => f[k]);
 	const log = {
-		// load reads the current page. The poller passes true: an older
-		// page then holds still, so that its rows do not move under the reader.
-		async load(polled) {
-			if (polled && before !== '') return;
+		async load() {
 			const q = new URLSearchParams({ limit: String(EVENTS_PAGE) });
 			if (before) q.set('before', before);
-			if (filter.value) q.set('status', filter.value);
+			for (const k of FILTERS) if (f[k]) q.set(k, f[k]);
 			const data = await api('GET', `/webhooks/${enc(wh.id)}/events?${q}`);
 			if (gen !== state.gen) return;
 			draw(data);
+		},
+		// setWebhook takes a fresh copy of the webhook: its targets name the
+		// filter's choices and explain held deliveries.
+		setWebhook(w) {
+			wh = w;
+			targetOptions(target, wh, 'to any target');
 		},
 	};
 	const go = (cursor) => {
@@ -838,10 +1280,11 @@ function eventLog(box, wh, gen) {
 	};
 	const draw = (data) => {
 		const events = data.events || [];
+		clear.hidden = !active();
 		if (events.length === 0) {
 			put(table, el('div', { class: 'empty', id: 'no-events' },
-				filter.value
-					? el('p', {}, `No events with a ${filter.value} delivery.`)
+				active()
+					? [el('p', {}, 'No events match these filters.'), el('p', {}, button('Clear filters', () => clear.click(), 'link'))]
 					: [el('p', {}, 'No events yet.'), el('p', { class: 'muted' }, 'POST a request to an entrypoint URL above: it shows up here within seconds.')]));
 		} else {
 			const previous = seen;
@@ -856,40 +1299,41 @@ function eventLog(box, wh, gen) {
 			cursors.length ? button('← Newest', () => { cursors = []; go(''); }, 'small', { id: 'newest-events' }) : null,
 			cursors.length > 1 ? button('← Newer', () => go(cursors.pop()), 'small', { id: 'newer-events' }) : null,
 			data.next_before ? button('Older →', () => { cursors.push(before); go(data.next_before); }, 'small', { id: 'older-events' }) : null);
-		updateLive(before === '');
 	};
-	filter.addEventListener('change', () => {
-		state.filter[wh.id] = filter.value;
+	// apply reads the filters into f and the hash (replaced, not pushed: a
+	// filter is not a page to go back to), and shows the newest matches.
+	const apply = () => {
+		f.status = status.value;
+		f.target = target.value;
+		f.from = localInputToISO(from.value);
+		f.to = localInputToISO(to.value);
+		f.q = search.value.trim();
+		history.replaceState(null, '', filterHash(wh.id, f));
 		cursors = [];
 		go('');
+	};
+	for (const input of [status, target, from, to]) input.addEventListener('change', apply);
+	search.addEventListener('search', () => { if (search.value === '') apply(); }); // its clear button
+	filters.addEventListener('submit', (ev) => {
+		ev.preventDefault();
+		apply();
 	});
+	clear.hidden = !active();
 	return log;
-}
-
-let liveNewest = true;
-function updateLive(newest) {
-	if (newest !== undefined) liveNewest = newest;
-	const live = $('live');
-	if (!live) return;
-	if (!liveNewest) live.textContent = 'Older events: not refreshed';
-	else if (document.visibilityState !== 'visible') live.textContent = 'Paused while the tab is hidden';
-	else live.textContent = `● Live, every ${POLL_MS / 1000} s`;
-	live.classList.toggle('on', liveNewest && document.visibilityState === 'visible');
 }
 
 function eventRow(wh, e, isNew) {
 	const href = `#/webhooks/${enc(wh.id)}/events/${enc(e.id)}`;
 	const st = overall(e.deliveries);
+	const targetOf = (d) => (wh.targets || []).find((t) => t.id === d.target_id);
 	const tr = el('tr', { dataset: { eventId: e.id, status: st }, class: 'clickable' + (isNew ? ' new' : '') },
 		el('td', { class: 'nowrap' }, el('a', { href, class: 'event-link' }, fmtTime(e.received_at)),
-			' ', el('span', { class: 'muted small' }, fmtAgo(e.received_at))),
+			' ', el('span', { class: 'muted small' }, when(e.received_at))),
 		el('td', {}, statusChip(st)),
 		el('td', { class: 'req' }, el('span', { class: 'method' }, e.method), ' ', el('span', { class: 'mono' }, e.path)),
 		el('td', { class: 'muted small nowrap' }, e.content_type || '—'),
 		el('td', { class: 'num nowrap' }, fmtBytes(e.body_size)),
-		el('td', {}, el('div', { class: 'chips' }, (e.deliveries || []).map((d) =>
-			chip([d.target_name || shortID(d.target_id), ' ', el('span', { class: 'type' }, d.status)], 'st-' + d.status,
-				`${d.target_name || d.target_id}: ${d.status} after ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}${d.last_error ? ' — ' + d.last_error : ''}`)))));
+		el('td', {}, el('div', { class: 'chips' }, (e.deliveries || []).map((d) => deliveryChip(d, targetOf(d))))));
 	tr.addEventListener('click', (ev) => {
 		if (ev.target.closest('a, button') || getSelection().toString()) return;
 		location.hash = href;
@@ -918,16 +1362,25 @@ async function renderEvent(whID, evID) {
 	setCrumbs([['Webhooks', '#/'], [wh.name, `#/webhooks/${enc(whID)}`], ['event ' + shortID(evID)]]);
 
 	const deliveries = el('section', { id: 'deliveries' });
-	const redeliver = button('Redeliver', (e) => run(e.currentTarget, async () => {
-		const res = await api('POST', `/webhooks/${enc(whID)}/events/${enc(evID)}/redeliver`, {});
-		const n = (res.deliveries || []).length;
-		toast(`Redelivery queued: ${n} deliver${n === 1 ? 'y' : 'ies'}`);
-		await refresh();
-	}), 'primary', { id: 'redeliver', title: 'Send the event again to every active target' });
+	const redeliver = button('Redeliver', async (e) => {
+		const btn = e.currentTarget;
+		const active = new Set((wh.targets || []).filter((t) => t.active).map((t) => t.id));
+		const open = openDeliveries(ev).filter((d) => active.has(d.target_id));
+		if (open.length && !await confirmRedeliverOpen(open)) return;
+		await run(btn, async () => {
+			const res = await api('POST', `/webhooks/${enc(whID)}/events/${enc(evID)}/redeliver`, {});
+			const n = (res.deliveries || []).length;
+			toast(`Redelivery queued: ${n} deliver${n === 1 ? 'y' : 'ies'}`);
+			await refresh();
+		});
+	}, 'primary', { id: 'redeliver', title: 'Send the event again to every active target' });
 
+	// The webhook is read again too: its targets' pause and circuit states
+	// explain the deliveries they hold.
 	const refresh = async () => {
-		const fresh = await api('GET', `/webhooks/${enc(whID)}/events/${enc(evID)}`);
+		const [freshWh, fresh] = await Promise.all([api('GET', `/webhooks/${enc(whID)}`), api('GET', `/webhooks/${enc(whID)}/events/${enc(evID)}`)]);
 		if (gen !== state.gen) return;
+		wh = freshWh;
 		ev = fresh;
 		drawDeliveries(deliveries, wh, ev, refresh);
 	};
@@ -936,9 +1389,9 @@ async function renderEvent(whID, evID) {
 	put($('main'),
 		el('div', { class: 'page-head' },
 			el('h1', {}, 'Event ', mono(ev.id)),
-			el('div', { class: 'actions' }, redeliver)),
+			el('div', { class: 'actions' }, liveBox(), redeliver)),
 		el('dl', { class: 'kv', id: 'event-summary' },
-			kv('Received', [fmtTime(ev.received_at), ' ', el('span', { class: 'muted' }, '(' + fmtAgo(ev.received_at) + ')')]),
+			kv('Received', [fmtTime(ev.received_at), ' ', el('span', { class: 'muted' }, '(', when(ev.received_at), ')')]),
 			kv('Request', [el('span', { class: 'method' }, ev.method), ' ', mono(ev.path)]),
 			kv('Query', ev.query ? mono('?' + ev.query) : el('span', { class: 'muted' }, 'none')),
 			kv('Entrypoint', ep ? mono(ep.key) : mono(ev.entrypoint_id || '—')),
@@ -948,10 +1401,8 @@ async function renderEvent(whID, evID) {
 		el('section', { id: 'request-headers' }, el('h2', {}, 'Headers'), headersTable(ev.headers)),
 		el('section', { id: 'request-body' }, el('h2', {}, 'Body'), bodyView(ev)));
 	drawDeliveries(deliveries, wh, ev, refresh);
-	// Deliveries in progress are followed until they settle.
-	startPolling(async () => {
-		if (ev.deliveries.some((d) => d.status === 'pending' || d.status === 'retrying')) await refresh();
-	}, 1500);
+	// Deliveries in progress are followed as the stream reports them.
+	watch(whID, refresh);
 }
 
 function kv(k, v) {
@@ -998,26 +1449,71 @@ function drawDeliveries(box, wh, ev, refresh) {
 			: ds.map((d) => deliveryCard(wh, ev, d, refresh)));
 }
 
+// openDeliveries are an event's deliveries still pending or retrying.
+function openDeliveries(ev) {
+	return (ev.deliveries || []).filter((d) => d.status === 'pending' || d.status === 'retrying');
+}
+
+// confirmRedeliverOpen warns before a redelivery would send an event to a
+// target that its open delivery is still going to send it to: the target
+// would receive it twice, under two delivery ids.
+function confirmRedeliverOpen(open) {
+	const names = [...new Set(open.map((d) => d.target_name || shortID(d.target_id)))].join(', ');
+	return confirmDialog('Redeliver while a delivery is still open?',
+		`The delivery to ${names} is still ${open.map((d) => d.status).includes('retrying') ? 'retrying' : 'pending'}: it will be sent anyway. ` +
+		'Redelivering now sends the event a second time, as a new delivery. To send it now instead, use Retry now on that delivery.',
+		'Redeliver anyway');
+}
+
 function deliveryCard(wh, ev, d, refresh) {
 	const target = (wh.targets || []).find((t) => t.id === d.target_id);
+	const name = d.target_name || (target ? target.name : 'deleted target');
+	const isOpen = d.status === 'pending' || d.status === 'retrying';
 	const again = target && target.active
-		? button('Redeliver to this target', (e) => run(e.currentTarget, async () => {
-			await api('POST', `/webhooks/${enc(wh.id)}/events/${enc(ev.id)}/redeliver`, { target_id: d.target_id });
-			toast(`Redelivery to ${d.target_name || 'the target'} queued`);
-			await refresh();
-		}), 'small redeliver-target')
+		? button('Redeliver to this target', async (e) => {
+			const btn = e.currentTarget;
+			const open = openDeliveries(ev).filter((x) => x.target_id === d.target_id);
+			if (open.length && !await confirmRedeliverOpen(open)) return;
+			await run(btn, async () => {
+				await api('POST', `/webhooks/${enc(wh.id)}/events/${enc(ev.id)}/redeliver`, { target_id: d.target_id });
+				toast(`Redelivery to ${name} queued`);
+				await refresh();
+			});
+		}, 'small redeliver-target', { 'aria-label': `Redeliver to target ${name}` })
 		: el('span', { class: 'muted small' }, target ? 'target disabled: enable it to redeliver' : 'target deleted');
+	const retry = isOpen ? button('Retry now', (e) => run(e.currentTarget, async () => {
+		await api('POST', `/webhooks/${enc(wh.id)}/deliveries/${enc(d.id)}/retry`, {});
+		toast(`Delivery to ${name}: retrying now`);
+		await refresh();
+	}), 'small retry-delivery', {
+		'aria-label': `Retry the delivery to ${name} now`,
+		title: target && target.paused ? 'Attempt it now, although its target is paused' : 'Attempt it now instead of waiting for its next try',
+	}) : null;
+	const cancel = isOpen ? button('Cancel', async (e) => {
+		const btn = e.currentTarget;
+		if (!await confirmDialog(`Cancel the delivery to ${name}?`,
+			'It is not attempted again and becomes failed ("cancelled by the operator"). The event stays: you can redeliver it later.',
+			'Cancel delivery')) return;
+		await run(btn, async () => {
+			await api('POST', `/webhooks/${enc(wh.id)}/deliveries/${enc(d.id)}/cancel`, {});
+			toast(`Delivery to ${name} cancelled`);
+			await refresh();
+		});
+	}, 'small danger cancel-delivery', { 'aria-label': `Cancel the delivery to ${name}` }) : null;
+	const explained = deliveryExplained(d, target);
 	const results = d.results || [];
-	return el('div', { class: 'delivery panel', dataset: { deliveryId: d.id, status: d.status } },
+	return el('div', { class: 'delivery panel', dataset: { deliveryId: d.id, status: d.status, held: deliveryHeld(d, target) || '', redelivery: d.redelivery ? 'true' : 'false' } },
 		el('div', { class: 'delivery-head' },
-			el('span', { class: 'strong' }, d.target_name || (target ? target.name : 'deleted target')),
+			el('span', { class: 'strong' }, name),
 			el('span', { class: 'muted' }, d.target_type || (target ? target.type : '')),
 			statusChip(d.status),
+			d.redelivery ? chip('redelivery', 'st-ro redelivery', 'An earlier delivery of this event to this target exists: this one was asked for again') : null,
 			el('span', { class: 'muted small' }, `${d.attempts} attempt${d.attempts === 1 ? '' : 's'}`,
-				d.next_attempt_at ? [' · next ', when(d.next_attempt_at), ' (', fmtTime(d.next_attempt_at), ')'] : null,
+				explained ? [' · ', explained] : null,
+				d.next_attempt_at && isOpen ? [' (', fmtTime(d.next_attempt_at), ')'] : null,
 				' · created ', fmtTime(d.created_at)),
 			el('span', { class: 'grow' }),
-			again),
+			retry, cancel, again),
 		d.last_error ? el('p', { class: 'error small' }, d.last_error) : null,
 		results.length === 0
 			? el('p', { class: 'muted small' }, d.status === 'pending' ? 'Not attempted yet.' : 'No attempts recorded.')
@@ -1041,6 +1537,219 @@ function responseExcerpt(r) {
 	if (text.length > 300) pre.addEventListener('click', () => (pre.textContent = pre.textContent === short ? text : short));
 	return pre;
 }
+
+// ---------- bulk redelivery ----------
+// The dialog of index.html (#bulk-dialog): a filter prefilled from the event
+// log's, Count (a dry run: "N events match"), then Redeliver N, which starts
+// a job on the server and shows its progress. The job's progress is read on
+// each change the stream reports for its webhook, and once a second while it
+// runs and the dialog is open: never otherwise.
+
+const bulk = { wh: null, counted: null, job: null, timer: 0, busy: false, again: false };
+
+function bulkParams() {
+	const p = { status: $('bulk-status').value };
+	const target = $('bulk-target').value;
+	if (target) p.target_id = target;
+	const from = localInputToISO($('bulk-from').value);
+	if (from) p.from = from;
+	const to = localInputToISO($('bulk-to').value);
+	if (to) p.to = to;
+	return p;
+}
+
+function bulkRunning() {
+	return !!(bulk.job && bulk.job.state === 'running');
+}
+
+// bulkRun runs an action of the dialog: its errors are shown in the
+// dialog (the page's banner is behind it).
+async function bulkRun(btn, fn) {
+	const error = $('bulk-error');
+	error.hidden = true;
+	if (btn) btn.disabled = true;
+	try {
+		await fn();
+	} catch (e) {
+		if (e instanceof ApiError && e.status === 401) {
+			$('bulk-dialog').close();
+			showError(e);
+			return;
+		}
+		error.textContent = e instanceof Error ? e.message : String(e);
+		error.hidden = false;
+	} finally {
+		if (btn) btn.disabled = false;
+		bulkButtons();
+	}
+}
+
+// bulkButtons enables Redeliver only for a count of the filter as it is
+// now, and nothing but Stop while a job runs.
+function bulkButtons() {
+	const running = bulkRunning();
+	const c = bulk.counted;
+	const fresh = c && c.key === JSON.stringify(bulkParams());
+	$('bulk-count').disabled = running;
+	$('bulk-start').disabled = running || !fresh || c.matched === 0;
+	$('bulk-start').textContent = fresh && c.matched > 0 ? `Redeliver ${c.matched}` : 'Redeliver';
+	$('bulk-stop').hidden = !running;
+}
+
+function bulkFilterChanged() {
+	if (bulk.counted && bulk.counted.key !== JSON.stringify(bulkParams())) {
+		bulk.counted = null;
+		$('bulk-result').textContent = 'The filter changed: count again.';
+	}
+	bulkButtons();
+}
+
+function openBulk(wh, f) {
+	if (!bulk.wh || bulk.wh.id !== wh.id) bulk.job = null;
+	bulk.wh = wh;
+	const target = $('bulk-target');
+	target.value = '';
+	targetOptions(target, wh, 'all targets');
+	target.value = f.target && [...target.options].some((o) => o.value === f.target) ? f.target : '';
+	$('bulk-status').value = f.status || 'failed';
+	$('bulk-from').value = isoToLocalInput(f.from);
+	$('bulk-to').value = isoToLocalInput(f.to);
+	const note = $('bulk-note');
+	note.textContent = f.q ? `The search (“${f.q}”) is not part of a bulk redelivery: it selects by status, target and time only.` : '';
+	note.hidden = !f.q;
+	bulk.counted = null;
+	$('bulk-result').textContent = 'Count the matching events first.';
+	$('bulk-error').hidden = true;
+	drawJob();
+	bulkButtons();
+	$('bulk-dialog').showModal();
+	$('bulk-count').focus();
+	if (bulkRunning()) followJob(0);
+}
+
+async function bulkCount() {
+	const p = bulkParams();
+	const key = JSON.stringify(p);
+	const res = await api('POST', `/webhooks/${enc(bulk.wh.id)}/redeliver`, { ...p, dry_run: true });
+	const n = res && typeof res.matched === 'number' ? res.matched : 0;
+	bulk.counted = { key, matched: n };
+	$('bulk-result').textContent = `${n} event${n === 1 ? '' : 's'} match`;
+}
+
+async function bulkStart() {
+	const p = bulkParams();
+	if (!bulk.counted || bulk.counted.key !== JSON.stringify(p)) throw new Error('The filter changed since the count: count again.');
+	const rate = Number($('bulk-rate').value);
+	if (!Number.isInteger(rate) || rate < 1 || rate > 1000) throw new Error('Rate: a whole number of events per second, from 1 to 1000.');
+	const res = await api('POST', `/webhooks/${enc(bulk.wh.id)}/redeliver`, { ...p, rate });
+	bulk.job = res.job;
+	bulk.counted = null;
+	$('bulk-result').textContent = '';
+	drawJob();
+	followJob(JOB_FOLLOW_MS);
+}
+
+function drawJob() {
+	const j = bulk.job;
+	$('bulk-job').hidden = !j;
+	if (!j) return;
+	const matched = j.matched || 0;
+	const progress = $('bulk-progress');
+	progress.max = Math.max(matched, 1);
+	progress.value = Math.min((j.redelivered || 0) + (j.errors || 0), progress.max);
+	const of = `${j.redelivered || 0} of ${matched}`;
+	const text = {
+		running: `Redelivering: ${of} so far`,
+		done: `Done: ${of} redelivered`,
+		failed: `Stopped by an error: ${of} redelivered`,
+		cancelled: `Stopped: ${of} redelivered`,
+	}[j.state] || `${j.state}: ${of} redelivered`;
+	$('bulk-job-text').textContent = text +
+		(j.errors ? `, ${j.errors} error${j.errors === 1 ? '' : 's'}` : '') +
+		(j.last_error ? ` — last error: ${j.last_error}` : '');
+	$('bulk-job').dataset.state = j.state;
+	bulkButtons();
+}
+
+// followJob reads the job after ms, then again while it runs and the
+// dialog is open; the timer is the only one of the page that asks the
+// server anything, and it stops with the job.
+function followJob(ms) {
+	clearTimeout(bulk.timer);
+	bulk.timer = 0;
+	if (!bulkRunning() || !$('bulk-dialog').open) return;
+	bulk.timer = setTimeout(fetchJob, ms);
+}
+
+async function fetchJob() {
+	const j = bulk.job;
+	if (!j) return;
+	if (bulk.busy) {
+		bulk.again = true;
+		return;
+	}
+	bulk.busy = true;
+	try {
+		const fresh = await api('GET', `/webhooks/${enc(j.webhook_id || bulk.wh.id)}/redeliver/${enc(j.id)}`);
+		if (bulk.job !== j) return;
+		bulk.job = fresh;
+		drawJob();
+		if (fresh.state !== 'running') {
+			toast($('bulk-job-text').textContent);
+			changed(fresh.webhook_id || bulk.wh.id);
+		}
+	} catch (e) {
+		if (bulk.job === j) {
+			$('bulk-error').textContent = `Reading the job: ${e.message}`;
+			$('bulk-error').hidden = false;
+			if (e.status === 404) {
+				// A restart of the server ends its jobs (what was redelivered stays).
+				bulk.job = null;
+				drawJob();
+				bulkButtons();
+			}
+		}
+	} finally {
+		bulk.busy = false;
+		if (bulk.again) {
+			bulk.again = false;
+			fetchJob();
+		} else {
+			followJob(JOB_FOLLOW_MS);
+		}
+	}
+}
+
+// bulkChanged reads the running job at once when its webhook changes.
+function bulkChanged(webhookID) {
+	const j = bulk.job;
+	if (!bulkRunning() || !$('bulk-dialog').open) return;
+	if (webhookID && webhookID !== (j.webhook_id || bulk.wh.id)) return;
+	clearTimeout(bulk.timer);
+	fetchJob();
+}
+
+$('bulk-form').addEventListener('submit', (ev) => {
+	ev.preventDefault(); // Enter in a field counts; it does not close the dialog
+	if (!$('bulk-count').disabled) $('bulk-count').click();
+});
+for (const id of ['bulk-status', 'bulk-target', 'bulk-from', 'bulk-to']) {
+	$(id).addEventListener('input', bulkFilterChanged);
+	$(id).addEventListener('change', bulkFilterChanged);
+}
+$('bulk-count').addEventListener('click', (ev) => bulkRun(ev.currentTarget, bulkCount));
+$('bulk-start').addEventListener('click', (ev) => bulkRun(ev.currentTarget, bulkStart));
+$('bulk-stop').addEventListener('click', (ev) => bulkRun(ev.currentTarget, async () => {
+	const j = bulk.job;
+	await api('DELETE', `/webhooks/${enc(j.webhook_id || bulk.wh.id)}/redeliver/${enc(j.id)}`);
+	await fetchJob();
+}));
+$('bulk-close').addEventListener('click', () => $('bulk-dialog').close());
+$('bulk-dialog').addEventListener('close', () => {
+	clearTimeout(bulk.timer);
+	bulk.timer = 0;
+	if (bulkRunning()) toast('The redelivery goes on: open Bulk redeliver again to follow it');
+});
 
 // ---------- start ----------
 
