@@ -1,8 +1,11 @@
 package admin
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -186,6 +189,125 @@ func TestUIElementIDs(t *testing.T) {
 	for _, class := range []string{"pause-target", "retry-delivery", "cancel-delivery", "redeliver-target"} {
 		if !strings.Contains(js, "'small "+class+"'") && !strings.Contains(js, "'small danger "+class+"'") {
 			t.Errorf("app.js no longer makes buttons of class %s", class)
+		}
+	}
+}
+
+// jsDeclaration returns the text of a top-level function or const of app.js
+// (a function ends at the first line that is "}").
+func jsDeclaration(t *testing.T, js, name string) string {
+	t.Helper()
+	if m := regexp.MustCompile(`(?m)^const ` + name + ` = .*;( *//.*)?$`).FindString(js); m != "" {
+		return m
+	}
+	start := strings.Index(js, "\nfunction "+name+"(")
+	if start < 0 {
+		t.Fatalf("app.js has no function or const %s", name)
+	}
+	end := strings.Index(js[start:], "\n}\n")
+	if end < 0 {
+		t.Fatalf("app.js: function %s does not end", name)
+	}
+	return js[start : start+end+3]
+}
+
+// TestUIFunctions runs the page's own formatting and parsing functions, as
+// served, in Node: relative times (issue 12: a retry due in an hour read
+// "next just now"), the stream's parser, the filters in the hash and the
+// datetime-local conversions. Skipped where Node is not installed (CI
+// installs it: CI=true makes its absence a failure).
+func TestUIFunctions(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("node not found: install Node.js (apt-get install nodejs) to test the UI's script")
+		}
+		t.Skip("node not found: install Node.js to test the UI's script")
+	}
+	js := uiScript()
+	var src strings.Builder
+	for _, name := range []string{"STATUSES", "STREAM_LINE_MAX", "enc", "FILTERS", "pad", "fmtTime", "fmtSpan", "fmtRel", "fmtDue",
+		"sseParser", "isoToLocalInput", "localInputToISO", "filtersFrom", "filterHash"} {
+		src.WriteString(jsDeclaration(t, js, name) + "\n")
+	}
+	src.WriteString(`
+const now = Date.parse('2026-12-01T12:00:00Z');
+Date.now = () => now;
+const at = (s) => new Date(now + s * 1000).toISOString();
+const out = {rel: {}, due: {}};
+for (const s of [30, 59, 60, 125, 600, 3600, 3725, 86400 + 3600, -0.4, -1, -5, -59, -61, -3599, -7200, -90000]) out.rel[s] = fmtRel(at(s));
+for (const s of [25, 0, -10]) out.due[s] = fmtDue(at(s));
+out.events = [];
+const parse = sseParser((type, data) => out.events.push([type, data]));
+for (const chunk of [': listening\n\n', 'event: chan', 'ge\ndata: {"webhook_id":"a"}\n', '\n: ping\n\nevent: change\r\ndata: {"webhook_id":"b"}\r\n\r\n', 'data: x\ndata: y\n\n']) parse(chunk);
+out.toISO = localInputToISO('2026-12-01T10:00');
+out.toISOsec = localInputToISO('2026-07-01T10:00:30');
+out.toLocal = isoToLocalInput('2026-12-01T09:00:00Z');
+out.badLocal = isoToLocalInput('not a time');
+out.filters = filtersFrom(new URLSearchParams('status=bogus&target=t1&from=notadate&to=2026-12-01T09:00:00Z&q=hi'));
+out.hash = filterHash('w1', {status: 'failed', target: '', from: '2026-12-01T09:00:00Z', to: '', q: 'order 42'});
+out.emptyHash = filterHash('w1', {status: '', target: '', from: '', to: '', q: ''});
+console.log(JSON.stringify(out));
+`)
+	cmd := exec.Command(node, "--input-type=module", "-")
+	cmd.Stdin = strings.NewReader(src.String())
+	cmd.Env = append(os.Environ(), "TZ=Europe/Berlin") // UTC+1 in December, +2 in July
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, b)
+	}
+	var got struct {
+		Rel, Due          map[string]string
+		Events            [][2]string
+		ToISO, ToISOsec   string
+		ToLocal, BadLocal string
+		Filters           map[string]string
+		Hash, EmptyHash   string
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("node printed %s: %v", b, err)
+	}
+	for s, want := range map[string]string{
+		"30": "in 30 s", "59": "in 59 s", "60": "in 1 min", "125": "in 2 min 5 s", "600": "in 10 min", "3600": "in 1 h",
+		"3725": "in 1 h 2 min", "90000": "in 1 d 1 h",
+		"-0.4": "just now", "-1": "just now", "-5": "5 s ago", "-59": "59 s ago", "-61": "1 min ago", "-3599": "59 min ago",
+		"-7200": "2 h ago", "-90000": "1 d ago",
+	} {
+		if got.Rel[s] != want {
+			t.Errorf("fmtRel(now %+s s) = %q, want %q", s, got.Rel[s], want)
+		}
+	}
+	for s, want := range map[string]string{"25": "in 25 s", "0": "due now", "-10": "due now"} {
+		if got.Due[s] != want {
+			t.Errorf("fmtDue(now %+s s) = %q, want %q", s, got.Due[s], want)
+		}
+	}
+	wantEvents := [][2]string{{"change", `{"webhook_id":"a"}`}, {"change", `{"webhook_id":"b"}`}, {"message", "x\ny"}}
+	if len(got.Events) != len(wantEvents) {
+		t.Errorf("sseParser: events %q, want %q", got.Events, wantEvents)
+	} else {
+		for i := range wantEvents {
+			if got.Events[i] != wantEvents[i] {
+				t.Errorf("sseParser: event %d %q, want %q", i, got.Events[i], wantEvents[i])
+			}
+		}
+	}
+	for what, c := range map[string][2]string{
+		"localInputToISO(2026-12-01T10:00)":     {got.ToISO, "2026-12-01T09:00:00Z"},
+		"localInputToISO(2026-07-01T10:00:30)":  {got.ToISOsec, "2026-07-01T08:00:30Z"},
+		"isoToLocalInput(2026-12-01T09:00:00Z)": {got.ToLocal, "2026-12-01T10:00:00"},
+		"isoToLocalInput(not a time)":           {got.BadLocal, ""},
+		"filterHash":                            {got.Hash, "#/webhooks/w1?status=failed&from=2026-12-01T09%3A00%3A00Z&q=order+42"},
+		"filterHash, no filter":                 {got.EmptyHash, "#/webhooks/w1"},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("%s = %q, want %q", what, c[0], c[1])
+		}
+	}
+	wantFilters := map[string]string{"status": "", "target": "t1", "from": "", "to": "2026-12-01T09:00:00Z", "q": "hi"}
+	for k, want := range wantFilters {
+		if got.Filters[k] != want {
+			t.Errorf("filtersFrom: %s = %q, want %q (unknown status and bad times dropped)", k, got.Filters[k], want)
 		}
 	}
 }

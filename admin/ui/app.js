@@ -579,6 +579,8 @@ function route() {
 	state.gen++;
 	unwatch();
 	clearError();
+	// Back or forward while the bulk dialog is open: it was about the page left.
+	if ($('bulk-dialog').open) $('bulk-dialog').close();
 	const { parts, query } = parseHash();
 	if (parts[0] === 'webhooks' && parts[1]) {
 		if (parts[2] === 'events' && parts[3]) return renderEvent(parts[1], parts[3]);
@@ -1481,13 +1483,14 @@ function deliveryCard(wh, ev, d, refresh) {
 			});
 		}, 'small redeliver-target', { 'aria-label': `Redeliver to target ${name}` })
 		: el('span', { class: 'muted small' }, target ? 'target disabled: enable it to redeliver' : 'target deleted');
-	const retry = isOpen ? button('Retry now', (e) => run(e.currentTarget, async () => {
+	// A paused target's deliveries wait for Resume, which sends them all.
+	const retry = isOpen && !(target && target.paused) ? button('Retry now', (e) => run(e.currentTarget, async () => {
 		await api('POST', `/webhooks/${enc(wh.id)}/deliveries/${enc(d.id)}/retry`, {});
 		toast(`Delivery to ${name}: retrying now`);
 		await refresh();
 	}), 'small retry-delivery', {
 		'aria-label': `Retry the delivery to ${name} now`,
-		title: target && target.paused ? 'Attempt it now, although its target is paused' : 'Attempt it now instead of waiting for its next try',
+		title: 'Attempt it now instead of waiting for its next try',
 	}) : null;
 	const cancel = isOpen ? button('Cancel', async (e) => {
 		const btn = e.currentTarget;
