@@ -73,6 +73,12 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 func (e *Engine) runTask(t *Task, attempts int, slot string) (onward *deliveryRef) {
 	now := time.Now()
 	target, problem := e.currentTarget(t)
+	if problem == "" && target.Paused {
+		// Let go untouched: it waits in its event DB, pending or retrying,
+		// until TargetResumed scans for it.
+		e.release(t.DeliveryID)
+		return e.endSlot(slot)
+	}
 	if problem != "" || target.Type != storage.TargetHTTP {
 		// Only http attempts use a slot: a handed-on one passes on at once.
 		defer func() { onward = e.endSlot(slot) }()
@@ -158,6 +164,11 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	// Durably, before the request goes out: if the target kills the
 	// gateway, the next start counts this attempt (see interrupted.go).
 	if err := e.markInFlight(t, now); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			// Not open any more (cancelled while queued): nothing to send.
+			e.release(t.DeliveryID)
+			return
+		}
 		e.storageTrouble(t, "marking an attempt in flight", err)
 		return
 	}
@@ -165,13 +176,18 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	if e.attempts.Err() != nil {
 		// Cut short by a stop: not a verdict on the target, not recorded,
 		// and not counted at the next start.
+		e.cutShort.Add(1)
 		e.clearInFlight(t)
 		e.release(t.DeliveryID)
 		return
 	}
 	// A refusal of the target policy made no connection: nothing learnt.
-	if !res.refused && br.record(!res.countsAgainstTarget, time.Now()) {
-		e.releaseHeld(target.ID)
+	if !res.refused {
+		change := br.record(!res.countsAgainstTarget, time.Now())
+		if change.closed {
+			e.releaseHeld(target.ID)
+		}
+		e.breakerChanged(t, change, res.err)
 	}
 
 	attempt := attempts + 1
@@ -205,8 +221,14 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryOutcome) {
 	r.DeliveryID = t.DeliveryID
 	ctx := context.Background()
+	var (
+		status  storage.DeliveryStatus
+		applied bool
+	)
 	err := e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
-		return db.RecordAttempt(ctx, r, out)
+		var err error
+		status, applied, err = db.RecordAttemptOutcome(ctx, r, out)
+		return err
 	})
 	if err != nil {
 		// The delivery keeps its previous state in the DB. Never report
@@ -215,8 +237,12 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 		return
 	}
 	e.storageRecovered(t.DeliveryID)
-	if e.opts.Recorded != nil {
-		e.opts.Recorded(t.Target.Type, out.Status)
+	e.recorded(t, r, status, applied && status == storage.DeliveryFailed, out.LastError)
+	if !applied {
+		// Cancelled while the attempt was in flight: it stays as the
+		// operator left it, with no timer.
+		e.release(t.DeliveryID)
+		return
 	}
 	if out.Status == storage.DeliveryRetrying {
 		e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, out.NextAttemptAt)

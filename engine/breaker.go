@@ -55,21 +55,35 @@ func (b *breaker) allow(now time.Time) (ok bool, retryAt time.Time) {
 	return true, time.Time{}
 }
 
+// breakerChange is what an outcome did to a breaker: opened it (from closed,
+// or by a failed probe), or closed it; failures is the run of failures, and
+// retryAt when an opened breaker lets a probe through.
+type breakerChange struct {
+	opened, closed bool
+	failures       int
+	retryAt        time.Time
+}
+
 // record takes the outcome of an attempt that allow let through, and
-// reports whether it closed the breaker.
-func (b *breaker) record(success bool, now time.Time) (closed bool) {
+// reports whether it opened or closed the breaker. A failure that ends
+// while the breaker is open already (an attempt let through before it
+// opened) holds it open longer, and opens nothing.
+func (b *breaker) record(success bool, now time.Time) (c breakerChange) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if success {
-		closed = b.state != breakerClosed
+		c.closed = b.state != breakerClosed
 		b.state, b.failures = breakerClosed, 0
-		return closed
+		return c
 	}
 	b.failures++
+	c.failures = b.failures
 	if b.state == breakerHalfOpen || (b.threshold > 0 && b.failures >= b.threshold) {
+		c.opened = b.state != breakerOpen
 		b.state, b.openedAt = breakerOpen, now
+		c.retryAt = now.Add(b.cooldown)
 	}
-	return false
+	return c
 }
 
 // State is the breaker's state now, for the event log and metrics.

@@ -44,7 +44,12 @@ type Options struct {
 	GatewayID string
 	// Recorded, if set, is told of every attempt once it is recorded: the
 	// target's type and where the delivery stands after it (for metrics).
+	// Observer tells more; Recorded stays for those not moved to it.
 	Recorded func(targetType storage.TargetType, status storage.DeliveryStatus)
+	// Observer is told of every recorded attempt, of deliveries that give
+	// up, and of circuit breakers that open and close (observer.go).
+	// Default: NopObserver.
+	Observer Observer
 	// MaxPerTarget bounds the http attempts in flight to one target, so that
 	// a target that answers slowly or never holds no more than its share of
 	// the workers. Default: max(1, Workers/4).
@@ -97,6 +102,12 @@ type Engine struct {
 	// recovering are the webhooks whose start-up scan is still to come: it
 	// alone counts the attempts the previous process died during.
 	recovering map[string]bool
+	// recovered adds up what the start-up scans found, logged once the
+	// last of them is done (recovery.go).
+	recovered recoveryCounts
+
+	// cutShort counts the attempts a stop's grace period cut short.
+	cutShort atomic.Int64
 
 	// attempts is the context of delivery attempts: cancelled only when a
 	// stop's grace period runs out.
@@ -140,6 +151,9 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	}
 	if opts.MaxPerTarget <= 0 {
 		opts.MaxPerTarget = max(1, opts.Workers/4)
+	}
+	if opts.Observer == nil {
+		opts.Observer = NopObserver{}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
@@ -225,10 +239,14 @@ func (e *Engine) Start() {
 	for _, id := range ids {
 		e.recovering[id] = true
 	}
+	e.recovered.remaining = len(ids)
 	e.scanMu.Unlock()
 	for range e.opts.Workers {
 		e.workers.Add(1)
 		go e.work()
+	}
+	if len(ids) == 0 {
+		e.logRecovered()
 	}
 	e.wantScan(ids...)
 }
@@ -238,7 +256,9 @@ func (e *Engine) Start() {
 // short is not recorded: its delivery stays as it was in its event DB, and
 // runs again after restart. Nothing undelivered is ever marked delivered.
 func (e *Engine) Stop(ctx context.Context) {
+	first, onTimers := false, 0
 	e.stopOnce.Do(func() {
+		first = true
 		// Under scanMu: once stopping is closed, no scanner starts (and
 		// joins the WaitGroup waited for below).
 		e.scanMu.Lock()
@@ -246,7 +266,9 @@ func (e *Engine) Stop(ctx context.Context) {
 		e.scanMu.Unlock()
 		e.timersMu.Lock()
 		for id, t := range e.timers {
-			t.Stop()
+			if t.Stop() {
+				onTimers++
+			}
 			delete(e.timers, id)
 		}
 		e.timersMu.Unlock()
@@ -260,6 +282,13 @@ func (e *Engine) Stop(ctx context.Context) {
 		<-done
 	}
 	e.abortAttempts()
+	if first {
+		// What is left is open in the event DBs, for the next start.
+		fresh, retry := e.QueueLengths()
+		e.log().Info("delivery engine stopped",
+			zap.Int("deliveries_queued", fresh+retry), zap.Int("on_retry_timers", onTimers),
+			zap.Int("parked", e.ParkedDeliveries()), zap.Int64("attempts_cut_short", e.cutShort.Load()))
+	}
 }
 
 func (e *Engine) stopped() bool {

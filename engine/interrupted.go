@@ -80,9 +80,8 @@ func (e *Engine) countInterrupted(webhookID string, d storage.Delivery, a storag
 	e.log().Warn("a delivery attempt was in flight when the gateway stopped: counted as an attempt",
 		zap.String("webhook", webhookID), zap.String("target", target.Name), zap.String("delivery", d.ID),
 		zap.Int("attempt", attempt), zap.Int("max_retries", s.maxRetries), zap.String("status", string(out.Status)))
-	if e.opts.Recorded != nil {
-		e.opts.Recorded(target.Type, out.Status)
-	}
+	t.Event.ID = d.EventID
+	e.recorded(t, result, out.Status, out.Status == storage.DeliveryFailed, out.LastError)
 	if out.Status == storage.DeliveryRetrying {
 		e.schedule(deliveryRef{webhookID: webhookID, deliveryID: d.ID}, out.NextAttemptAt)
 		return true

@@ -52,7 +52,10 @@ func (e *Engine) scan() {
 		recovery := e.recovering[id]
 		delete(e.recovering, id)
 		e.scanMu.Unlock()
-		e.scanWebhook(id, recovery)
+		found := e.scanWebhook(id, recovery)
+		if recovery {
+			e.noteRecovered(found)
+		}
 	}
 }
 
@@ -60,10 +63,11 @@ func (e *Engine) scan() {
 // engine does not hold already. Sending into the full retry queue blocks
 // this goroutine only, until a worker makes room. The start-up scan
 // (recovery) first counts the attempts that were in flight when the previous
-// process died.
-func (e *Engine) scanWebhook(webhookID string, recovery bool) {
+// process died. Deliveries to a paused target are left where they are: the
+// target's resumption scans for them (TargetResumed).
+func (e *Engine) scanWebhook(webhookID string, recovery bool) (found scanCounts) {
 	if !e.webhookLive(webhookID) || !e.events.Exists(webhookID) {
-		return // no file, no event: nothing to find (and nothing to create)
+		return found // no file, no event: nothing to find (and nothing to create)
 	}
 	ctx := context.Background()
 	var (
@@ -91,25 +95,33 @@ func (e *Engine) scanWebhook(webhookID string, recovery bool) {
 	})
 	if err != nil {
 		e.log().Error("reading open deliveries", zap.String("webhook", webhookID), zap.Error(err))
-		return
+		return found
 	}
 	now := time.Now()
+	snap := e.snapshot.Load()
 	for _, d := range open {
+		if target, ok := snap.Target(webhookID, d.TargetID); ok && target.Paused {
+			continue
+		}
 		if _, inHand := e.owned.LoadOrStore(d.ID, struct{}{}); inHand {
 			continue
 		}
 		ref := deliveryRef{webhookID: webhookID, deliveryID: d.ID}
 		if a, ok := interrupted[d.ID]; ok && e.countInterrupted(webhookID, d, a) {
+			found.interrupted++
 			continue
 		}
 		if d.Status == storage.DeliveryRetrying && d.NextAttemptAt.After(now) {
 			e.schedule(ref, d.NextAttemptAt)
+			found.onTimers++
 			continue
 		}
 		select {
 		case e.retries <- ref:
+			found.runNow++
 		case <-e.stopping:
-			return
+			return found
 		}
 	}
+	return found
 }

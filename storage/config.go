@@ -119,7 +119,12 @@ type Target struct {
 	URL       string        `json:"url,omitempty"`
 	Options   TargetOptions `json:"options"`
 	Active    bool          `json:"active"`
-	CreatedAt time.Time     `json:"created_at"`
+	// Paused targets are sent nothing: their deliveries wait, pending or
+	// retrying, until the target is resumed (unlike a disabled target,
+	// whose deliveries fail). Runtime state set through the API
+	// (MainDB.SetTargetPaused), not configuration: a reload keeps it.
+	Paused    bool      `json:"paused"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // TargetOptions are an http target's delivery settings, the "options" of a

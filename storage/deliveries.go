@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -73,21 +74,113 @@ func (o DeliveryOutcome) nextAttempt() sql.NullInt64 {
 // so that the attempt count and the results never disagree. It shares a
 // transaction with concurrent writes to the same file (group commit) and
 // returns once that has committed. ctx ends only the wait for a place in a
-// transaction: its error means the attempt was not recorded.
+// transaction: its error means the attempt was not recorded. See
+// RecordAttemptOutcome for a delivery that is no longer open.
 func (db *WebhookDB) RecordAttempt(ctx context.Context, r DeliveryResult, out DeliveryOutcome) error {
-	err := db.commits.submit(&commitRequest{ctx: ctx, size: len(r.ResponseBody), write: func(w *writeTx) error {
-		if err := w.execChanging(ErrNotFound, sqlSetOutcome, out.Status, r.Attempt, out.nextAttempt(), out.LastError,
-			time.Now().UnixNano(), r.DeliveryID); err != nil {
-			return err
+	_, _, err := db.RecordAttemptOutcome(ctx, r, out)
+	return err
+}
+
+// RecordAttemptOutcome is RecordAttempt, and says what the delivery is once
+// it is recorded. An attempt that ends after its delivery stopped being open
+// (the operator cancelled it while it was in flight) is recorded, but
+// changes its status only if it delivered: a cancelled delivery is never
+// made retrying (or given a new last error) again. applied reports whether
+// out was applied; status is the delivery's status after the write.
+func (db *WebhookDB) RecordAttemptOutcome(ctx context.Context, r DeliveryResult, out DeliveryOutcome) (status DeliveryStatus, applied bool, err error) {
+	err = db.commits.submit(&commitRequest{ctx: ctx, size: len(r.ResponseBody), write: func(w *writeTx) error {
+		now := time.Now().UnixNano()
+		status, applied = out.Status, true
+		if err := w.execChanging(errNoOpenDelivery, sqlSetOutcome, out.Status, r.Attempt, out.nextAttempt(), out.LastError,
+			now, r.DeliveryID); err != nil {
+			if !errors.Is(err, errNoOpenDelivery) {
+				return err
+			}
+			// Not open any more: count the attempt, keep the status.
+			applied = false
+			if err := w.tx.QueryRowContext(w.ctx, `UPDATE deliveries SET attempts = max(attempts, ?),
+				attempt_started_at = NULL, updated_at = ? WHERE id = ? RETURNING status`,
+				r.Attempt, now, r.DeliveryID).Scan(&status); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("delivery %s: %w", r.DeliveryID, ErrNotFound)
+				}
+				return err
+			}
 		}
 		_, err := w.exec(sqlInsertResult, r.DeliveryID, r.Attempt, r.StartedAt.UnixNano(),
 			int64(r.Duration), r.StatusCode, r.Error, r.ResponseBody)
 		return err
 	}})
 	if err != nil {
-		return fmt.Errorf("record attempt %d of delivery %s: %w", r.Attempt, r.DeliveryID, err)
+		return "", false, fmt.Errorf("record attempt %d of delivery %s: %w", r.Attempt, r.DeliveryID, err)
+	}
+	return status, applied, nil
+}
+
+// CancelledError is the last error of a delivery the operator cancelled.
+const CancelledError = "cancelled by the operator"
+
+// CancelDelivery ends an open delivery as failed, with last error
+// CancelledError, and clears its in-flight mark: an attempt still in flight
+// is recorded when it ends without reviving it (RecordAttemptOutcome). A
+// delivery that is not open is ErrNotOpen; an unknown one ErrNotFound.
+// ctx ends only the wait for a place in a transaction: its error means
+// nothing was written.
+func (db *WebhookDB) CancelDelivery(ctx context.Context, id string) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
+		res, err := w.tx.ExecContext(w.ctx, `UPDATE deliveries SET status = 'failed', next_attempt_at = NULL,
+			last_error = ?, attempt_started_at = NULL, updated_at = ?
+			WHERE id = ? AND status IN ('pending', 'retrying')`, CancelledError, time.Now().UnixNano(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		return notOpen(w, id)
+	}})
+	if err != nil {
+		return fmt.Errorf("cancel delivery %s: %w", id, err)
 	}
 	return nil
+}
+
+// RetryDeliveryNow makes an open delivery due now: a retrying one's
+// next_attempt_at becomes now (a pending one is due already), so that a
+// restart before the attempt runs it at once too. The caller (the engine)
+// stops its timer and queues it. Errors as CancelDelivery.
+func (db *WebhookDB) RetryDeliveryNow(ctx context.Context, id string) error {
+	err := db.commits.submit(&commitRequest{ctx: ctx, write: func(w *writeTx) error {
+		now := time.Now().UnixNano()
+		res, err := w.tx.ExecContext(w.ctx, `UPDATE deliveries
+			SET next_attempt_at = CASE WHEN status = 'retrying' THEN ? ELSE next_attempt_at END, updated_at = ?
+			WHERE id = ? AND status IN ('pending', 'retrying')`, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		return notOpen(w, id)
+	}})
+	if err != nil {
+		return fmt.Errorf("retry delivery %s now: %w", id, err)
+	}
+	return nil
+}
+
+// notOpen is the error for a write to an open delivery that changed none:
+// ErrNotOpen if the delivery exists, else ErrNotFound.
+func notOpen(w *writeTx, id string) error {
+	var status DeliveryStatus
+	err := w.tx.QueryRowContext(w.ctx, `SELECT status FROM deliveries WHERE id = ?`, id).Scan(&status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("delivery %s: %w", id, ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("delivery %s is %s: %w", id, status, ErrNotOpen)
 }
 
 // DeliveryResults lists the attempts of one delivery, first first.

@@ -19,6 +19,9 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrInvalid: bad input, such as a name, key, URL or option that does not validate.
 	ErrInvalid = errors.New("invalid")
+	// ErrNotOpen: the delivery is neither pending nor retrying (delivered,
+	// or failed), so it cannot be retried now or cancelled.
+	ErrNotOpen = errors.New("the delivery is not open (pending or retrying)")
 )
 
 // readOnlyError names the Caddyfile-declared webhook a change was refused for.

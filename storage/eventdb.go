@@ -100,7 +100,7 @@ const (
 	sqlSavepoint    = "SAVEPOINT write"
 	sqlRollbackTo   = "ROLLBACK TO write"
 	sqlRelease      = "RELEASE write"
-	sqlSetOutcome   = `UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?, attempt_started_at = NULL WHERE id = ?`
+	sqlSetOutcome   = `UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5, attempt_started_at = NULL WHERE id = ?6 AND (status IN ('pending', 'retrying') OR ?1 = 'delivered')`
 	sqlInsertResult = `INSERT INTO delivery_results
 		(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`

@@ -322,7 +322,7 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 }
 
 // targetColumns are the columns scanTarget reads, of the targets table aliased t.
-const targetColumns = `t.id, t.webhook_id, t.name, t.type, t.url, t.options, t.active, t.created_at`
+const targetColumns = `t.id, t.webhook_id, t.name, t.type, t.url, t.options, t.active, t.paused, t.created_at`
 
 func scanTarget(row interface{ Scan(...any) error }) (Target, error) {
 	var (
@@ -330,7 +330,7 @@ func scanTarget(row interface{ Scan(...any) error }) (Target, error) {
 		options string
 		created int64
 	)
-	if err := row.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Active, &created); err != nil {
+	if err := row.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Active, &t.Paused, &created); err != nil {
 		return Target{}, err
 	}
 	if err := json.Unmarshal([]byte(options), &t.Options); err != nil {

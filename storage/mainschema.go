@@ -77,4 +77,9 @@ CREATE UNIQUE INDEX entrypoints_live_key ON entrypoints (key) WHERE deleted_at I
 -- JSON: EntrypointOptions, an entrypoint's verification and handshake.
 ALTER TABLE entrypoints ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
 `},
+	{name: "targets.paused", sql: `
+-- A paused target's deliveries wait (pending or retrying) and are not
+-- attempted: runtime state, set through the API, kept across reloads.
+ALTER TABLE targets ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+`},
 }

@@ -50,7 +50,7 @@ func targetIn(ctx context.Context, tx *sql.Tx, webhookID, id string) (Target, er
 }
 
 // AddTarget adds a target to a webhook. t.ID and t.WebhookID are ignored (a
-// new UUID is assigned); t.Active is stored as given. Its options must be
+// new UUID is assigned); t.Active and t.Paused are stored as given. Its options must be
 // within the limits of db's rules, and it counts against the target quota
 // of the webhook's user, when they have quotas.
 func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Target, error) {
@@ -83,9 +83,9 @@ func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Ta
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO targets
-			(id, webhook_id, name, type, url, options, active, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, webhookID, t.Name, t.Type, t.URL, string(options), t.Active, now, now); err != nil {
+			(id, webhook_id, name, type, url, options, active, paused, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, webhookID, t.Name, t.Type, t.URL, string(options), t.Active, t.Paused, now, now); err != nil {
 			return err
 		}
 		t.CreatedAt = timeOf(now)
@@ -185,6 +185,35 @@ func keepStoredHeaders(options TargetOptions, stored map[string]string) (TargetO
 	}
 	options.Headers = headers
 	return options, nil
+}
+
+// SetTargetPaused pauses or resumes a live target of webhookID and returns
+// it as stored. Pausing is runtime state, not configuration: it is allowed
+// on a webhook the Caddyfile declares (which SyncDeclared then leaves
+// paused), and it changes no delivery: the engine holds back a paused
+// target's deliveries itself, and is told when the target resumes.
+func (db *MainDB) SetTargetPaused(ctx context.Context, webhookID, targetID string, paused bool) (Target, error) {
+	var t Target
+	err := db.write(ctx, func(tx *sql.Tx, now int64) error {
+		var err error
+		if t, err = targetIn(ctx, tx, webhookID, targetID); err != nil {
+			return err
+		}
+		if t.Paused == paused {
+			return nil
+		}
+		t.Paused = paused
+		_, err = tx.ExecContext(ctx, `UPDATE targets SET paused = ?, updated_at = ? WHERE id = ?`, paused, now, t.ID)
+		return err
+	})
+	if err != nil {
+		verb := "pause"
+		if !paused {
+			verb = "resume"
+		}
+		return Target{}, fmt.Errorf("%s target: %w", verb, err)
+	}
+	return t, nil
 }
 
 // DeleteTarget soft-deletes a target of webhookID. Its deliveries already
