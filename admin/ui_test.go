@@ -170,7 +170,7 @@ func TestUIElementIDs(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"bulk-dialog", "bulk-form", "bulk-status", "bulk-target", "bulk-from", "bulk-to", "bulk-rate",
-		"bulk-count", "bulk-start", "bulk-stop", "bulk-close", "bulk-result", "bulk-job", "bulk-progress", "bulk-job-text", "bulk-error"} {
+		"bulk-count", "bulk-start", "bulk-stop", "bulk-close", "bulk-result", "bulk-job", "bulk-progress", "bulk-job-text", "bulk-error", "bulk-warning"} {
 		if !inPage[id] {
 			t.Errorf("index.html lacks #%s", id)
 		}

@@ -268,7 +268,14 @@ function confirmDialog(title, text, okLabel) {
 	$('confirm-ok').textContent = okLabel;
 	d.returnValue = '';
 	return new Promise((resolve) => {
-		d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+		// The close event is dispatched later than close(): one of the
+		// dialog before, closed just now, may arrive while this one is open.
+		const closed = () => {
+			if (d.open) return;
+			d.removeEventListener('close', closed);
+			resolve(d.returnValue === 'ok');
+		};
+		d.addEventListener('close', closed);
 		d.showModal();
 		$('confirm-cancel').focus();
 	});
@@ -1590,6 +1597,9 @@ async function bulkRun(btn, fn) {
 // bulkButtons enables Redeliver only for a count of the filter as it is
 // now, and nothing but Stop while a job runs.
 function bulkButtons() {
+	// Redelivering an open delivery duplicates it: say so before Count.
+	const st = $('bulk-status').value;
+	$('bulk-warning').hidden = st !== 'retrying' && st !== 'pending';
 	const running = bulkRunning();
 	const c = bulk.counted;
 	const fresh = c && c.key === JSON.stringify(bulkParams());
