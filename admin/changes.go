@@ -91,7 +91,8 @@ func (c *Changes) take(l *changeListener, held map[string]struct{}) {
 
 // stream serves GET /webhooker/stream: `event: change` with
 // `data: {"webhook_id":"…"}` per changed webhook the caller may see, a
-// `: ping` comment every 25 s, until the client goes.
+// `: ping` comment every 25 s, until the client goes or the Backend's
+// lifetime ends.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	c := h.b.Changes
 	if c == nil {
@@ -126,6 +127,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	for {
 		select {
 		case <-r.Context().Done():
+			return nil
+		case <-h.b.background().Done(): // the data directory closes
 			return nil
 		case <-ping.C:
 			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
