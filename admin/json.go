@@ -24,7 +24,8 @@ func errorf(status int, format string, args ...any) error {
 }
 
 // writeError answers err as {"error": "…"} with the status it calls for:
-// storage's sentinel errors map to 400, 401, 403, 404 and 409.
+// storage's sentinel errors map to 400, 401, 403, 404 and 409 (a conflict,
+// a Caddyfile-owned webhook, a delivery no longer open).
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	var ae *apiError
@@ -39,7 +40,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusForbidden
 	case errors.Is(err, storage.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, storage.ErrConflict), errors.Is(err, storage.ErrReadOnly):
+	case errors.Is(err, storage.ErrConflict), errors.Is(err, storage.ErrReadOnly), errors.Is(err, storage.ErrNotOpen):
 		status = http.StatusConflict
 	}
 	writeJSON(w, status, map[string]string{"error": err.Error()})

@@ -95,7 +95,9 @@ func newOutageFixture(t *testing.T, n int, configure func(*admin.Backend)) *outa
 	return f
 }
 
-func (f *outageFixture) redeliverURL() string { return "/webhooker/webhooks/" + f.webhook.ID + "/redeliver" }
+func (f *outageFixture) redeliverURL() string {
+	return "/webhooker/webhooks/" + f.webhook.ID + "/redeliver"
+}
 
 // job waits until job id is no longer running, or until cond holds.
 func (f *outageFixture) job(h http.Handler, key, id string, cond func(jobJSON) bool) jobJSON {
