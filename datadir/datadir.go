@@ -43,16 +43,29 @@ type Options struct {
 	Logger *zap.Logger
 	// Recorded, if set, is told of every recorded attempt (for metrics).
 	Recorded func(storage.TargetType, storage.DeliveryStatus)
+	// Observer, if set, is told what the engine does (for metrics), along
+	// with the alerts and the live updates the Dir makes of it.
+	Observer engine.Observer
 }
 
 // Declaration is what one configuration puts in force: its declared
-// webhooks, the target policy and tenant quotas that apply, and the logger
-// the engine writes to (the log target's destination).
+// webhooks, the target policy and tenant quotas that apply, the logger
+// the engine writes to (the log target's destination), and where alerts
+// go.
 type Declaration struct {
 	Webhooks []*storage.Webhook
 	Policy   *engine.TargetPolicy
 	Quotas   storage.Quotas
 	Logger   *zap.Logger
+	// OperationalWebhook, if set, is POSTed every Alert, signed like an
+	// http target with its options.
+	OperationalWebhook *OperationalWebhook
+	// PublicURL is the base URL of the entrypoints, for the UI ("": the
+	// page's own origin).
+	PublicURL string
+	// Alerted, if set, is told of every Alert (Caddy events). It must not
+	// block: it is called on the engine's goroutines.
+	Alerted func(Alert)
 }
 
 // Dir is the running gateway of one data directory.
@@ -65,14 +78,27 @@ type Dir struct {
 	events    *storage.WebhookDBManager
 	engine    *engine.Engine
 	retention *retention
+	alerts    *alertSender
+	// changes tells the event log's live updates which webhooks changed.
+	changes *admin.Changes
+	// background is the lifetime of the API's bulk redelivery jobs, ended
+	// by Close, which then waits for the jobs of every Backend made.
+	background     context.Context
+	stopBackground context.CancelFunc
+	backendsMu     sync.Mutex
+	backends       []*admin.Backend // one per declaration put in force: few
 
 	reloadMu sync.Mutex // orders loads and swaps of the engine's snapshot
+	pauseMu  sync.Mutex // one pause or resume at a time (SetTargetPaused)
 	start    sync.Once
 
 	mu sync.Mutex
 	// declarations are those of the configs started, oldest first; the
 	// newest is in force.
 	declarations []*Declaration
+	// current is the declaration in force, for the engine's goroutines
+	// (alerts), which must not wait for d.mu.
+	current atomic.Pointer[Declaration]
 	// apis serve the admin API and the tenant API, made anew with each
 	// declaration put in force (its quotas); nil until the first.
 	apis atomic.Pointer[apiHandlers]
@@ -96,7 +122,8 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d = &Dir{path: path, opts: opts, lock: lock}
+	d = &Dir{path: path, opts: opts, lock: lock, changes: admin.NewChanges()}
+	d.background, d.stopBackground = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, d.closeStorage(context.Background()))
@@ -120,6 +147,10 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	d.removeOrphans(ctx)
 	d.retention = newRetention(d.events, opts.Logger.Named("retention"))
 	d.retention.configure(snap.Webhooks())
+	extra := opts.Observer
+	if extra == nil {
+		extra = engine.NopObserver{}
+	}
 	d.engine = engine.New(d.events, engine.Options{
 		Workers:        opts.Workers,
 		QueueSize:      opts.QueueSize,
@@ -128,7 +159,9 @@ func Open(path string, opts Options) (d *Dir, err error) {
 		GatewayID:      opts.GatewayID,
 		Logger:         opts.Logger.Named("engine"),
 		Recorded:       opts.Recorded,
+		Observer:       dirObserver{d: d, extra: extra},
 	})
+	d.alerts = newAlertSender(d.engine.PostSigned, opts.Logger.Named("alerts"))
 	d.engine.SetSnapshot(snap)
 	return d, nil
 }
@@ -165,15 +198,42 @@ func (d *Dir) Start() {
 	})
 }
 
-// Close stops the engine, letting attempts in flight finish within ctx,
-// cuts prunings under way short, then closes the storage and lets go of
-// the lock. It waits for nothing beyond ctx: an event DB still in use then
-// is closed by its last user, and the error says which.
+// Close ends the bulk redelivery jobs and waits for them, stops the
+// engine, letting attempts in flight finish within ctx, cuts prunings
+// under way short, stops the alerts, then closes the storage and lets go
+// of the lock. It waits for nothing beyond ctx: an event DB still in use
+// then is closed by its last user, and the error says which.
 func (d *Dir) Close(ctx context.Context) error {
+	d.stopBackground()
 	pruned := make(chan error, 1)
 	go func() { pruned <- d.retention.close(ctx) }() // at once: nothing waits for a pruning
+	jobs := d.waitJobs(ctx)
 	d.engine.Stop(ctx)
-	return errors.Join(<-pruned, d.closeStorage(ctx))
+	// After the engine: the alerts of its last attempts are counted as
+	// not sent, not lost silently.
+	alerts := d.alerts.close(ctx)
+	return errors.Join(jobs, <-pruned, alerts, d.closeStorage(ctx))
+}
+
+// waitJobs waits until ctx is done for the bulk redelivery jobs, which
+// the end of d.background stops.
+func (d *Dir) waitJobs(ctx context.Context) error {
+	d.backendsMu.Lock()
+	backends := slices.Clone(d.backends)
+	d.backendsMu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		for _, b := range backends {
+			b.WaitJobs()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("bulk redelivery jobs still running: %w", ctx.Err())
+	}
 }
 
 // closeStorage closes what Open opened, the lock last.
@@ -204,6 +264,7 @@ func (d *Dir) Declare(decl *Declaration) error {
 		return err
 	}
 	d.declarations = append(d.declarations, decl)
+	d.current.Store(decl)
 	return nil
 }
 
@@ -219,7 +280,12 @@ func (d *Dir) Retire(decl *Declaration) error {
 	wasCurrent := i == len(d.declarations)-1
 	d.declarations = slices.Delete(d.declarations, i, i+1)
 	if wasCurrent && len(d.declarations) > 0 {
-		return d.apply(d.declarations[len(d.declarations)-1])
+		newest := d.declarations[len(d.declarations)-1]
+		d.current.Store(newest)
+		return d.apply(newest)
+	}
+	if len(d.declarations) == 0 {
+		d.current.Store(nil)
 	}
 	return nil
 }
@@ -237,6 +303,7 @@ func (d *Dir) apply(decl *Declaration) error {
 	// The engine writes to this configuration's log from now on: Caddy
 	// closes the writers of a config it unloads.
 	d.engine.SetLogger(logger.Named("engine"))
+	d.alerts.logger.Store(logger.Named("alerts"))
 	for _, c := range clashes {
 		logger.Warn("a declared entrypoint key was held by an API entrypoint, which is now disabled: the Caddyfile owns the keys it declares",
 			zap.String("key", c.Key), zap.String("declared_by", c.DeclaredBy),
@@ -286,6 +353,7 @@ func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event
 		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, pending, route.Targets))
 	}
 	d.retention.ingested(route.Webhook, ev.ReceivedAt)
+	d.changes.Publish(route.Webhook.ID)
 	return nil
 }
 
@@ -308,6 +376,9 @@ func (d *Dir) Redeliver(ctx context.Context, wh *storage.Webhook, eventID string
 		d.engine.Notify(engine.TasksForEvent(wh.ID, ev, deliveries, targets))
 		return nil
 	})
+	if err == nil {
+		d.changes.Publish(wh.ID)
+	}
 	return deliveries, err
 }
 
@@ -325,18 +396,29 @@ type apiHandlers struct {
 
 func (d *Dir) makeAPIs(decl *Declaration) *apiHandlers {
 	b := d.Backend(decl.Quotas)
+	b.PublicURL = decl.PublicURL
 	return &apiHandlers{admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
 }
 
 // Backend is what the API acts on in this directory, with quotas for its
-// tenants: AdminAPI and TenantAPI serve it.
+// tenants: AdminAPI and TenantAPI serve it. Its bulk redelivery jobs run
+// until Close, which waits for them.
 func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
-	return &admin.Backend{
+	b := &admin.Backend{
 		Main: d.main, Events: d.events, Redeliver: d.Redeliver,
 		ConfigChanged: d.Reload, BreakerState: d.engine.BreakerState,
-		Quotas:         quotas,
-		CheckTargetURL: d.engine.CheckTargetURL,
+		Quotas:          quotas,
+		CheckTargetURL:  d.engine.CheckTargetURL,
+		SetTargetPaused: d.SetTargetPaused,
+		RetryNow:        d.RetryNow,
+		CancelDelivery:  d.CancelDelivery,
+		Changes:         d.changes,
+		Background:      d.background,
 	}
+	d.backendsMu.Lock()
+	d.backends = append(d.backends, b)
+	d.backendsMu.Unlock()
+	return b
 }
 
 // AdminAPI serves every route of the API (mount it where access is already
