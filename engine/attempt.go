@@ -258,6 +258,11 @@ func (e *Engine) hold(t *Task, br *breaker, until time.Time) {
 	err := e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
 		return db.Reschedule(ctx, t.DeliveryID, until)
 	})
+	if errors.Is(err, storage.ErrNotFound) && e.webhookLive(t.WebhookID) {
+		// Not open any more (cancelled meanwhile): nothing to hold.
+		e.release(t.DeliveryID)
+		return
+	}
 	if err != nil {
 		e.storageTrouble(t, "holding a delivery while its target's circuit is open", err)
 		return

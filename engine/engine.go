@@ -84,6 +84,10 @@ type Engine struct {
 
 	timersMu sync.Mutex
 	timers   map[string]*time.Timer // delivery id -> its retry timer
+	// cancelled are deliveries in hand that the operator cancelled: an
+	// attempt recorded just before the cancel must not set a timer for
+	// them (schedule). Removed when the delivery is let go (release).
+	cancelled sync.Map
 	// held are the deliveries open breakers hold: target id -> delivery id.
 	held map[string]map[string]deliveryRef
 
@@ -377,6 +381,7 @@ func (e *Engine) ParkedDeliveries() int { return e.slots.parkedCount() }
 func (e *Engine) release(deliveryID string) {
 	e.owned.Delete(deliveryID)
 	e.storageFaults.Delete(deliveryID)
+	e.cancelled.Delete(deliveryID)
 }
 
 // schedule holds a delivery until at, then queues it for reading back. The
@@ -385,6 +390,10 @@ func (e *Engine) schedule(ref deliveryRef, at time.Time) {
 	e.timersMu.Lock()
 	defer e.timersMu.Unlock()
 	if e.stopped() {
+		return
+	}
+	if _, ok := e.cancelled.Load(ref.deliveryID); ok {
+		e.release(ref.deliveryID) // failed in its event DB: nothing to wait for
 		return
 	}
 	if ref.heldBy != "" {

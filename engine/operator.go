@@ -52,7 +52,13 @@ func (e *Engine) Cancel(ctx context.Context, webhookID, deliveryID string) error
 		return fmt.Errorf("cancel: %w", err)
 	}
 	// Queued, parked or in flight, it is let go when read back or when its
-	// attempt is recorded: storage says it is no longer open.
+	// attempt is recorded: storage says it is no longer open. An attempt
+	// recorded just before the cancel may be about to set its timer:
+	// marked cancelled first, it sets none (schedule); set already, the
+	// timer is stopped here.
+	if _, inHand := e.owned.Load(deliveryID); inHand {
+		e.cancelled.Store(deliveryID, struct{}{})
+	}
 	if e.stopTimer(deliveryID) {
 		e.release(deliveryID)
 	}

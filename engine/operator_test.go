@@ -329,3 +329,22 @@ func TestPostSignedSignsAndObeysThePolicy(t *testing.T) {
 		t.Errorf("unsigned post headers %v", r.header)
 	}
 }
+
+// The window between an attempt's record (retrying) and its timer: a cancel
+// that lands there leaves no timer behind.
+func TestCancelBeforeTheTimerIsSetLeavesNone(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	snap := env.configure(webhook("shop", httpTarget("crm", "http://127.0.0.1:9/hook", slowRetries())))
+	e := env.engine(snap, Options{}) // not started: the test plays the worker
+	in := env.ingest(snap, "shop-in", []byte(`{}`), nil)
+	id := in.deliveries[0].ID
+	e.owned.Store(id, struct{}{}) // in hand, its attempt recorded as retrying
+	if err := e.Cancel(context.Background(), in.webhookID, id); err != nil {
+		t.Fatal(err)
+	}
+	e.schedule(deliveryRef{webhookID: in.webhookID, deliveryID: id}, time.Now().Add(time.Hour))
+	if n, held := e.PendingTimers(), e.inHand(); n != 0 || held != 0 {
+		t.Errorf("after a cancel, then the timer of the attempt before it: %d timers, %d in hand", n, held)
+	}
+}

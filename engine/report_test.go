@@ -309,3 +309,37 @@ func TestStopLogsAttemptsCutShort(t *testing.T) {
 		t.Errorf("stop line %v: want attempts_cut_short=1", f)
 	}
 }
+
+// A delivery whose attempt was in flight when the process died, its retries
+// spent by that attempt, gives up at the next start: told and logged.
+func TestCrashLoopMarkThatSpendsTheRetriesIsToldAsGivingUp(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, nil)
+	env := newEnv(t)
+	snap := env.configure(webhook("shop", httpTarget("crm", tg.URL, quick(0))))
+	in := env.ingest(snap, "shop-in", []byte(`{}`), nil)
+	id := in.deliveries[0].ID
+	ctx := context.Background()
+	if err := env.events.With(ctx, in.webhookID, func(db *storage.WebhookDB) error {
+		return db.MarkAttemptStarted(ctx, id, time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{}
+	env.start(snap, Options{Observer: w})
+	d := env.waitStatus(in.webhookID, id, storage.DeliveryFailed)
+	waitFor(t, "the give-up to be told", func() bool { return len(w.snapshot().exhausted) == 1 }, waitTimeout)
+	got := w.snapshot()
+	if strings.Join(got.order, ",") != "attempt failed,exhausted" {
+		t.Errorf("observer told %v", got.order)
+	}
+	if x := got.exhausted[0]; x.Error != InterruptedError || x.EventID != in.event.ID || x.TargetName != "crm" || x.WebhookName != "shop" {
+		t.Errorf("exhausted told as %+v", x)
+	}
+	if f := logged(t, env.logs, "delivery gave up").ContextMap(); f["last_error"] != d.LastError || f["event_id"] != in.event.ID || f["attempts"] != int64(1) {
+		t.Errorf("gave-up line %v", f)
+	}
+	if n := tg.count(); n != 0 {
+		t.Errorf("%d requests: the spent delivery was sent again", n)
+	}
+}
