@@ -26,6 +26,7 @@ func adminSiteConfig(dataDir, site string) string {
 
 	webhooker {
 		data_dir %s
+		public_url https://hooks.example.com/hooks/
 		webhook shown {
 			entrypoint shown-in
 			target keep database
@@ -113,6 +114,14 @@ func TestAdminSiteBehindBasicAuth(t *testing.T) {
 	wantWebhookList(t, g.siteRequest("GET", "/webhooker/webhooks", "", auth("ops", "s3cret")))
 	if a := g.siteRequest("GET", "/webhooker/ui/", "", auth("ops", "s3cret")); a.status != http.StatusOK || !strings.HasPrefix(a.header.Get("Content-Type"), "text/html") {
 		t.Fatalf("the event-log page: %d %s", a.status, a.header.Get("Content-Type"))
+	}
+	var settings struct {
+		PublicURL string `json:"public_url"`
+		Tenant    bool   `json:"tenant"`
+	}
+	g.siteRequest("GET", "/webhooker/settings", "", auth("ops", "s3cret")).decode(t, http.StatusOK, &settings)
+	if settings.PublicURL != "https://hooks.example.com/hooks/" || settings.Tenant {
+		t.Errorf("settings %+v, want the configured public_url, not a tenant", settings)
 	}
 	if a := g.siteRequest("GET", "/elsewhere", "", nil); a.status != http.StatusOK || string(a.body) != "the rest of the site" {
 		t.Fatalf("outside /webhooker: %s, want the rest of the site", a)

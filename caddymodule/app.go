@@ -148,7 +148,10 @@ type App struct {
 	data      *pooledDir
 	// declaration is what this config puts in force in its data directory.
 	declaration *datadir.Declaration
-	logger      *zap.Logger
+	// events emits this config's alerts as Caddy events; nil without an
+	// events app.
+	events *eventEmitter
+	logger *zap.Logger
 	// started is set once this config's webhooks are in force: until then an
 	// unknown entrypoint key may be one about to be declared.
 	// (A pointer: Caddy copies module values, and an atomic must not be.)
@@ -315,8 +318,18 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// data directory's lock, so that provisioning (and `caddy validate`)
 	// touches no file. Across a reload the new config joins the storage
 	// already open; until then its handlers answer 503.
+	if a.events, err = newEventEmitter(ctx, a.logger); err != nil {
+		return err
+	}
 	a.declaration = &datadir.Declaration{
 		Webhooks: declared, Policy: a.policy, Quotas: a.TenantQuotas.quotas(), Logger: a.logger,
+		PublicURL: a.PublicURL,
+	}
+	if a.events != nil {
+		a.declaration.Alerted = a.events.alerted
+	}
+	if ow := a.OperationalWebhook; ow != nil {
+		a.declaration.OperationalWebhook = &datadir.OperationalWebhook{URL: ow.URL, Options: ow.Options}
 	}
 	data, err := acquireDataDir(a.DataDir, datadir.Options{
 		Synchronous:     storage.Synchronous(a.Synchronous),
@@ -326,13 +339,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 		StopGracePeriod: time.Duration(a.StopGracePeriod),
 		GatewayID:       a.gatewayID,
 		Logger:          a.logger,
-		Recorded:        countAttempt,
+		Observer:        deliveryMetrics{},
 	}, a.logger)
 	if err != nil {
 		return fmt.Errorf("webhooker storage in %s: %w", a.DataDir, err)
 	}
 	a.data = data
-	if err := registerMetrics(ctx, data); err != nil {
+	if err := registerMetrics(ctx, data, a.logger); err != nil {
 		return fmt.Errorf("webhooker metrics: %w", err)
 	}
 	return nil
@@ -393,6 +406,7 @@ func (a *App) Start() error {
 		return err
 	}
 	d.Start()
+	metricsPerTarget.Store(a.MetricsPerTarget == nil || *a.MetricsPerTarget)
 	a.started.Store(true)
 	a.logger.Info("webhooker started",
 		zap.String("data_dir", a.DataDir),
@@ -409,8 +423,12 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup lets go of the storage, which closes when no config uses it.
+// Cleanup stops this config's Caddy events and lets go of the storage,
+// which closes when no config uses it.
 func (a *App) Cleanup() error {
+	if a.events != nil {
+		a.events.close()
+	}
 	if a.data == nil {
 		return nil
 	}

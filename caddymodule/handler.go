@@ -164,6 +164,7 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
 	}
 
+	countEvent(route.Webhook)
 	// Stored: the body is no longer needed, and is given back before the
 	// answer so that a client that has its 200 finds the budget free.
 	held.release()

@@ -7,8 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/webhooker/caddy-webhooker/storage"
+	"go.uber.org/zap"
 )
 
 // The collectors live for the process and keep counting across reloads;
@@ -30,10 +29,6 @@ var (
 )
 
 const queueHelp = "Deliveries waiting for a worker, by queue: fresh (from ingest) or retry (retries come due, and work read back from the event DBs: retry_queue_size)."
-
-func countAttempt(targetType storage.TargetType, status storage.DeliveryStatus) {
-	deliveryAttempts.WithLabelValues(string(targetType), string(status)).Inc()
-}
 
 // countIngest counts the answer of one ingest: err is what ServeHTTP returns.
 func countIngest(err error) {
@@ -58,7 +53,7 @@ func countVerificationFailure(scheme, reason string) {
 
 // registerMetrics puts the collectors in the config's registry, with gauges
 // of this config's engine.
-func registerMetrics(ctx caddy.Context, data *pooledDir) error {
+func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) error {
 	reg := ctx.GetMetricsRegistry()
 	if reg == nil {
 		return nil
@@ -73,6 +68,8 @@ func registerMetrics(ctx caddy.Context, data *pooledDir) error {
 	}
 	for _, c := range []prometheus.Collector{
 		ingestAnswers, deliveryAttempts, verificationFailures,
+		attempts, attemptDuration, deliveriesExhausted, breakerOpenings, eventsIngested, eventsDropped,
+		stateCollector{data: data, logger: logger},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",
 			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "fresh"},

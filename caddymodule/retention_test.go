@@ -12,11 +12,13 @@ import (
 	"github.com/google/uuid"
 )
 
-// TestRetentionPrunesOnIngest gives an API-created webhook a retention of one
-// day, plants an old, finished event in its event DB, and checks that the
-// next ingest prunes it while keeping the new event and an old one that
-// still has a delivery to do.
-func TestRetentionPrunesOnIngest(t *testing.T) {
+// TestRetentionPrunesOnChange gives an API-created webhook a retention of
+// two days, plants old events in its event DB, then shortens the retention
+// to one day: a changed retention applies at once (pruning is driven by due
+// times, not by ingest or polling), so the old, finished event is pruned
+// while the new event and an old one that still has a delivery to do are
+// kept.
+func TestRetentionPrunesOnChange(t *testing.T) {
 	g := startGateway(t, "")
 	var created struct {
 		ID          string `json:"id"`
@@ -24,7 +26,7 @@ func TestRetentionPrunesOnIngest(t *testing.T) {
 			Key string `json:"key"`
 		} `json:"entrypoints"`
 	}
-	body, _ := json.Marshal(map[string]any{"name": "short-lived", "retention_days": 1})
+	body, _ := json.Marshal(map[string]any{"name": "short-lived", "retention_days": 2})
 	req, _ := http.NewRequest(http.MethodPost, adminURL+"/webhooker/webhooks", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	status, _, resp := g.do(req)
@@ -56,6 +58,9 @@ func TestRetentionPrunesOnIngest(t *testing.T) {
 	}
 
 	fresh := g.mustIngest(created.Entrypoints[0].Key, `{"new":true}`)
+	if a := g.admin("PATCH", "/webhooks/"+created.ID, map[string]any{"retention_days": 1}); a.status != http.StatusOK {
+		t.Fatalf("shorten the retention: %s", a)
+	}
 	exists := func(id string) bool {
 		var n int
 		if err := db.QueryRow("SELECT count(*) FROM events WHERE id = ?", id).Scan(&n); err != nil {
@@ -66,7 +71,7 @@ func TestRetentionPrunesOnIngest(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for exists(oldDone) {
 		if time.Now().After(deadline) {
-			t.Fatal("the delivered event of three days ago was not pruned after an ingest (retention 1 day)")
+			t.Fatal("the delivered event of three days ago was not pruned once the retention became 1 day")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
