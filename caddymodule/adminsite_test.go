@@ -6,14 +6,18 @@ package caddymodule_test
 // all (the forgotten basic_auth), which must be a 401 and not an open door.
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+
+	"github.com/webhooker/caddy-webhooker/storage"
 )
 
 // adminSiteConfig is the test config with a declared webhook and the given
@@ -35,6 +39,7 @@ func adminSiteConfig(dataDir, site string) string {
 }
 
 http://localhost:9080 {
+	webhooker /hooks/*
 %s
 	respond /elsewhere "the rest of the site" 200
 }
@@ -126,6 +131,44 @@ func TestAdminSiteBehindBasicAuth(t *testing.T) {
 	if a := g.siteRequest("GET", "/elsewhere", "", nil); a.status != http.StatusOK || string(a.body) != "the rest of the site" {
 		t.Fatalf("outside /webhooker: %s, want the rest of the site", a)
 	}
+
+	// Live updates reach the page through the site: a change is flushed
+	// to the stream as it happens, not when the response ends.
+	req, err := http.NewRequest("GET", siteURL+"/webhooker/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("ops", "s3cret")
+	resp, err := newClient(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("GET /webhooker/stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	g.mustIngest("shown-in", `{"n":1}`)
+	want := `data: {"webhook_id":"` + storage.DeclaredWebhookID("shown") + `"}`
+	found := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if sc.Text() == want {
+				found <- true
+				return
+			}
+		}
+		found <- false
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Fatalf("the stream ended without %s", want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no %s on the stream through the site", want)
+	}
+	resp.Body.Close()
 
 	// A page elsewhere cannot use the browser's remembered credentials to
 	// change anything; the operator's own page (same origin) can.
