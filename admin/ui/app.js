@@ -296,7 +296,7 @@ function setMode(mode) {
 	const s = $('session');
 	put(s);
 	if (mode === 'admin') {
-		s.append(el('span', { class: 'muted', title: 'Served by Caddy\'s admin endpoint: every webhook is shown.' }, 'Caddy admin endpoint'));
+		s.append(el('span', { class: 'muted', title: 'Served by Caddy\'s admin endpoint or a webhooker_admin site: every webhook is shown.' }, 'Operator'));
 	} else if (mode === 'tenant') {
 		const key = sessionStorage.getItem(KEY_ITEM) || '';
 		s.append(
