@@ -59,9 +59,13 @@ func (b *breaker) allow(now time.Time) (ok bool, retryAt time.Time) {
 // or by a failed probe), or closed it; failures is the run of failures, and
 // retryAt when an opened breaker lets a probe through.
 type breakerChange struct {
-	opened, closed bool
-	failures       int
-	retryAt        time.Time
+	// opened: closed -> open; probeFailed: a probe failed, the breaker
+	// stays open for another cooldown (half-open -> open). Only opened is
+	// news for alerts: a target that stays down is told once, not once per
+	// cooldown.
+	opened, probeFailed, closed bool
+	failures                    int
+	retryAt                     time.Time
 }
 
 // record takes the outcome of an attempt that allow let through, and
@@ -79,7 +83,8 @@ func (b *breaker) record(success bool, now time.Time) (c breakerChange) {
 	b.failures++
 	c.failures = b.failures
 	if b.state == breakerHalfOpen || (b.threshold > 0 && b.failures >= b.threshold) {
-		c.opened = b.state != breakerOpen
+		c.opened = b.state == breakerClosed
+		c.probeFailed = b.state == breakerHalfOpen
 		b.state, b.openedAt = breakerOpen, now
 		c.retryAt = now.Add(b.cooldown)
 	}

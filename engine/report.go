@@ -36,11 +36,19 @@ func (e *Engine) recorded(t *Task, r storage.DeliveryResult, status storage.Deli
 // breakerChanged tells of a circuit breaker that an attempt of t opened or
 // closed; attemptErr is that attempt's error.
 func (e *Engine) breakerChanged(t *Task, c breakerChange, attemptErr error) {
-	if !c.opened && !c.closed {
+	if !c.opened && !c.closed && !c.probeFailed {
 		return
 	}
 	info := e.deliveryInfo(t)
 	ti := TargetInfo{WebhookID: info.WebhookID, WebhookName: info.WebhookName, TargetID: info.TargetID, TargetName: info.TargetName}
+	if c.probeFailed {
+		// Still down: said once when it opened, not again every cooldown.
+		e.log().Debug("circuit breaker probe failed: stays open",
+			zap.String("webhook", ti.WebhookName), zap.String("target", ti.TargetName),
+			zap.Int("failures", c.failures), zap.Time("retry_at", c.retryAt),
+			zap.String("webhook_id", ti.WebhookID), zap.String("target_id", ti.TargetID))
+		return
+	}
 	if c.closed {
 		e.log().Info("circuit breaker closed",
 			zap.String("webhook", ti.WebhookName), zap.String("target", ti.TargetName),

@@ -151,7 +151,9 @@ func TestBreakerOpensAfterThresholdAndProbesAfterCooldown(t *testing.T) {
 	b.record(false, t0)
 	state("closed")
 	mustAllow(t0)
-	b.record(false, t0)
+	if c := b.record(false, t0); !c.opened || c.probeFailed || c.closed {
+		t.Fatalf("the threshold's failure: %+v, want opened", c)
+	}
 	state("open")
 
 	mustHold(t0.Add(10*time.Millisecond), t0.Add(time.Second))
@@ -164,8 +166,12 @@ func TestBreakerOpensAfterThresholdAndProbesAfterCooldown(t *testing.T) {
 	mustHold(probe.Add(time.Millisecond), probe.Add(time.Second))
 
 	// The probe fails: open again, for a full cooldown from now.
+	// Told as a failed probe, not as a second opening: an alert says a
+	// target went down once, not once per cooldown while it stays down.
 	failed := probe.Add(100 * time.Millisecond)
-	b.record(false, failed)
+	if c := b.record(false, failed); c.opened || !c.probeFailed {
+		t.Fatalf("the failed probe: %+v, want probeFailed and not opened", c)
+	}
 	state("open")
 	mustHold(failed.Add(500*time.Millisecond), failed.Add(time.Second))
 
@@ -173,7 +179,9 @@ func TestBreakerOpensAfterThresholdAndProbesAfterCooldown(t *testing.T) {
 	probe2 := failed.Add(time.Second)
 	mustAllow(probe2)
 	state("half-open")
-	b.record(true, probe2)
+	if c := b.record(true, probe2); !c.closed {
+		t.Fatalf("the good probe: %+v, want closed", c)
+	}
 	state("closed")
 	b.record(false, probe2)
 	state("closed")
