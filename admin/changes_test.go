@@ -189,7 +189,10 @@ func TestStreamToATenantTellsOnlyItsWebhooks(t *testing.T) {
 }
 
 func TestStreamAndSettingsWithoutWiring(t *testing.T) {
-	e := newEnvWith(t, func(b *admin.Backend) { b.PublicURL = "https://hooks.example.com" })
+	e := newEnvWith(t, func(b *admin.Backend) {
+		b.PublicURL = "https://hooks.example.com"
+		b.Changes = nil
+	})
 	if resp := e.call("GET", "/webhooker/stream", nil); resp.status != http.StatusNotFound {
 		t.Errorf("stream with no Changes: %d, want 404", resp.status)
 	}

@@ -91,6 +91,12 @@ func (db *WebhookDB) CountRedeliveries(ctx context.Context, s RedeliverySelectio
 // each with its selected targets in id order. A job pages through with the
 // last event id it was given, so that what it has redelivered (no longer
 // latest in Status) and what arrives meanwhile do not shift its place.
+//
+// Cost: deliveries_event is walked from after, in event id order, and the
+// walk stops once limit events matched; each delivery looked at costs one
+// more look-up in that index (is it the latest?) and one in events (its
+// time). Events that do not match are walked over: a page after a long
+// stretch of delivered events reads that stretch.
 func (db *WebhookDB) RedeliveryPage(ctx context.Context, s RedeliverySelection, after string, limit int) ([]RedeliveryMatch, error) {
 	where, args, err := s.where()
 	if err != nil {
@@ -107,7 +113,7 @@ func (db *WebhookDB) RedeliveryPage(ctx context.Context, s RedeliverySelection, 
 	// Target ids are UUIDs: a comma cannot be part of one.
 	rows, err := db.file.reader.QueryContext(ctx, `SELECT d.event_id, group_concat(d.target_id, ',')
 		FROM (SELECT d.event_id, d.target_id FROM deliveries d JOIN events e ON e.id = d.event_id
-			WHERE `+where+` ORDER BY d.event_id, d.target_id) d
+			WHERE `+where+` ORDER BY d.event_id) d
 		GROUP BY d.event_id ORDER BY d.event_id LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("select events to redeliver: %w", err)
