@@ -310,3 +310,22 @@ func TestTenantSeesOnlyOwnRedeliveryJobs(t *testing.T) {
 	// The operator sees it too.
 	f.must(http.StatusOK, "GET", aliceJobs+"/"+started.Job.ID, nil, &j)
 }
+
+// The job runs on the Backend's lifetime: the request that started it
+// ends (its client gone, its context cancelled) and the job goes on.
+func TestBulkRedeliveryOutlivesItsRequest(t *testing.T) {
+	f := newOutageFixture(t, 3, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequestWithContext(ctx, "POST", f.redeliverURL(), strings.NewReader(`{"status":"failed","rate":100}`))
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	f.admin.ServeHTTP(w, r)
+	cancel()
+	var started struct {
+		Job jobJSON `json:"job"`
+	}
+	expect(t, response{status: w.Code, header: w.Header(), body: w.Body.Bytes()}, http.StatusAccepted, &started)
+	if j := f.job(f.admin, "", started.Job.ID, nil); j.State != "done" || j.Redelivered != 3 {
+		t.Errorf("job after its request ended: %+v", j)
+	}
+}
