@@ -36,7 +36,8 @@ func init() {
 // and declared webhooks have ids derived from their names. Requests outside
 // /webhooker go to the next handler.
 type AdminSite struct {
-	app *App
+	app      *App
+	shutdown *serverShutdown
 }
 
 // CaddyModule returns the Caddy module information.
@@ -54,6 +55,7 @@ func (a *AdminSite) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading the webhooker app: %w", err)
 	}
 	a.app = app.(*App)
+	a.shutdown = newServerShutdown(ctx)
 	return nil
 }
 
@@ -80,6 +82,8 @@ func (a *AdminSite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 		refuse(w, http.StatusForbidden, "a cross-origin request may not change anything: use the event-log page of this site")
 		return nil
 	}
+	r, done := a.shutdown.bind(r)
+	defer done()
 	a.app.data.serveAPI(w, r, false)
 	return nil
 }

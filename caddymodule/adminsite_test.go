@@ -259,3 +259,65 @@ func TestAdminSiteBehindForwardAuth(t *testing.T) {
 		t.Fatalf("the auth server was asked %d more times, want 3 (every request under /webhooker)", n)
 	}
 }
+
+// TestAdminSiteStreamEndsAtReload: an open live-update stream ends when a
+// reload replaces the config that serves it, instead of keeping the old
+// server running (Caddy waits for open requests without end by default);
+// the page then reconnects to the new one.
+func TestAdminSiteStreamEndsAtReload(t *testing.T) {
+	site := `	basic_auth /webhooker/* {
+		ops $2a$04$bjUeClqLBNRshSk5T3PJYOWiygjxUcvSOAIcrcC/SX4V7316rCgd.
+	}
+	webhooker_admin`
+	g := startAdminSite(t, site)
+	req, err := http.NewRequest("GET", siteURL+"/webhooker/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("ops", "correct horse")
+	resp, err := newClient(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /webhooker/stream: %d", resp.StatusCode)
+	}
+	lines := make(chan string)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	// The stream is live: a change arrives on it.
+	g.mustIngest("shown-in", `{"n":1}`)
+	want := `data: {"webhook_id":"` + storage.DeclaredWebhookID("shown") + `"}`
+	for got := ""; got != want; {
+		select {
+		case got = <-lines:
+		case <-ended:
+			t.Fatal("the stream ended before the reload")
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no %s on the stream", want)
+		}
+	}
+
+	// A reload (a changed config: Caddy skips an identical one).
+	reloaded := strings.Replace(adminSiteConfig(g.dataDir, site), "the rest of the site", "the rest of the site, reloaded", 1)
+	if status, body := loadConfig(t, reloaded, "text/caddyfile"); status != http.StatusOK {
+		t.Fatalf("reload: %d %s", status, body)
+	}
+	for {
+		select {
+		case <-lines:
+			continue
+		case <-ended:
+			return
+		case <-time.After(20 * time.Second):
+			t.Fatal("the stream of the replaced config is still open 20 s after the reload: its server cannot finish shutting down")
+		}
+	}
+}

@@ -29,7 +29,8 @@ func init() {
 // it is answered by the API (401 without a good key, 404 for a route it
 // does not serve, such as the users and keys of the admin endpoint).
 type TenantAPI struct {
-	app *App
+	app      *App
+	shutdown *serverShutdown
 }
 
 // CaddyModule returns the Caddy module information.
@@ -47,6 +48,7 @@ func (t *TenantAPI) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("loading the webhooker app: %w", err)
 	}
 	t.app = app.(*App)
+	t.shutdown = newServerShutdown(ctx)
 	return nil
 }
 
@@ -55,6 +57,8 @@ func (t *TenantAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	if !underAPI(r.URL.Path) {
 		return next.ServeHTTP(w, r)
 	}
+	r, done := t.shutdown.bind(r)
+	defer done()
 	t.app.data.serveAPI(w, r, true)
 	return nil
 }
