@@ -57,9 +57,13 @@ type Backend struct {
 	// they stop. nil: context.Background().
 	Background context.Context
 
-	// jobs are the bulk redelivery jobs of this Backend's handlers, admin
-	// and tenant alike.
-	jobs redeliveryJobs
+	// Jobs holds the bulk redelivery jobs, shared by the Backends of one
+	// data directory so that a job started before a reload is still seen
+	// (and still the one running on its webhook) after it. nil: this
+	// Backend's own.
+	Jobs *RedeliveryJobs
+
+	ownJobs RedeliveryJobs
 }
 
 // Prefix is where the API lives, on the admin endpoint and on sites.

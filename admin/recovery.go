@@ -123,6 +123,14 @@ func (h *Handler) settings(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// jobs are the bulk redelivery jobs this Backend's handlers see.
+func (b *Backend) jobs() *RedeliveryJobs {
+	if b.Jobs != nil {
+		return b.Jobs
+	}
+	return &b.ownJobs
+}
+
 // background is the context bulk redelivery jobs run on.
 func (b *Backend) background() context.Context {
 	if b.Background == nil {

@@ -87,8 +87,9 @@ func (j *redeliveryJob) update(fn func(v *jobView)) {
 	fn(&j.view)
 }
 
-// redeliveryJobs are the jobs of one Backend. The zero value is ready.
-type redeliveryJobs struct {
+// RedeliveryJobs are the bulk redelivery jobs of one data directory's
+// Backends (Backend.Jobs). The zero value is ready.
+type RedeliveryJobs struct {
 	mu   sync.Mutex
 	byID map[string]*redeliveryJob
 	// order is the ids by start, for dropping the oldest finished jobs.
@@ -97,7 +98,7 @@ type redeliveryJobs struct {
 
 // add registers a job for webhookID unless one is running for it, or the
 // Backend's lifetime is over.
-func (js *redeliveryJobs) add(background context.Context, j *redeliveryJob) error {
+func (js *RedeliveryJobs) add(background context.Context, j *redeliveryJob) error {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	// Checked under the lock, so that Wait, which runs after Background
@@ -132,7 +133,7 @@ func (js *redeliveryJobs) add(background context.Context, j *redeliveryJob) erro
 	return nil
 }
 
-func (js *redeliveryJobs) get(id string) (*redeliveryJob, bool) {
+func (js *RedeliveryJobs) get(id string) (*redeliveryJob, bool) {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	j, ok := js.byID[id]
@@ -142,13 +143,16 @@ func (js *redeliveryJobs) get(id string) (*redeliveryJob, bool) {
 // WaitJobs waits until every bulk redelivery job has ended. Call it after
 // Background has ended (which stops them and refuses new ones), before the
 // storage they write to closes.
-func (b *Backend) WaitJobs() {
-	b.jobs.mu.Lock()
+func (b *Backend) WaitJobs() { b.jobs().Wait() }
+
+// Wait waits until every job has ended: see Backend.WaitJobs.
+func (js *RedeliveryJobs) Wait() {
+	js.mu.Lock()
 	var done []chan struct{}
-	for _, j := range b.jobs.byID {
+	for _, j := range js.byID {
 		done = append(done, j.done)
 	}
-	b.jobs.mu.Unlock()
+	js.mu.Unlock()
 	for _, c := range done {
 		<-c
 	}
@@ -228,7 +232,7 @@ func (h *Handler) bulkRedeliver(w http.ResponseWriter, r *http.Request) error {
 	j := &redeliveryJob{cancel: cancel, done: make(chan struct{}), view: jobView{
 		ID: uuid.NewString(), WebhookID: wh.ID, State: jobRunning, Matched: matched, StartedAt: time.Now().UTC(),
 	}}
-	if err := h.b.jobs.add(h.b.background(), j); err != nil {
+	if err := h.b.jobs().add(h.b.background(), j); err != nil {
 		cancel()
 		return err
 	}
@@ -331,7 +335,7 @@ func (h *Handler) redeliveryJobOf(r *http.Request) (*redeliveryJob, error) {
 	if err != nil {
 		return nil, err
 	}
-	j, ok := h.b.jobs.get(id)
+	j, ok := h.b.jobs().get(id)
 	if !ok || j.snapshot().WebhookID != wh.ID {
 		return nil, errorf(http.StatusNotFound, "no redelivery job with id %q on webhook %s", id, wh.Name)
 	}

@@ -85,8 +85,9 @@ type Dir struct {
 	// by Close, which then waits for the jobs of every Backend made.
 	background     context.Context
 	stopBackground context.CancelFunc
-	backendsMu     sync.Mutex
-	backends       []*admin.Backend // one per declaration put in force: few
+	// jobs are the bulk redelivery jobs of every Backend made here, kept
+	// across reloads.
+	jobs admin.RedeliveryJobs
 
 	reloadMu sync.Mutex // orders loads and swaps of the engine's snapshot
 	pauseMu  sync.Mutex // one pause or resume at a time (SetTargetPaused)
@@ -218,14 +219,9 @@ func (d *Dir) Close(ctx context.Context) error {
 // waitJobs waits until ctx is done for the bulk redelivery jobs, which
 // the end of d.background stops.
 func (d *Dir) waitJobs(ctx context.Context) error {
-	d.backendsMu.Lock()
-	backends := slices.Clone(d.backends)
-	d.backendsMu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		for _, b := range backends {
-			b.WaitJobs()
-		}
+		d.jobs.Wait()
 		close(done)
 	}()
 	select {
@@ -414,10 +410,8 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 		CancelDelivery:  d.CancelDelivery,
 		Changes:         d.changes,
 		Background:      d.background,
+		Jobs:            &d.jobs,
 	}
-	d.backendsMu.Lock()
-	d.backends = append(d.backends, b)
-	d.backendsMu.Unlock()
 	return b
 }
 

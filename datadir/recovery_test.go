@@ -468,3 +468,60 @@ func TestIngestPublishesAChange(t *testing.T) {
 		t.Error("the stream told no change after the ingest")
 	}
 }
+
+// A bulk redelivery job outlives a reload: the API of the next declaration
+// shows it, and refuses a second job on its webhook while it runs. (Each
+// declaration's Backend kept its own jobs before: after a reload the job
+// was a 404 and a second one could start beside it.)
+func TestBulkRedeliveryJobOutlivesAReload(t *testing.T) {
+	ctx := context.Background()
+	d, err := Open(t.TempDir(), Options{Synchronous: storage.SynchronousNormal, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(ctx)
+	wh := keptWebhook("replayed", 0)
+	if err := d.Declare(&Declaration{Webhooks: []*storage.Webhook{wh}}); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	for range 5 {
+		ingestAt(t, d, wh.Entrypoints[0].Key, time.Now())
+	}
+	post := func(api http.Handler) (int, map[string]any) {
+		srv := httptest.NewServer(api)
+		defer srv.Close()
+		resp, err := http.Post(srv.URL+admin.Prefix+"/webhooks/"+wh.ID+"/redeliver", "application/json",
+			strings.NewReader(`{"status":"delivered","rate":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	status, out := post(d.AdminAPI())
+	if status != http.StatusAccepted {
+		t.Fatalf("bulk redeliver: %d %v, want 202", status, out)
+	}
+	job := out["job"].(map[string]any)["id"].(string)
+
+	// A reload: a new declaration, a new Backend.
+	if err := d.Declare(&Declaration{Webhooks: []*storage.Webhook{keptWebhook("replayed", 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.AdminAPI())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + admin.Prefix + "/webhooks/" + wh.ID + "/redeliver/" + job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the job after a reload: %s, want 200", resp.Status)
+	}
+	if status, out := post(d.AdminAPI()); status != http.StatusConflict {
+		t.Errorf("a second job after a reload while the first runs: %d %v, want 409", status, out)
+	}
+}
