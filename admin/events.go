@@ -177,7 +177,12 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 
 // timeParam reads query parameter name as an RFC 3339 time; absent is zero.
 func timeParam(params url.Values, name string) (time.Time, error) {
-	s := params.Get(name)
+	return parseTime(name, params.Get(name))
+}
+
+// parseTime reads s, the value of a query parameter or body field name, as
+// an RFC 3339 time; "" is zero.
+func parseTime(name, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
