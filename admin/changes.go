@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -29,6 +30,9 @@ const (
 // connections. Publish never blocks and costs a lock and nothing more
 // when nobody listens: there is no goroutine of its own.
 type Changes struct {
+	// count is len(listeners), read without the lock: Publish runs on
+	// every ingest and every attempt, and mostly nobody listens.
+	count     atomic.Int32
 	mu        sync.Mutex
 	listeners map[*changeListener]struct{}
 }
@@ -47,6 +51,9 @@ func NewChanges() *Changes {
 
 // Publish tells every listener that webhook webhookID changed.
 func (c *Changes) Publish(webhookID string) {
+	if c.count.Load() == 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for l := range c.listeners {
@@ -69,6 +76,7 @@ func (c *Changes) listen() *changeListener {
 	l := &changeListener{pending: make(map[string]struct{}), wake: make(chan struct{}, 1)}
 	c.mu.Lock()
 	c.listeners[l] = struct{}{}
+	c.count.Store(int32(len(c.listeners)))
 	c.mu.Unlock()
 	return l
 }
@@ -76,6 +84,7 @@ func (c *Changes) listen() *changeListener {
 func (c *Changes) leave(l *changeListener) {
 	c.mu.Lock()
 	delete(c.listeners, l)
+	c.count.Store(int32(len(c.listeners)))
 	c.mu.Unlock()
 }
 
