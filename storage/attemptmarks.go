@@ -139,10 +139,7 @@ func (db *WebhookDB) commitCrashSafe(ctx context.Context, batch []*commitRequest
 	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
 		return err
 	}
-	tx, err := conn.BeginTx(ctx, nil)
-	if err == nil {
-		err = db.runBatch(ctx, tx, batch)
-	}
+	err = db.runBatch(ctx, beginOn(ctx, conn), batch)
 	if _, rerr := conn.ExecContext(ctx, "PRAGMA synchronous = FULL"); rerr != nil {
 		// Never leave the writer without fsyncs: drop the connection, and
 		// the next one is opened with the file's settings.

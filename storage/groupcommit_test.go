@@ -262,9 +262,47 @@ func TestFailedWriteFailsAloneInItsBatch(t *testing.T) {
 	if err != nil || got.Path != existing.Path {
 		t.Errorf("existing event changed by the failed batches: %+v, %v", got, err)
 	}
+	if db.isolatedBatches.Load() == 0 {
+		t.Errorf("no batch was run again with a savepoint per write: the duplicates never shared a batch, so this test proved nothing")
+	}
+	if st, err := db.Stats(ctx); err != nil || st.Events != ok+1 || st.Deliveries[DeliveryPending] != 2*ok+1 {
+		t.Errorf("event_stats = %+v, %v; want %d events, %d pending: a batch run again counted its rows twice or kept a failed write's",
+			st, err, ok+1, 2*ok+1)
+	}
 
 	// Leadership was handed on correctly: ingest still works.
 	ingestOne(t, db, "after", "t")
+}
+
+// A batch whose writes all succeed runs once, without a savepoint per write
+// (what made ingest pay a statement journal per event).
+func TestBatchWithoutFailureRunsOnce(t *testing.T) {
+	_, _, db := openOne(t)
+	const n = 64
+	start := make(chan struct{})
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			<-start
+			_, err := db.Ingest(&Event{Method: "POST", Path: fmt.Sprintf("/p/%d", i), Body: []byte("{}")}, targetsOf([]string{"h"}, []string{"k"}))
+			errs <- err
+		}()
+	}
+	close(start)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tx := db.commits.transactions.Load(); tx >= n {
+		t.Fatalf("%d transactions for %d concurrent ingests: no batching happened, so this test proved nothing", tx, n)
+	}
+	if got := db.isolatedBatches.Load(); got != 0 {
+		t.Errorf("%d batches were run again with a savepoint per write, want 0: none of their writes failed", got)
+	}
+	if c := countEvents(t, db); c != n {
+		t.Errorf("events in the file = %d, want %d", c, n)
+	}
 }
 
 func TestIngestStoresNilAndEmptyBodies(t *testing.T) {

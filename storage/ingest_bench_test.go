@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,4 +36,38 @@ func BenchmarkIngestParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkIngestDatabaseTarget is the harness's ingest check without HTTP:
+// one database target (its delivery stored delivered at ingest), bodies of
+// 1 and 64 KiB, synchronous=full, 64 concurrent requests.
+func BenchmarkIngestDatabaseTarget(b *testing.B) {
+	for _, size := range []int{1 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			m, err := NewWebhookDBManager(b.TempDir(), ManagerOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = m.CloseAll(context.Background()) })
+			id := "7f0c3a52-6a3e-4f0e-9d3b-2f4d8f1b9a10"
+			body := []byte(`{"data":"` + strings.Repeat("x", size-11) + `"}`)
+			headers := http.Header{"Content-Type": {"application/json"}, "User-Agent": {"bench"}, "X-Request-Id": {"abc"}}
+			targets := targetsOf(nil, []string{"archive"})
+			b.SetParallelism(32) // 32 × GOMAXPROCS (2 here) goroutines: the harness's 64 connections
+			b.SetBytes(int64(len(body)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					err := m.With(context.Background(), id, func(db *WebhookDB) error {
+						_, err := db.Ingest(&Event{Method: "POST", Path: "/hooks/k", Headers: headers, Body: body,
+							ContentType: "application/json"}, targets)
+						return err
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
 }
