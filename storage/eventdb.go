@@ -101,13 +101,13 @@ const (
 		(id, event_id, target_id, status, attempts, created_at, updated_at)
 		VALUES (?, ?, ?, 'pending', 0, ?, ?)`
 	sqlInsertKept = `INSERT INTO deliveries
-		(id, event_id, target_id, status, attempts, created_at, updated_at)
-		VALUES (?, ?, ?, 'delivered', 1, ?, ?)`
+		(id, event_id, target_id, status, attempts, created_at, updated_at, kept)
+		VALUES (?, ?, ?, 'delivered', 1, ?, ?, 1)`
 	sqlSavepoint    = "SAVEPOINT write"
 	sqlRollbackTo   = "ROLLBACK TO write"
 	sqlRelease      = "RELEASE write"
 	sqlSetOutcome   = `UPDATE deliveries SET status = ?1, attempts = ?2, next_attempt_at = ?3, last_error = ?4, updated_at = ?5, attempt_started_at = NULL WHERE id = ?6 AND (status IN ('pending', 'retrying') OR ?1 = 'delivered')`
-	sqlInsertResult = `INSERT INTO delivery_results
+	sqlInsertResult = `INSERT INTO delivery_attempts
 		(delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
 	sqlReschedule = `UPDATE deliveries SET status = 'retrying', next_attempt_at = ?, updated_at = ?
@@ -155,10 +155,10 @@ func (db *WebhookDB) close() error {
 // with concurrent calls (group commit), and returns only after that
 // transaction has committed: a nil error means the event is durable. A
 // database target's destination is this very file: its delivery is stored
-// delivered, with its one attempt, in the same transaction, so that it costs
-// the engine and the writer nothing more. The other deliveries are stored
-// pending and returned, for the engine. The event's and deliveries' ids are
-// assigned here when empty.
+// delivered, its one attempt implied (insertKept), in the same transaction,
+// so that it costs the engine and the writer nothing more. The other
+// deliveries are stored pending and returned, for the engine. The event's
+// and deliveries' ids are assigned here when empty.
 func (db *WebhookDB) Ingest(ev *Event, targets []Target) ([]Delivery, error) {
 	var pendingTargetIDs, keptTargetIDs []string
 	for _, t := range targets {
@@ -374,16 +374,14 @@ func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) 
 	return nil
 }
 
-// insertKept stores deliveries to database targets as delivered at ingest,
-// each with its one attempt.
+// insertKept stores deliveries to database targets as delivered at ingest.
+// Their one attempt is not a row: delivery_results lists it for any kept
+// delivery (keptDeliveriesMigration).
 func (w *writeTx) insertKept(ev *Event, kept []Delivery) error {
 	received := ev.ReceivedAt.UnixNano()
 	for _, d := range kept {
 		if _, err := w.exec(sqlInsertKept, d.ID, d.EventID, d.TargetID, received, received); err != nil {
 			return fmt.Errorf("insert delivery: %w", err)
-		}
-		if _, err := w.exec(sqlInsertResult, d.ID, 1, received, 0, 0, "", nil); err != nil {
-			return fmt.Errorf("insert delivery result: %w", err)
 		}
 	}
 	w.inserted.delivered += len(kept)

@@ -63,4 +63,30 @@ ALTER TABLE deliveries ADD COLUMN attempt_started_at INTEGER;
 	{name: "events.verified", sql: `
 ALTER TABLE events ADD COLUMN verified TEXT NOT NULL DEFAULT '';
 `},
+	keptDeliveriesMigration,
 }
+
+// keptDeliveriesMigration stops storing the one attempt of a delivery to a
+// database target as a row: such a delivery is delivered at ingest by
+// definition (kept = 1 says it), and its attempt row was a third of the
+// rows and B-tree entries every ingest wrote. The attempts recorded
+// (delivery_attempts) keep their rows; delivery_results, what the readers
+// and the sqlite3 shell query, becomes a view of them and of one attempt
+// per kept delivery, as it was stored before (attempt 1, started at the
+// delivery's creation, no duration, status or error), so that what the API
+// and the UI show does not change. Deliveries kept before this migration
+// have kept = 0 and their attempt row: each is listed once either way.
+var keptDeliveriesMigration = migration{name: "deliveries.kept, delivery_results as a view", sql: `
+ALTER TABLE delivery_results RENAME TO delivery_attempts;
+ALTER TABLE deliveries ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+CREATE VIEW delivery_results (id, delivery_id, attempt, started_at, duration_ns, status_code, error, response_body) AS
+	SELECT id, delivery_id, attempt, started_at, duration_ns, status_code, error, response_body FROM delivery_attempts
+	UNION ALL
+	SELECT NULL, id, 1, created_at, 0, 0, '', NULL FROM deliveries WHERE kept = 1;
+-- Writes through the old name still land in the table, with its defaults.
+CREATE TRIGGER delivery_results_insert INSTEAD OF INSERT ON delivery_results BEGIN
+	INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
+	VALUES (NEW.delivery_id, NEW.attempt, NEW.started_at, NEW.duration_ns,
+		coalesce(NEW.status_code, 0), coalesce(NEW.error, ''), NEW.response_body);
+END;
+`}

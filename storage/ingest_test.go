@@ -2,7 +2,10 @@ package storage
 
 import (
 	"context"
+	"path/filepath"
+	"reflect"
 	"testing"
+	"time"
 )
 
 // Deliveries to database targets are stored delivered, with their one
@@ -50,5 +53,119 @@ func TestIngestStoresDatabaseDeliveriesDelivered(t *testing.T) {
 	}
 	if len(open) != 1 {
 		t.Errorf("%d open deliveries, want 1: recovery must not see the kept ones", len(open))
+	}
+}
+
+// A delivery to a database target is one row: its one attempt is not
+// written (it was a third of every ingest's rows), yet it is listed as it
+// was stored before, so that the API and the UI show the same.
+func TestDatabaseDeliveryWritesNoAttemptRow(t *testing.T) {
+	ctx := context.Background()
+	_, _, db := openOne(t)
+	ev := &Event{Method: "POST", Path: "/p", Body: []byte("{}")}
+	if _, err := db.Ingest(ev, targetsOf([]string{"http-target"}, []string{"archive"})); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM delivery_attempts`); n != 0 {
+		t.Errorf("%d attempt rows written at ingest, want 0", n)
+	}
+	all, err := db.Deliveries(ctx, ev.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range all {
+		results, err := db.DeliveryResults(ctx, d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.TargetID == "http-target" {
+			if len(results) != 0 {
+				t.Errorf("pending delivery lists %d attempts, want 0", len(results))
+			}
+			continue
+		}
+		want := []DeliveryResult{{DeliveryID: d.ID, Attempt: 1, StartedAt: time.Unix(0, ev.ReceivedAt.UnixNano())}}
+		if !reflect.DeepEqual(results, want) {
+			t.Errorf("kept delivery lists %+v, want %+v (what its attempt row held)", results, want)
+		}
+	}
+}
+
+// A file from before keptDeliveriesMigration keeps every attempt it
+// recorded, its kept deliveries' included, each listed once; attempts
+// recorded after the migration, and through the old table name, are
+// stored; pruning still removes an event's attempts with it.
+func TestEventDBFromBeforeKeptDeliveriesMigrates(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events-x.db")
+	f, err := openSQLiteFile(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := eventMigrations[:len(eventMigrations)-1]
+	if old[len(old)-1].name != "events.verified" {
+		t.Fatalf("the migration before keptDeliveriesMigration is %q: this test builds the wrong old file", old[len(old)-1].name)
+	}
+	if err := migrate(ctx, f.writer, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO events (id, entrypoint_id, entrypoint_key, method, path, headers, body, body_size, received_at)
+			VALUES ('ev1', 'ep', 'key', 'POST', '/hooks/key', '{}', x'7b7d', 2, 10)`,
+		`INSERT INTO deliveries (id, event_id, target_id, status, attempts, created_at, updated_at)
+			VALUES ('d-kept', 'ev1', 'archive', 'delivered', 1, 10, 10)`,
+		`INSERT INTO delivery_results (delivery_id, attempt, started_at, duration_ns, status_code, error)
+			VALUES ('d-kept', 1, 10, 0, 0, '')`,
+		`INSERT INTO deliveries (id, event_id, target_id, status, attempts, created_at, updated_at)
+			VALUES ('d-http', 'ev1', 'http', 'retrying', 2, 10, 12)`,
+		`INSERT INTO delivery_results (delivery_id, attempt, started_at, duration_ns, status_code, error, response_body)
+			VALUES ('d-http', 1, 11, 5, 500, 'target answered 500', x'6f6f7073')`,
+		`INSERT INTO delivery_results (delivery_id, attempt, started_at, duration_ns, status_code, error)
+			VALUES ('d-http', 2, 12, 6, 502, 'target answered 502')`,
+	} {
+		if _, err := f.writer.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := f.close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := openWebhookDB(ctx, "x", path, "")
+	if err != nil {
+		t.Fatalf("open the old file: %v", err)
+	}
+	t.Cleanup(func() { _ = db.close() })
+	kept, err := db.DeliveryResults(ctx, "d-kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []DeliveryResult{{DeliveryID: "d-kept", Attempt: 1, StartedAt: time.Unix(0, 10)}}; !reflect.DeepEqual(kept, want) {
+		t.Errorf("old kept delivery lists %+v, want its one stored attempt %+v", kept, want)
+	}
+	if err := db.RecordAttempt(ctx, DeliveryResult{DeliveryID: "d-http", Attempt: 3, StartedAt: time.Unix(0, 13),
+		StatusCode: 200}, DeliveryOutcome{Status: DeliveryDelivered}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.file.writer.ExecContext(ctx, `INSERT INTO delivery_results (delivery_id, attempt, started_at, duration_ns)
+		VALUES ('d-http', 4, 14, 1)`); err != nil {
+		t.Fatalf("insert through the old name: %v", err)
+	}
+	http, err := db.DeliveryResults(ctx, "d-http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []int
+	for _, r := range http {
+		codes = append(codes, r.StatusCode)
+	}
+	if !reflect.DeepEqual(codes, []int{500, 502, 200, 0}) || string(http[0].ResponseBody) != "oops" || http[3].Error != "" {
+		t.Errorf("http delivery lists %+v, want its 2 old attempts, then the 2 new ones", http)
+	}
+	if n, err := db.Prune(ctx, time.Unix(0, 11)); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want the one event", n, err)
+	}
+	if n := countRows(t, db, `SELECT count(*) FROM delivery_results`); n != 0 {
+		t.Errorf("%d attempts listed after their event was pruned, want 0", n)
 	}
 }

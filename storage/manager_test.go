@@ -209,7 +209,7 @@ func TestCreateMakesFileWithSchema(t *testing.T) {
 		t.Errorf("user_version = %d, want %d", v, len(eventMigrations))
 	}
 	tables := tableNames(t, raw)
-	for _, want := range []string{"deliveries", "delivery_results", "events"} {
+	for _, want := range []string{"deliveries", "delivery_attempts", "events"} {
 		if !contains(tables, want) {
 			t.Errorf("table %s missing; tables: %v", want, tables)
 		}
