@@ -89,7 +89,7 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
-			Help: "Deliveries waiting on a retry timer.",
+			Help: "Retry waits the delivery engine holds: webhooks with deliveries waiting for their retry time (one each, however many wait), and deliveries waiting out a storage fault.",
 		}, func() float64 {
 			if d := data.dir.Load(); d != nil {
 				return float64(d.Engine().PendingTimers())

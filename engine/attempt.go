@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -31,6 +32,7 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 		task     Task
 		attempts int
 		open     bool
+		notDue   time.Time
 	)
 	err := e.events.With(ctx, ref.webhookID, func(db *storage.WebhookDB) error {
 		d, err := db.Delivery(ctx, ref.deliveryID)
@@ -38,7 +40,13 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 			return err
 		}
 		if d.Status != storage.DeliveryPending && d.Status != storage.DeliveryRetrying {
-			return nil // finished meanwhile (a scan read it just before)
+			return nil // finished meanwhile (a read of due deliveries saw it just before)
+		}
+		if d.Status == storage.DeliveryRetrying && d.NextAttemptAt.After(time.Now()) {
+			// An attempt recorded since a read of due deliveries saw it
+			// put it off: its time has not come (the schedule has it).
+			notDue = d.NextAttemptAt
+			return nil
 		}
 		ev, size, err := db.EventMeta(ctx, d.EventID)
 		if err != nil {
@@ -58,6 +66,10 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 	})
 	if err != nil {
 		e.storageTrouble(&Task{WebhookID: ref.webhookID, DeliveryID: ref.deliveryID}, "reading a delivery back", err)
+		return e.endSlot(ref.slot)
+	}
+	if !notDue.IsZero() {
+		e.schedule(ref, notDue)
 		return e.endSlot(ref.slot)
 	}
 	if !open {
@@ -185,7 +197,7 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	if !res.refused {
 		change := br.record(!res.countsAgainstTarget, time.Now())
 		if change.closed {
-			e.releaseHeld(target.ID)
+			e.releaseHeld(t.WebhookID, target.ID, change.heldUntil)
 		}
 		e.breakerChanged(t, change, res.err)
 	}
@@ -216,8 +228,8 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	}
 }
 
-// finish records an attempt and the delivery's new state, then either lets
-// go of the delivery or sets its retry timer.
+// finish records an attempt and the delivery's new state, then lets go of
+// the delivery; a retrying one's time goes to the schedule.
 func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryOutcome) {
 	r.DeliveryID = t.DeliveryID
 	ctx := context.Background()
@@ -240,7 +252,7 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 	e.recorded(t, r, status, applied && status == storage.DeliveryFailed, out.LastError)
 	if !applied {
 		// Cancelled while the attempt was in flight: it stays as the
-		// operator left it, with no timer.
+		// operator left it, and nothing comes due.
 		e.release(t.DeliveryID)
 		return
 	}
@@ -268,12 +280,15 @@ func (e *Engine) hold(t *Task, br *breaker, until time.Time) {
 		return
 	}
 	e.storageRecovered(t.DeliveryID)
-	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID, heldBy: t.Target.ID}, until)
+	ref := deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}
 	// A probe may have closed the breaker while this was being written down,
-	// after it released what was held then.
+	// after it released what was held then: this one goes now too.
 	if br.State() == breakerClosed.String() {
-		e.releaseHeld(t.Target.ID)
+		e.release(t.DeliveryID)
+		e.releaseHeld(t.WebhookID, t.Target.ID, []time.Time{until})
+		return
 	}
+	e.schedule(ref, until)
 }
 
 // A delivery that its event DB fails (disk full, file unreadable) waits
@@ -313,14 +328,20 @@ func (e *Engine) storageTrouble(t *Task, doing string, err error) {
 			zap.String("delivery", t.DeliveryID), zap.Int("failures", f.failures),
 			zap.Duration("retry_in", f.delay), zap.Error(err))
 	}
-	e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, now.Add(f.delay))
+	e.waitOutFault(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, now.Add(f.delay))
 }
 
 // noteStorageFault counts one more storage failure of a delivery and
 // returns its run, with the wait before the next try, and whether to log
 // this failure.
 func (e *Engine) noteStorageFault(deliveryID string, now time.Time) (f storageFault, logIt bool) {
-	if v, ok := e.storageFaults.Load(deliveryID); ok {
+	return e.noteFault(&e.storageFaults, deliveryID, now)
+}
+
+// noteFault counts one more storage failure of key in faults (a delivery's
+// or a webhook's read: storageFault values), as noteStorageFault.
+func (e *Engine) noteFault(faults *sync.Map, key string, now time.Time) (f storageFault, logIt bool) {
+	if v, ok := faults.Load(key); ok {
 		f = v.(storageFault)
 	}
 	f.failures++
@@ -332,7 +353,7 @@ func (e *Engine) noteStorageFault(deliveryID string, now time.Time) (f storageFa
 	if f.failures&(f.failures-1) == 0 || now.Sub(f.logged) >= storageLogEvery {
 		f.logged, logIt = now, true
 	}
-	e.storageFaults.Store(deliveryID, f)
+	faults.Store(key, f)
 	return f, logIt
 }
 

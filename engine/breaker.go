@@ -35,6 +35,10 @@ type breaker struct {
 	state    breakerState
 	failures int
 	openedAt time.Time // when it opened, or when the probe went out
+	// holds are the times allow put attempts off to (retryAt) that may be
+	// still to come: the deliveries held until them go when the breaker
+	// closes. A few at most: each is a cooldown after the one before.
+	holds []time.Time
 }
 
 // allow reports whether an attempt may go now. When it may not, retryAt is
@@ -50,9 +54,23 @@ func (b *breaker) allow(now time.Time) (ok bool, retryAt time.Time) {
 			b.state, b.openedAt = breakerHalfOpen, now
 			return true, time.Time{}
 		}
-		return false, b.openedAt.Add(b.cooldown)
+		retryAt = b.openedAt.Add(b.cooldown)
+		b.noteHold(now, retryAt)
+		return false, retryAt
 	}
 	return true, time.Time{}
+}
+
+// noteHold remembers a time attempts were put off to, and forgets those
+// past, whose deliveries are due already.
+func (b *breaker) noteHold(now, retryAt time.Time) {
+	kept := b.holds[:0]
+	for _, at := range b.holds {
+		if at.After(now) && !at.Equal(retryAt) {
+			kept = append(kept, at)
+		}
+	}
+	b.holds = append(kept, retryAt)
 }
 
 // breakerChange is what an outcome did to a breaker: opened it (from closed,
@@ -66,6 +84,9 @@ type breakerChange struct {
 	opened, probeFailed, closed bool
 	failures                    int
 	retryAt                     time.Time
+	// heldUntil, when it closed, are the times it put attempts off to that
+	// are still to come: their deliveries are to go now.
+	heldUntil []time.Time
 }
 
 // record takes the outcome of an attempt that allow let through, and
@@ -77,7 +98,14 @@ func (b *breaker) record(success bool, now time.Time) (c breakerChange) {
 	defer b.mu.Unlock()
 	if success {
 		c.closed = b.state != breakerClosed
-		b.state, b.failures = breakerClosed, 0
+		if c.closed {
+			for _, at := range b.holds {
+				if at.After(now) {
+					c.heldUntil = append(c.heldUntil, at)
+				}
+			}
+		}
+		b.state, b.failures, b.holds = breakerClosed, 0, nil
 		return c
 	}
 	b.failures++

@@ -58,8 +58,9 @@ type Options struct {
 
 // Engine delivers events to targets. It is event-driven: workers wait on two
 // channels (fresh tasks from ingest, and references to deliveries to read
-// back from the event DBs), failed attempts wait on Go timers, and nothing
-// runs, wakes or queries while there is nothing to do.
+// back from the event DBs), failed attempts wait in their event DBs for the
+// schedule (schedule.go: one entry per webhook, one timer) to read them
+// back, and nothing runs, wakes or queries while there is nothing to do.
 type Engine struct {
 	opts Options
 	// logger is the logger of the configuration in force, swapped with it:
@@ -78,18 +79,20 @@ type Engine struct {
 	slots *targetSlots
 
 	// owned holds the ids of deliveries the engine has in hand (queued,
-	// running or waiting on a timer), so that a scan of an event DB never
-	// starts a second attempt of one of them.
+	// running, parked for a slot of their target, or waiting out a storage
+	// fault), so that a read of an event DB never starts a second attempt
+	// of one of them. Bounded by the queues, the workers and the FIFOs: a
+	// delivery waiting for its retry time is not in hand.
 	owned sync.Map
 
 	timersMu sync.Mutex
-	timers   map[string]*time.Timer // delivery id -> its retry timer
+	// faultTimers are the deliveries in hand whose event DB failed, each
+	// waiting out its storage fault (storageTrouble): delivery id -> timer.
+	faultTimers map[string]*time.Timer
 	// cancelled are deliveries in hand that the operator cancelled: an
-	// attempt recorded just before the cancel must not set a timer for
-	// them (schedule). Removed when the delivery is let go (release).
+	// attempt recorded just before the cancel must not tell the schedule
+	// of them (schedule). Removed when the delivery is let go (release).
 	cancelled sync.Map
-	// held are the deliveries open breakers hold: target id -> delivery id.
-	held map[string]map[string]deliveryRef
 
 	breakersMu sync.Mutex
 	breakers   map[string]*breaker // target id -> its breaker
@@ -99,11 +102,21 @@ type Engine struct {
 	// storageRetry the waits between its tries (attempt.go).
 	storageFaults sync.Map
 	storageRetry  struct{ first, max time.Duration }
+	// readFaults is the same for the reads of webhooks' due deliveries
+	// (webhook id -> storageFault).
+	readFaults sync.Map
 
-	scanMu     sync.Mutex
-	scanWanted map[string]bool // webhook ids whose event DB holds work not in hand
-	scanning   bool
-	// recovering are the webhooks whose start-up scan is still to come: it
+	// scanMu guards the schedule (schedule.go) and the reader (scan.go).
+	scanMu sync.Mutex
+	// due holds each webhook's entry in dueOrder, the min-heap of the
+	// times webhooks come due; dueTimer is the one timer, set for the
+	// earliest (at dueTimerAt) while the reader is not running.
+	due        map[string]*dueEntry
+	dueOrder   dueHeap
+	dueTimer   *time.Timer
+	dueTimerAt time.Time
+	scanning   bool // the reader runs
+	// recovering are the webhooks whose start-up read is still to come: it
 	// alone counts the attempts the previous process died during.
 	recovering map[string]bool
 	// recovered adds up what the start-up scans found, logged once the
@@ -126,8 +139,6 @@ type Engine struct {
 type deliveryRef struct {
 	webhookID  string
 	deliveryID string
-	// heldBy is the target whose open circuit breaker holds the delivery.
-	heldBy string
 	// slot is the target whose slot an ending attempt handed on to this
 	// parked delivery: it attempts without taking another.
 	slot string
@@ -162,14 +173,13 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		opts: opts, client: opts.Client, events: events,
-		queue:      make(chan Task, opts.QueueSize),
-		retries:    make(chan deliveryRef, opts.RetryQueueSize),
-		slots:      newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
-		timers:     make(map[string]*time.Timer),
-		held:       make(map[string]map[string]deliveryRef),
-		breakers:   make(map[string]*breaker),
-		scanWanted: make(map[string]bool),
-		attempts:   ctx, abortAttempts: cancel,
+		queue:       make(chan Task, opts.QueueSize),
+		retries:     make(chan deliveryRef, opts.RetryQueueSize),
+		slots:       newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
+		faultTimers: make(map[string]*time.Timer),
+		breakers:    make(map[string]*breaker),
+		due:         make(map[string]*dueEntry),
+		attempts:    ctx, abortAttempts: cancel,
 		stopping: make(chan struct{}),
 	}
 	e.storageRetry.first, e.storageRetry.max = storageRetryFirst, storageRetryMax
@@ -227,9 +237,10 @@ func (e *Engine) webhookLive(id string) bool {
 	return ok
 }
 
-// Start starts the workers and the recovery scan: every webhook's event DB
-// is read once, pending deliveries run at once and retrying ones get timers
-// for what remains of their backoff.
+// Start starts the workers and the recovery: every webhook is due at once,
+// so that its event DB is read: pending deliveries run at once, retrying
+// ones that are due too, and the webhook's entry in the schedule waits for
+// the next.
 func (e *Engine) Start() {
 	var ids []string
 	if snap := e.snapshot.Load(); snap != nil {
@@ -237,7 +248,7 @@ func (e *Engine) Start() {
 			ids = append(ids, w.ID)
 		}
 	}
-	// Before any worker runs: no scan of these webhooks may come first.
+	// Before any worker runs: no other read of these webhooks may come first.
 	e.scanMu.Lock()
 	e.recovering = make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -252,7 +263,7 @@ func (e *Engine) Start() {
 	if len(ids) == 0 {
 		e.logRecovered()
 	}
-	e.wantScan(ids...)
+	e.dueNow(ids...)
 }
 
 // Stop stops taking work and waits for attempts in flight (and a scan under
@@ -263,17 +274,18 @@ func (e *Engine) Stop(ctx context.Context) {
 	first, onTimers := false, 0
 	e.stopOnce.Do(func() {
 		first = true
-		// Under scanMu: once stopping is closed, no scanner starts (and
+		// Under scanMu: once stopping is closed, no reader starts (and
 		// joins the WaitGroup waited for below).
 		e.scanMu.Lock()
 		close(e.stopping)
+		onTimers = e.stopScheduleLocked()
 		e.scanMu.Unlock()
 		e.timersMu.Lock()
-		for id, t := range e.timers {
+		for id, t := range e.faultTimers {
 			if t.Stop() {
 				onTimers++
 			}
-			delete(e.timers, id)
+			delete(e.faultTimers, id)
 		}
 		e.timersMu.Unlock()
 	})
@@ -384,9 +396,23 @@ func (e *Engine) release(deliveryID string) {
 	e.cancelled.Delete(deliveryID)
 }
 
-// schedule holds a delivery until at, then queues it for reading back. The
-// timer holds ids only.
+// schedule lets go of a delivery whose next attempt time, at, is recorded
+// in its event DB, and tells the schedule of its webhook: it is read back
+// from there when due. Nothing is kept for the delivery itself.
 func (e *Engine) schedule(ref deliveryRef, at time.Time) {
+	_, cancelled := e.cancelled.Load(ref.deliveryID)
+	e.release(ref.deliveryID)
+	if cancelled {
+		return // failed in its event DB: nothing comes due
+	}
+	e.dueAt(ref.webhookID, at)
+}
+
+// waitOutFault keeps a delivery whose event DB failed in hand until at, on
+// a timer of its own, then queues it for reading back. Such deliveries are
+// few (those in hand when the fault began: the schedule reads nothing from
+// a failing event DB), and the run of failures is theirs (storageFaults).
+func (e *Engine) waitOutFault(ref deliveryRef, at time.Time) {
 	e.timersMu.Lock()
 	defer e.timersMu.Unlock()
 	if e.stopped() {
@@ -396,27 +422,18 @@ func (e *Engine) schedule(ref deliveryRef, at time.Time) {
 		e.release(ref.deliveryID) // failed in its event DB: nothing to wait for
 		return
 	}
-	if ref.heldBy != "" {
-		if e.held[ref.heldBy] == nil {
-			e.held[ref.heldBy] = make(map[string]deliveryRef)
-		}
-		e.held[ref.heldBy][ref.deliveryID] = ref
-	}
-	e.timers[ref.deliveryID] = time.AfterFunc(time.Until(at), func() {
+	e.faultTimers[ref.deliveryID] = time.AfterFunc(time.Until(at), func() {
 		e.timersMu.Lock()
-		delete(e.timers, ref.deliveryID)
-		if ref.heldBy != "" {
-			delete(e.held[ref.heldBy], ref.deliveryID)
-		}
+		delete(e.faultTimers, ref.deliveryID)
 		e.timersMu.Unlock()
 		e.requeue(ref)
 	})
 }
 
-// requeue hands a delivery whose time has come to the workers, or, if their
-// channel is full, lets go of it for a scan to find once there is room.
+// requeue hands a delivery in hand whose time has come to the workers, or,
+// if their channel is full, lets go of it for the reader to find once there
+// is room.
 func (e *Engine) requeue(ref deliveryRef) {
-	ref.heldBy = ""
 	select {
 	case e.retries <- ref:
 	default:
@@ -425,33 +442,38 @@ func (e *Engine) requeue(ref deliveryRef) {
 	}
 }
 
-// releaseHeld runs at once the deliveries an open circuit breaker was
-// holding, now that a probe found the target well again.
-func (e *Engine) releaseHeld(targetID string) {
-	e.timersMu.Lock()
-	var due []deliveryRef
-	for id, ref := range e.held[targetID] {
-		if t := e.timers[id]; t != nil && t.Stop() {
-			delete(e.timers, id)
-			due = append(due, ref)
+// releaseHeld makes due now the deliveries an open circuit breaker held
+// (until the times in heldUntil), now that a probe found the target well:
+// they are brought forward in the event DB, and their webhook is read.
+func (e *Engine) releaseHeld(webhookID, targetID string, heldUntil []time.Time) {
+	ctx := context.Background()
+	for _, until := range heldUntil {
+		err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
+			_, err := db.ReleaseHeld(ctx, targetID, until)
+			return err
+		})
+		if err != nil {
+			// They go at the time they were held until: late, not lost.
+			e.log().Error("releasing the deliveries a circuit breaker held", zap.String("webhook", webhookID),
+				zap.String("target", targetID), zap.Time("held_until", until), zap.Error(err))
 		}
 	}
-	delete(e.held, targetID)
-	e.timersMu.Unlock()
-	for _, ref := range due {
-		e.requeue(ref)
-	}
+	e.wantScan(webhookID)
 }
 
 // QueueLengths are the numbers of tasks waiting in the channel of fresh
 // deliveries and in that of deliveries to read back.
 func (e *Engine) QueueLengths() (fresh, retry int) { return len(e.queue), len(e.retries) }
 
-// PendingTimers is the number of retries waiting on a timer.
+// PendingTimers is the number of retry waits the engine holds: the webhooks
+// the schedule holds a due time for (one each, however many of their
+// deliveries wait: schedule.go), and the deliveries in hand waiting out a
+// storage fault. No retrying delivery has a timer of its own.
 func (e *Engine) PendingTimers() int {
+	n := e.webhooksWaiting()
 	e.timersMu.Lock()
 	defer e.timersMu.Unlock()
-	return len(e.timers)
+	return n + len(e.faultTimers)
 }
 
 // breaker returns the circuit breaker of a target, with its current settings.

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -12,13 +13,14 @@ import (
 // engine holds, so that a restart in between loses nothing.
 
 // TargetResumed tells the engine that a target of webhookID is no longer
-// paused (the new configuration is in force already): the webhook's event
-// DB is scanned, and the deliveries that waited run.
+// paused (the new configuration is in force already): the webhook is due
+// now, its event DB is read, and the deliveries that waited run.
 func (e *Engine) TargetResumed(webhookID string) { e.wantScan(webhookID) }
 
-// RetryNow attempts an open (pending or retrying) delivery now: its retry
-// timer is stopped, its next attempt time set to now, and it is queued. A
-// delivery already queued or in flight is left to run. A target's open
+// RetryNow attempts an open (pending or retrying) delivery now: its next
+// attempt time is set to now, and its webhook is due now, so that it is
+// read back and queued. A delivery already queued or in flight is left to
+// run. A target's open
 // circuit breaker still holds it, and a paused target's delivery still
 // waits. A delivery that is not open is storage.ErrNotOpen; an unknown one
 // (or webhook) storage.ErrNotFound.
@@ -29,21 +31,20 @@ func (e *Engine) RetryNow(ctx context.Context, webhookID, deliveryID string) err
 	if err != nil {
 		return fmt.Errorf("retry now: %w", err)
 	}
-	ref := deliveryRef{webhookID: webhookID, deliveryID: deliveryID}
-	if e.stopTimer(deliveryID) {
-		e.requeue(ref) // it was in hand, on its timer
+	if e.stopFaultTimer(deliveryID) {
+		// In hand, waiting out a storage fault: tried again now.
+		e.requeue(deliveryRef{webhookID: webhookID, deliveryID: deliveryID})
 		return nil
 	}
-	if _, inHand := e.owned.LoadOrStore(deliveryID, struct{}{}); !inHand {
-		e.requeue(ref)
-	}
+	e.wantScan(webhookID)
 	return nil
 }
 
 // Cancel ends an open delivery as failed ("cancelled by the operator") and
-// lets go of it: its timer is stopped. An attempt in flight finishes, and is
-// recorded without reviving it (see WebhookDB.RecordAttemptOutcome). Errors
-// as RetryNow.
+// lets go of it; its webhook's due time is read again from its event DB,
+// since the one it waited for may be gone. An attempt in flight finishes,
+// and is recorded without reviving it (see WebhookDB.RecordAttemptOutcome).
+// Errors as RetryNow.
 func (e *Engine) Cancel(ctx context.Context, webhookID, deliveryID string) error {
 	err := e.withLiveWebhook(ctx, webhookID, func(db *storage.WebhookDB) error {
 		return db.CancelDelivery(ctx, deliveryID)
@@ -53,15 +54,21 @@ func (e *Engine) Cancel(ctx context.Context, webhookID, deliveryID string) error
 	}
 	// Queued, parked or in flight, it is let go when read back or when its
 	// attempt is recorded: storage says it is no longer open. An attempt
-	// recorded just before the cancel may be about to set its timer:
-	// marked cancelled first, it sets none (schedule); set already, the
-	// timer is stopped here.
+	// recorded just before the cancel may be about to tell the schedule of
+	// it: marked cancelled first, it does not (schedule).
 	if _, inHand := e.owned.Load(deliveryID); inHand {
 		e.cancelled.Store(deliveryID, struct{}{})
 	}
-	if e.stopTimer(deliveryID) {
+	if e.stopFaultTimer(deliveryID) {
 		e.release(deliveryID)
 	}
+	e.refreshDue(webhookID, func() (at time.Time, ok bool, err error) {
+		err = e.withLiveWebhook(ctx, webhookID, func(db *storage.WebhookDB) error {
+			at, ok, err = db.NextRetryAt(ctx, time.Time{})
+			return err
+		})
+		return at, ok, err
+	})
 	return nil
 }
 
@@ -74,22 +81,16 @@ func (e *Engine) withLiveWebhook(ctx context.Context, webhookID string, fn func(
 	return e.events.With(ctx, webhookID, fn)
 }
 
-// stopTimer stops the retry timer of a delivery, and reports whether it
-// stopped one before it fired (the delivery is then still in hand, and
-// the caller's to requeue or let go).
-func (e *Engine) stopTimer(deliveryID string) bool {
+// stopFaultTimer stops the timer of a delivery in hand waiting out a
+// storage fault, and reports whether it stopped one before it fired (the
+// delivery is then still in hand, and the caller's to requeue or let go).
+func (e *Engine) stopFaultTimer(deliveryID string) bool {
 	e.timersMu.Lock()
 	defer e.timersMu.Unlock()
-	t := e.timers[deliveryID]
+	t := e.faultTimers[deliveryID]
 	if t == nil || !t.Stop() {
 		return false
 	}
-	delete(e.timers, deliveryID)
-	for target, held := range e.held {
-		delete(held, deliveryID)
-		if len(held) == 0 {
-			delete(e.held, target)
-		}
-	}
+	delete(e.faultTimers, deliveryID)
 	return true
 }

@@ -6,10 +6,14 @@ import (
 	"go.uber.org/zap"
 )
 
-// scanCounts is what a scan of one event DB took in hand.
+// scanCounts is what the start-up read of one event DB found.
 type scanCounts struct {
-	runNow      int // queued to run at once (pending, or retrying and due)
-	onTimers    int // retrying, on a timer for what remains of their backoff
+	runNow int // queued to run at once (pending, or retrying and due)
+	// onTimers are the retrying deliveries that wait for their time: in
+	// their event DB, not in hand, their webhook's entry in the schedule
+	// set for the first (logged as retrying_on_timers, the name it had
+	// when each had a timer).
+	onTimers    int
 	interrupted int // in flight when the previous process died: counted
 }
 

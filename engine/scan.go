@@ -9,119 +9,195 @@ import (
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
-// Scanning an event DB is how the engine finds work it does not have in
-// hand: at start (recovery), and after a full channel made it let go of a
-// delivery. It is triggered, never periodic: wantScan starts one scanner
-// goroutine, which ends when no scan is wanted.
+// The reader takes in hand the work an event DB holds that the engine does
+// not: the deliveries of a webhook that came due (schedule.go), at start
+// (recovery), and after a full channel or FIFO made the engine let go of
+// one. It is triggered, never periodic: one goroutine, started when a
+// webhook comes due, which ends when none is.
 
-func (e *Engine) wantScan(webhookIDs ...string) {
-	if len(webhookIDs) == 0 {
-		return
-	}
-	e.scanMu.Lock()
-	defer e.scanMu.Unlock()
-	if e.stopped() {
-		return
-	}
-	for _, id := range webhookIDs {
-		e.scanWanted[id] = true
-	}
-	if !e.scanning {
-		e.scanning = true
-		// Stop waits for the scanner too, so that no event DB is used
-		// after Stop returns.
-		e.workers.Add(1)
-		go e.scan()
-	}
-}
+// duePage is how many due deliveries the reader reads at a time: what it
+// holds in memory, whatever the backlog.
+const duePage = 256
+
+// wantScan makes webhooks due now (schedule.go): their event DBs hold work
+// not in hand.
+func (e *Engine) wantScan(webhookIDs ...string) { e.dueNow(webhookIDs...) }
 
 func (e *Engine) scan() {
 	defer e.workers.Done()
 	for {
-		e.scanMu.Lock()
-		var id string
-		for id = range e.scanWanted {
-			break
-		}
-		if id == "" || e.stopped() {
-			e.scanning = false
-			e.scanMu.Unlock()
+		id, recovery, ok := e.nextDue()
+		if !ok {
 			return
 		}
-		delete(e.scanWanted, id)
-		recovery := e.recovering[id]
-		delete(e.recovering, id)
-		e.scanMu.Unlock()
-		found := e.scanWebhook(id, recovery)
+		found, next, waiting := e.readDue(id, recovery)
 		if recovery {
 			e.noteRecovered(found)
+		}
+		if waiting {
+			e.dueAt(id, next)
 		}
 	}
 }
 
-// scanWebhook takes in hand every open delivery of one event DB that the
-// engine does not hold already. Sending into the full retry queue blocks
-// this goroutine only, until a worker makes room. The start-up scan
-// (recovery) first counts the attempts that were in flight when the previous
-// process died. Deliveries to a paused target are left where they are: the
-// target's resumption scans for them (TargetResumed).
-func (e *Engine) scanWebhook(webhookID string, recovery bool) (found scanCounts) {
+// readDue takes in hand every due delivery of one event DB that the engine
+// does not hold already, page by page; sending into the full retry queue
+// blocks this goroutine only, until a worker makes room. It returns when the
+// next delivery of the webhook comes due (waiting false: none does). The
+// start-up read (recovery) first counts the attempts that were in flight
+// when the previous process died. Deliveries to a paused target are left
+// where they are: the target's resumption makes its webhook due
+// (TargetResumed).
+func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, next time.Time, waiting bool) {
 	if !e.webhookLive(webhookID) || !e.events.Exists(webhookID) {
-		return found // no file, no event: nothing to find (and nothing to create)
+		return found, next, false // no file, no event: nothing to find (and nothing to create)
 	}
 	ctx := context.Background()
-	var (
-		open        []storage.Delivery
-		interrupted map[string]storage.InterruptedAttempt
-	)
-	err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
-		if recovery {
-			// An attempt of this process may have marked a delivery
-			// already (one notified since Start): it is in hand, and the
-			// record of an interrupted attempt is conditional on the very
-			// mark read here, so it is never counted for one.
-			marked, err := db.InterruptedAttempts(ctx)
-			if err != nil {
-				return err
+	now := time.Now()
+	snap := e.snapshot.Load()
+	paused := func(targetID string) bool {
+		target, ok := snap.Target(webhookID, targetID)
+		return ok && target.Paused
+	}
+	fail := func(doing string, err error) (scanCounts, time.Time, bool) {
+		// Read again after a wait that grows while the fault lasts, as a
+		// delivery's own storage faults do; logged ever less often.
+		f, logIt := e.noteFault(&e.readFaults, webhookID, now)
+		if logIt {
+			e.log().Error(doing, zap.String("webhook", webhookID), zap.Int("failures", f.failures),
+				zap.Duration("retry_in", f.delay), zap.Error(err))
+		}
+		return found, now.Add(f.delay), true
+	}
+	if recovery {
+		waiting, err := e.countWaiting(ctx, webhookID, now, snap)
+		if err != nil {
+			return fail("counting retrying deliveries", err)
+		}
+		n, wereWaiting, err := e.recoverInterrupted(ctx, webhookID, now, paused)
+		if err != nil {
+			return fail("reading interrupted attempts", err)
+		}
+		// A delivery is counted once: an interrupted attempt counted is
+		// not also a delivery waiting for its time.
+		found.interrupted, found.onTimers = n, waiting-wereWaiting
+	}
+	var cursor storage.DueCursor
+	for !cursor.Done() {
+		var page []storage.Delivery
+		err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
+			var err error
+			page, err = db.DueDeliveries(ctx, now, &cursor, duePage)
+			return err
+		})
+		if err != nil {
+			return fail("reading due deliveries", err)
+		}
+		// The event DB is not held while the page waits for room.
+		for _, d := range page {
+			if paused(d.TargetID) {
+				continue
 			}
-			interrupted = make(map[string]storage.InterruptedAttempt, len(marked))
-			for _, a := range marked {
-				interrupted[a.DeliveryID] = a
+			if _, inHand := e.owned.LoadOrStore(d.ID, struct{}{}); inHand {
+				continue
+			}
+			select {
+			case e.retries <- deliveryRef{webhookID: webhookID, deliveryID: d.ID}:
+				found.runNow++
+			case <-e.stopping:
+				e.release(d.ID)
+				return found, next, false
 			}
 		}
+	}
+	// Those due by now are read (or in hand, or paused): the next is later.
+	err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
 		var err error
-		open, err = db.OpenDeliveries(ctx)
+		next, waiting, err = db.NextRetryAt(ctx, now)
 		return err
 	})
 	if err != nil {
-		e.log().Error("reading open deliveries", zap.String("webhook", webhookID), zap.Error(err))
-		return found
+		return fail("reading the next retry time", err)
 	}
-	now := time.Now()
-	snap := e.snapshot.Load()
-	for _, d := range open {
-		if target, ok := snap.Target(webhookID, d.TargetID); ok && target.Paused {
-			continue
-		}
-		if _, inHand := e.owned.LoadOrStore(d.ID, struct{}{}); inHand {
-			continue
-		}
-		ref := deliveryRef{webhookID: webhookID, deliveryID: d.ID}
-		if a, ok := interrupted[d.ID]; ok && e.countInterrupted(webhookID, d, a) {
-			found.interrupted++
-			continue
-		}
-		if d.Status == storage.DeliveryRetrying && d.NextAttemptAt.After(now) {
-			e.schedule(ref, d.NextAttemptAt)
-			found.onTimers++
-			continue
-		}
-		select {
-		case e.retries <- ref:
-			found.runNow++
-		case <-e.stopping:
-			return found
-		}
+	if _, ok := e.readFaults.LoadAndDelete(webhookID); ok {
+		e.log().Info("storage works again for a webhook's due deliveries", zap.String("webhook", webhookID))
 	}
-	return found
+	return found, next, waiting
+}
+
+// recoverInterrupted counts, at start, the attempts the previous process
+// died during (interrupted.go): the marked open deliveries, few (at most
+// one per worker of that process), read one by one. wereWaiting are those
+// counted that were retrying and not due at now.
+func (e *Engine) recoverInterrupted(ctx context.Context, webhookID string, now time.Time, paused func(string) bool) (counted, wereWaiting int, err error) {
+	type marked struct {
+		d storage.Delivery
+		a storage.InterruptedAttempt
+	}
+	var open []marked
+	err = e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
+		// An attempt of this process may have marked a delivery already
+		// (one notified since Start): it is in hand, and the record of an
+		// interrupted attempt is conditional on the very mark read here,
+		// so it is never counted for one.
+		marks, err := db.InterruptedAttempts(ctx)
+		if err != nil {
+			return err
+		}
+		for _, a := range marks {
+			d, err := db.Delivery(ctx, a.DeliveryID)
+			if err != nil {
+				return err
+			}
+			open = append(open, marked{d, a})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range open {
+		if paused(m.d.TargetID) {
+			continue
+		}
+		if _, inHand := e.owned.LoadOrStore(m.d.ID, struct{}{}); inHand {
+			continue
+		}
+		if e.countInterrupted(webhookID, m.d, m.a) {
+			counted++
+			if m.d.Status == storage.DeliveryRetrying && m.d.NextAttemptAt.After(now) {
+				wereWaiting++
+			}
+			continue
+		}
+		// Handled as any open delivery: the due read that follows takes
+		// it if it is due.
+		e.release(m.d.ID)
+	}
+	return counted, wereWaiting, nil
+}
+
+// countWaiting counts, for the start-up report, the retrying deliveries of
+// a webhook that wait for their time (those of paused targets aside).
+func (e *Engine) countWaiting(ctx context.Context, webhookID string, now time.Time, snap *storage.Snapshot) (n int, err error) {
+	err = e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
+		if n, err = db.CountRetryingAfter(ctx, now, ""); err != nil {
+			return err
+		}
+		w, ok := snap.Webhook(webhookID)
+		if !ok {
+			return nil
+		}
+		for _, t := range w.Targets {
+			if t.Paused {
+				p, err := db.CountRetryingAfter(ctx, now, t.ID)
+				if err != nil {
+					return err
+				}
+				n -= p
+			}
+		}
+		return nil
+	})
+	return n, err
 }

@@ -14,22 +14,33 @@ func scanDeliveries(rows *sql.Rows) ([]Delivery, error) {
 	defer rows.Close()
 	var out []Delivery
 	for rows.Next() {
-		var (
-			d                Delivery
-			next             sql.NullInt64
-			created, updated int64
-		)
-		if err := rows.Scan(&d.ID, &d.EventID, &d.TargetID, &d.Status, &d.Attempts, &next,
-			&d.LastError, &created, &updated); err != nil {
+		d, _, err := scanDelivery(rows)
+		if err != nil {
 			return nil, err
 		}
-		if next.Valid {
-			d.NextAttemptAt = time.Unix(0, next.Int64)
-		}
-		d.CreatedAt, d.UpdatedAt = time.Unix(0, created), time.Unix(0, updated)
 		out = append(out, d)
 	}
 	return out, rows.Err()
+}
+
+// scanDelivery reads one row of deliveryColumns, followed by the columns
+// of extra, and returns its next_attempt_at as stored too.
+func scanDelivery(rows *sql.Rows, extra ...any) (Delivery, sql.NullInt64, error) {
+	var (
+		d                Delivery
+		next             sql.NullInt64
+		created, updated int64
+	)
+	dest := append([]any{&d.ID, &d.EventID, &d.TargetID, &d.Status, &d.Attempts, &next,
+		&d.LastError, &created, &updated}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return Delivery{}, next, err
+	}
+	if next.Valid {
+		d.NextAttemptAt = time.Unix(0, next.Int64)
+	}
+	d.CreatedAt, d.UpdatedAt = time.Unix(0, created), time.Unix(0, updated)
+	return d, next, nil
 }
 
 // Deliveries lists the deliveries of one event.
@@ -47,7 +58,8 @@ func (db *WebhookDB) Deliveries(ctx context.Context, eventID string) ([]Delivery
 }
 
 // OpenDeliveries lists the deliveries still to do (pending or retrying),
-// oldest first: what recovery resumes after a restart.
+// oldest first, in one slice: for tests and tools. The engine reads them
+// in pages instead (DueDeliveries), however many there are.
 func (db *WebhookDB) OpenDeliveries(ctx context.Context) ([]Delivery, error) {
 	rows, err := db.file.reader.QueryContext(ctx, "SELECT "+deliveryColumns+
 		" FROM deliveries WHERE status IN ('pending', 'retrying') ORDER BY id")
