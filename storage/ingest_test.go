@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -168,4 +169,45 @@ func TestEventDBFromBeforeKeptDeliveriesMigrates(t *testing.T) {
 	if n := countRows(t, db, `SELECT count(*) FROM delivery_results`); n != 0 {
 		t.Errorf("%d attempts listed after their event was pruned, want 0", n)
 	}
+}
+
+// A new event DB has 16 KiB pages (a 64 KiB body in 4 overflow pages, not
+// 16); a file made with 4 KiB pages keeps them and opens as before.
+func TestEventDBPageSize(t *testing.T) {
+	ctx := context.Background()
+	_, _, db := openOne(t)
+	if ps := pageSize(t, db.file.writer); ps != 16384 {
+		t.Errorf("page_size of a new event DB = %d, want 16384", ps)
+	}
+
+	path := filepath.Join(t.TempDir(), "events-old.db")
+	raw := rawDB(t, path)
+	for _, q := range []string{"PRAGMA page_size = 4096", "PRAGMA journal_mode = wal", "CREATE TABLE before (x)"} {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	old, err := openWebhookDB(ctx, "old", path, "")
+	if err != nil {
+		t.Fatalf("open a file with 4 KiB pages: %v", err)
+	}
+	t.Cleanup(func() { _ = old.close() })
+	if ps := pageSize(t, old.file.writer); ps != 4096 {
+		t.Errorf("page_size of a file made with 4 KiB pages = %d after opening, want 4096", ps)
+	}
+	ingestOne(t, old, "in-old", "t")
+}
+
+func pageSize(t *testing.T, db interface {
+	QueryRow(string, ...any) *sql.Row
+}) int {
+	t.Helper()
+	var ps int
+	if err := db.QueryRow("PRAGMA page_size").Scan(&ps); err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }

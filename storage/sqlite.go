@@ -110,7 +110,11 @@ func openSQLiteConns(abs string, sync Synchronous) (*sqliteFile, error) {
 	// "database is locked" while another connection holds it.
 	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeoutMillis)
 
-	writer, err := sql.Open("sqlite3", base+"&_txlock=immediate&"+common+"&_pragma=journal_mode(wal)&_pragma=synchronous("+string(sync)+")")
+	// page_size applies only to a file not yet written, hence before
+	// journal_mode (which writes it): 16 KiB pages take a 64 KiB body in 4
+	// overflow pages, WAL frames and writes instead of 16 (ingest of 64 KiB
+	// bodies: about 1.5x); files made before keep their 4 KiB.
+	writer, err := sql.Open("sqlite3", base+"&_txlock=immediate&"+common+"&_pragma=page_size(16384)&_pragma=journal_mode(wal)&_pragma=synchronous("+string(sync)+")")
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", abs, err)
 	}
