@@ -127,15 +127,16 @@ func TestMillionRetryingDeliveriesHoldNoMemoryPerDelivery(t *testing.T) {
 	e := env.start(snap, Options{})
 	waitFor(t, "the recovery line", func() bool { return env.logs.FilterMessage("recovered deliveries").Len() == 1 }, 5*time.Minute)
 	recovered := time.Since(began)
-	if time.Now().After(soonAt) {
-		t.Fatalf("recovery took %s: past the due time of the first deliveries, the test proves nothing", recovered)
-	}
+	late := time.Now().After(soonAt)
 	after := measure()
 	entry := env.logs.FilterMessage("recovered deliveries").All()[0].ContextMap()
 	t.Logf("recovery: %s, logged %v", recovered.Round(time.Millisecond), entry)
 	t.Logf("after recovery: heap in use %s (was %s), RSS %s, peak RSS since the start %s; goroutines %d (were %d); retry waits (PendingTimers) %d; in hand %d; %s",
 		mib(after.heapInuse), mib(before.heapInuse), mib(after.rss), mib(after.peakRSS), after.goroutines, before.goroutines,
 		e.PendingTimers(), e.inHand(), engineMapSizes(e))
+	if late {
+		t.Fatalf("recovery took %s: past the due time of the first deliveries, the test proves nothing", recovered)
+	}
 	if n := requests.Load(); n != 0 {
 		t.Errorf("%d attempts before the first delivery was due", n)
 	}

@@ -1,6 +1,14 @@
 package engine
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
 
 // engineMapSizes is the size of every map and timer set the engine keeps,
 // for the backlog test's figures: none may grow with waiting deliveries.
@@ -21,4 +29,93 @@ func engineMapSizes(e *Engine) string {
 	e.breakersMu.Unlock()
 	return fmt.Sprintf("maps: due %d, dueOrder %d, recovering %d, faultTimers %d, owned %d, cancelled %d, storageFaults %d, readFaults %d, breakers %d, parked %d",
 		due, heap, recovering, faults, count(&e.owned), count(&e.cancelled), count(&e.storageFaults), count(&e.readFaults), breakers, e.ParkedDeliveries())
+}
+
+// Retrying deliveries are let go: however many wait, the engine holds one
+// due time for their webhook, none of them in hand, and no timer each (it
+// held a timer and an owned entry per delivery).
+func TestRetryingDeliveriesAreLetGoWithOneDueTimePerWebhook(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	})
+	env := newEnv(t)
+	snap := env.configure(
+		webhook("shop", httpTarget("crm", tg.URL, slowRetries())),
+		webhook("mill", httpTarget("erp", tg.URL, slowRetries())))
+	e := env.start(snap, Options{})
+	var all []ingested
+	for i := range 40 {
+		key := "shop-in"
+		if i%4 == 0 {
+			key = "mill-in"
+		}
+		all = append(all, env.send(e, snap, key, []byte(`{}`), nil))
+	}
+	for _, in := range all {
+		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryRetrying)
+	}
+	waitFor(t, "every outcome let go", func() bool { return e.inHand() == 0 }, waitTimeout)
+	if n := e.PendingTimers(); n != 2 {
+		t.Errorf("%d retry waits for 40 deliveries of 2 webhooks, want 2 (one per webhook); %s", n, engineMapSizes(e))
+	}
+	e.timersMu.Lock()
+	faults := len(e.faultTimers)
+	e.timersMu.Unlock()
+	if faults != 0 {
+		t.Errorf("%d deliveries on timers of their own", faults)
+	}
+	e.scanMu.Lock()
+	shop, mill := e.due[storage.DeclaredWebhookID("shop")], e.due[storage.DeclaredWebhookID("mill")]
+	e.scanMu.Unlock()
+	first := func(key string) time.Time {
+		var at time.Time
+		for _, in := range all {
+			d := env.delivery(in.webhookID, in.deliveries[0].ID)
+			if in.webhookID == storage.DeclaredWebhookID(key) && (at.IsZero() || d.NextAttemptAt.Before(at)) {
+				at = d.NextAttemptAt
+			}
+		}
+		return at
+	}
+	if shop == nil || mill == nil || !shop.at.Equal(first("shop")) || !mill.at.Equal(first("mill")) {
+		t.Errorf("due times %+v %+v, want each webhook's first retry (%s, %s)", shop, mill, first("shop"), first("mill"))
+	}
+}
+
+// A delivery read back after an attempt put it off (a read of due
+// deliveries saw it due just before) is not attempted before its time: it
+// is let go, and its webhook's due time kept.
+func TestADeliveryReadBackBeforeItsTimeIsNotAttempted(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, nil)
+	env := newEnv(t)
+	snap := env.configure(webhook("shop", httpTarget("crm", tg.URL, slowRetries())))
+	e := env.engine(snap, Options{}) // not started: the test plays the worker
+	in := env.ingest(snap, "shop-in", []byte(`{}`), nil)
+	id := in.deliveries[0].ID
+	next := time.Now().Add(time.Hour)
+	err := env.events.With(context.Background(), in.webhookID, func(db *storage.WebhookDB) error {
+		return db.RecordAttempt(context.Background(), storage.DeliveryResult{DeliveryID: id, Attempt: 1, StartedAt: time.Now(), Error: "x"},
+			storage.DeliveryOutcome{Status: storage.DeliveryRetrying, NextAttemptAt: next, LastError: "x"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.owned.Store(id, struct{}{})
+	if onward := e.runRef(deliveryRef{webhookID: in.webhookID, deliveryID: id}); onward != nil {
+		t.Errorf("onward %+v", onward)
+	}
+	if n := tg.count(); n != 0 {
+		t.Errorf("attempted %d times an hour before its time", n)
+	}
+	if d := env.delivery(in.webhookID, id); d.Attempts != 1 || d.Status != storage.DeliveryRetrying {
+		t.Errorf("delivery %+v, want retrying after its 1 attempt", d)
+	}
+	e.scanMu.Lock()
+	entry := e.due[in.webhookID]
+	e.scanMu.Unlock()
+	if e.inHand() != 0 || entry == nil || !entry.at.Equal(next) {
+		t.Errorf("in hand %d, due entry %+v; want let go, due at %s", e.inHand(), entry, next)
+	}
 }
