@@ -68,6 +68,11 @@ func BenchmarkIngestDatabaseTarget(b *testing.B) {
 					}
 				}
 			})
+			b.StopTimer()
+			_ = m.With(context.Background(), id, func(db *WebhookDB) error {
+				b.ReportMetric(float64(b.N)/float64(db.commits.transactions.Load()), "events/tx")
+				return nil
+			})
 		})
 	}
 }
