@@ -199,6 +199,11 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		if change.closed {
 			e.releaseHeld(t.WebhookID, target.ID, change.heldUntil)
 		}
+		if change.opened || change.probeFailed {
+			// The deliveries it holds wait in the event DB untouched
+			// (readDue): the webhook is due when a probe may go.
+			e.dueAt(t.WebhookID, change.retryAt)
+		}
 		e.breakerChanged(t, change, res.err)
 	}
 

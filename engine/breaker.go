@@ -119,6 +119,18 @@ func (b *breaker) record(success bool, now time.Time) (c breakerChange) {
 	return c
 }
 
+// blockedUntil reports whether the breaker holds every attempt at now (open
+// within its cooldown, or half-open with its probe out), and until when.
+func (b *breaker) blockedUntil(now time.Time) (until time.Time, blocked bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == breakerClosed {
+		return time.Time{}, false
+	}
+	until = b.openedAt.Add(b.cooldown)
+	return until, now.Before(until)
+}
+
 // State is the breaker's state now, for the event log and metrics.
 func (b *breaker) State() string {
 	b.mu.Lock()

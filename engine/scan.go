@@ -82,8 +82,22 @@ func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, nex
 		// not also a delivery waiting for its time.
 		found.interrupted, found.onTimers = n, waiting-wereWaiting
 	}
+	// Deliveries to a target whose circuit breaker holds every attempt are
+	// left in their event DB, untouched, until it lets a probe through:
+	// taken in hand, each would only be put off again, a write apiece, for
+	// as long as the target is down.
+	var heldUntil time.Time // the earliest a breaker that held some lets go
+	noteHeld := func(until time.Time) {
+		if heldUntil.IsZero() || until.Before(heldUntil) {
+			heldUntil = until
+		}
+	}
 	var cursor storage.DueCursor
 	for !cursor.Done() {
+		if until, all := e.allTargetsHeld(webhookID, snap); all {
+			noteHeld(until) // the rest of the walk could only skip
+			break
+		}
 		var page []storage.Delivery
 		err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
 			var err error
@@ -96,6 +110,10 @@ func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, nex
 		// The event DB is not held while the page waits for room.
 		for _, d := range page {
 			if paused(d.TargetID) {
+				continue
+			}
+			if until, held := e.breakerHolds(d.TargetID, time.Now()); held {
+				noteHeld(until)
 				continue
 			}
 			if _, inHand := e.owned.LoadOrStore(d.ID, struct{}{}); inHand {
@@ -118,6 +136,9 @@ func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, nex
 	})
 	if err != nil {
 		return fail("reading the next retry time", err)
+	}
+	if !heldUntil.IsZero() && (!waiting || heldUntil.Before(next)) {
+		next, waiting = heldUntil, true
 	}
 	if _, ok := e.readFaults.LoadAndDelete(webhookID); ok {
 		e.log().Info("storage works again for a webhook's due deliveries", zap.String("webhook", webhookID))
@@ -200,4 +221,42 @@ func (e *Engine) countWaiting(ctx context.Context, webhookID string, now time.Ti
 		return nil
 	})
 	return n, err
+}
+
+// breakerHolds reports whether the circuit breaker of a target holds every
+// attempt at now, and until when.
+func (e *Engine) breakerHolds(targetID string, now time.Time) (until time.Time, held bool) {
+	e.breakersMu.Lock()
+	b := e.breakers[targetID]
+	e.breakersMu.Unlock()
+	if b == nil {
+		return time.Time{}, false
+	}
+	return b.blockedUntil(now)
+}
+
+// allTargetsHeld reports whether no delivery of a webhook can go now: each
+// of its targets is paused or held by its circuit breaker, at least one of
+// them held; until is the earliest such a breaker lets a probe through. (A
+// delivery to a target gone from the configuration then waits for it too:
+// late, not lost.)
+func (e *Engine) allTargetsHeld(webhookID string, snap *storage.Snapshot) (until time.Time, all bool) {
+	w, ok := snap.Webhook(webhookID)
+	if !ok {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	for _, t := range w.Targets {
+		if t.Paused {
+			continue
+		}
+		u, held := e.breakerHolds(t.ID, now)
+		if !held {
+			return time.Time{}, false
+		}
+		if until.IsZero() || u.Before(until) {
+			until = u
+		}
+	}
+	return until, !until.IsZero()
 }

@@ -119,3 +119,49 @@ func TestADeliveryReadBackBeforeItsTimeIsNotAttempted(t *testing.T) {
 		t.Errorf("in hand %d, due entry %+v; want let go, due at %s", e.inHand(), entry, next)
 	}
 }
+
+// A dead target's circuit breaker holds its backlog where it is: once a
+// cooldown, a probe and the few deliveries read with it are put off again,
+// not every held delivery (each was rewritten once a cooldown: with a
+// million waiting, a million writes every 30 s while the target is down).
+func TestABreakerHoldingABacklogRewritesLittleOfItEachCooldown(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	})
+	env := newEnv(t)
+	const cooldown = 300 * time.Millisecond
+	opts := quick(100)
+	opts.BreakerThreshold = intp(1)
+	opts.BreakerCooldown = storage.Duration(cooldown)
+	snap := env.configure(webhook("shop", httpTarget("crm", tg.URL, opts)))
+	targetID := snap.Webhooks()[0].Targets[0].ID
+	e := env.start(snap, Options{Workers: 1, QueueSize: 128, RetryQueueSize: 4})
+	const backlog = 100
+	var all []ingested
+	for range backlog {
+		all = append(all, env.send(e, snap, "shop-in", []byte(`{}`), nil))
+	}
+	for _, in := range all {
+		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryRetrying)
+	}
+	waitFor(t, "every delivery let go", func() bool { return e.inHand() == 0 }, waitTimeout)
+	if s := e.BreakerState(targetID); s != "open" {
+		t.Fatalf("breaker %s, want open", s)
+	}
+	mark, probes := time.Now(), tg.count()
+	time.Sleep(3 * cooldown)
+	rewritten := 0
+	for _, in := range all {
+		if d := env.delivery(in.webhookID, in.deliveries[0].ID); d.UpdatedAt.After(mark) {
+			rewritten++
+		}
+	}
+	t.Logf("%d of %d held deliveries rewritten over 3 cooldowns; %d requests (probes)", rewritten, backlog, tg.count()-probes)
+	if rewritten >= backlog/2 {
+		t.Errorf("%d of %d held deliveries rewritten over 3 cooldowns", rewritten, backlog)
+	}
+	if n := tg.count() - probes; n > 4 {
+		t.Errorf("%d requests over 3 cooldowns, want a probe each", n)
+	}
+}
