@@ -132,7 +132,7 @@ type Engine struct {
 	abortAttempts context.CancelFunc
 	stopping      chan struct{}
 	stopOnce      sync.Once
-	workers       sync.WaitGroup // the workers and the scanner
+	workers       sync.WaitGroup // the workers and the reader (scan.go)
 }
 
 // deliveryRef names a delivery to read back from its event DB.
@@ -300,6 +300,8 @@ func (e *Engine) Stop(ctx context.Context) {
 	e.abortAttempts()
 	if first {
 		// What is left is open in the event DBs, for the next start.
+		// on_retry_timers keeps its name; it counts the retry waits as
+		// PendingTimers does (webhooks with a due time, storage faults).
 		fresh, retry := e.QueueLengths()
 		e.log().Info("delivery engine stopped",
 			zap.Int("deliveries_queued", fresh+retry), zap.Int("on_retry_timers", onTimers),
