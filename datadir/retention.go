@@ -1,7 +1,6 @@
 package datadir
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/internal/duequeue"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -65,9 +65,9 @@ type retention struct {
 	afterPrune  func(webhookID string, pruned int)
 
 	mu       sync.Mutex
-	webhooks map[string]*retained // those of the configuration in force
-	due      dueHeap              // webhooks with a due time, earliest first
-	timer    stopper              // set for due[0], nil when due is empty
+	webhooks map[string]*retained      // those of the configuration in force
+	due      duequeue.Queue[*retained] // webhooks with a due time, earliest first
+	timer    stopper                   // set for the earliest due time, nil when none is
 	timerAt  time.Time
 	timerGen uint64 // tells the current timer's callback from a stopped one's
 	started  bool
@@ -84,8 +84,6 @@ type retention struct {
 type retained struct {
 	id, name   string
 	days       int       // retention_days; 0: kept for ever
-	due        time.Time // when its next pruning is due, while index >= 0
-	index      int       // its place in the due heap, -1 when not in it
 	lastPruned time.Time // when its last pruning started
 }
 
@@ -108,7 +106,7 @@ func (r *retention) configure(webhooks []*storage.Webhook) {
 		seen[w.ID] = true
 		st, known := r.webhooks[w.ID]
 		if !known {
-			st = &retained{id: w.ID, index: -1}
+			st = &retained{id: w.ID}
 			r.webhooks[w.ID] = st
 		}
 		changed := known && st.days != w.RetentionDays
@@ -200,32 +198,22 @@ func comesOfAge(receivedAt time.Time, age time.Duration) time.Time {
 // schedule makes st due at due, or earlier if it is due earlier already.
 // Under mu; arm afterwards.
 func (r *retention) schedule(st *retained, due time.Time) {
-	if st.index >= 0 {
-		if due.Before(st.due) {
-			st.due = due
-			heap.Fix(&r.due, st.index)
-		}
-		return
-	}
-	st.due = due
-	heap.Push(&r.due, st)
+	r.due.SetEarlier(st, due)
 }
 
-// unschedule takes st out of the due heap. Under mu; arm afterwards.
+// unschedule takes st's due time out. Under mu; arm afterwards.
 func (r *retention) unschedule(st *retained) {
-	if st.index >= 0 {
-		heap.Remove(&r.due, st.index)
-	}
+	r.due.Remove(st)
 }
 
 // arm sets the one timer for the earliest due time, or none when nothing is
 // due. Under mu.
 func (r *retention) arm() {
-	if len(r.due) == 0 || r.prunings.Err() != nil {
+	_, next, ok := r.due.Peek()
+	if !ok || r.prunings.Err() != nil {
 		r.disarm()
 		return
 	}
-	next := r.due[0].due
 	if r.timer != nil && r.timerAt.Equal(next) {
 		return
 	}
@@ -253,8 +241,8 @@ func (r *retention) fire(gen uint64) {
 	}
 	r.timer = nil
 	now := r.clock.Now()
-	for len(r.due) > 0 && !r.due[0].due.After(now) {
-		r.work = append(r.work, heap.Pop(&r.due).(*retained))
+	for st, _, ok := r.due.PopDue(now); ok; st, _, ok = r.due.PopDue(now) {
+		r.work = append(r.work, st)
 	}
 	r.arm()
 	if len(r.work) > 0 && !r.pruning {
@@ -359,27 +347,4 @@ func (r *retention) close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("prunings still under way: %w", ctx.Err())
 	}
-}
-
-// dueHeap orders webhooks by due time (container/heap).
-type dueHeap []*retained
-
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h dueHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *dueHeap) Push(x any) {
-	st := x.(*retained)
-	st.index = len(*h)
-	*h = append(*h, st)
-}
-func (h *dueHeap) Pop() any {
-	old := *h
-	st := old[len(old)-1]
-	old[len(old)-1] = nil
-	st.index = -1
-	*h = old[:len(old)-1]
-	return st
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/internal/duequeue"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -108,11 +109,10 @@ type Engine struct {
 
 	// scanMu guards the schedule (schedule.go) and the reader (scan.go).
 	scanMu sync.Mutex
-	// due holds each webhook's entry in dueOrder, the min-heap of the
-	// times webhooks come due; dueTimer is the one timer, set for the
-	// earliest (at dueTimerAt) while the reader is not running.
-	due        map[string]*dueEntry
-	dueOrder   dueHeap
+	// due holds the time each webhook comes due, earliest first; dueTimer
+	// is the one timer, set for the earliest (at dueTimerAt) while the
+	// reader is not running.
+	due        duequeue.Queue[string] // webhook id -> due time
 	dueTimer   *time.Timer
 	dueTimerAt time.Time
 	scanning   bool // the reader runs
@@ -178,7 +178,6 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		slots:       newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
 		faultTimers: make(map[string]*time.Timer),
 		breakers:    make(map[string]*breaker),
-		due:         make(map[string]*dueEntry),
 		attempts:    ctx, abortAttempts: cancel,
 		stopping: make(chan struct{}),
 	}

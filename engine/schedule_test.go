@@ -14,7 +14,7 @@ import (
 // for the backlog test's figures: none may grow with waiting deliveries.
 func engineMapSizes(e *Engine) string {
 	e.scanMu.Lock()
-	due, heap, recovering := len(e.due), len(e.dueOrder), len(e.recovering)
+	due, recovering := e.due.Len(), len(e.recovering)
 	e.scanMu.Unlock()
 	e.timersMu.Lock()
 	faults := len(e.faultTimers)
@@ -27,8 +27,8 @@ func engineMapSizes(e *Engine) string {
 	e.breakersMu.Lock()
 	breakers := len(e.breakers)
 	e.breakersMu.Unlock()
-	return fmt.Sprintf("maps: due %d, dueOrder %d, recovering %d, faultTimers %d, owned %d, cancelled %d, storageFaults %d, readFaults %d, breakers %d, parked %d",
-		due, heap, recovering, faults, count(&e.owned), count(&e.cancelled), count(&e.storageFaults), count(&e.readFaults), breakers, e.ParkedDeliveries())
+	return fmt.Sprintf("maps: due %d, recovering %d, faultTimers %d, owned %d, cancelled %d, storageFaults %d, readFaults %d, breakers %d, parked %d",
+		due, recovering, faults, count(&e.owned), count(&e.cancelled), count(&e.storageFaults), count(&e.readFaults), breakers, e.ParkedDeliveries())
 }
 
 // Retrying deliveries are let go: however many wait, the engine holds one
@@ -66,7 +66,8 @@ func TestRetryingDeliveriesAreLetGoWithOneDueTimePerWebhook(t *testing.T) {
 		t.Errorf("%d deliveries on timers of their own", faults)
 	}
 	e.scanMu.Lock()
-	shop, mill := e.due[storage.DeclaredWebhookID("shop")], e.due[storage.DeclaredWebhookID("mill")]
+	shop, shopDue := e.due.At(storage.DeclaredWebhookID("shop"))
+	mill, millDue := e.due.At(storage.DeclaredWebhookID("mill"))
 	e.scanMu.Unlock()
 	first := func(key string) time.Time {
 		var at time.Time
@@ -78,8 +79,8 @@ func TestRetryingDeliveriesAreLetGoWithOneDueTimePerWebhook(t *testing.T) {
 		}
 		return at
 	}
-	if shop == nil || mill == nil || !shop.at.Equal(first("shop")) || !mill.at.Equal(first("mill")) {
-		t.Errorf("due times %+v %+v, want each webhook's first retry (%s, %s)", shop, mill, first("shop"), first("mill"))
+	if !shopDue || !millDue || !shop.Equal(first("shop")) || !mill.Equal(first("mill")) {
+		t.Errorf("due times %s (%v) %s (%v), want each webhook's first retry (%s, %s)", shop, shopDue, mill, millDue, first("shop"), first("mill"))
 	}
 }
 
@@ -113,10 +114,10 @@ func TestADeliveryReadBackBeforeItsTimeIsNotAttempted(t *testing.T) {
 		t.Errorf("delivery %+v, want retrying after its 1 attempt", d)
 	}
 	e.scanMu.Lock()
-	entry := e.due[in.webhookID]
+	due, ok := e.due.At(in.webhookID)
 	e.scanMu.Unlock()
-	if e.inHand() != 0 || entry == nil || !entry.at.Equal(next) {
-		t.Errorf("in hand %d, due entry %+v; want let go, due at %s", e.inHand(), entry, next)
+	if e.inHand() != 0 || !ok || !due.Equal(next) {
+		t.Errorf("in hand %d, due at %s (%v); want let go, due at %s", e.inHand(), due, ok, next)
 	}
 }
 
