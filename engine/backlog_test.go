@@ -21,15 +21,16 @@ import (
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
-// A dead target with a million deliveries waiting (issue 13, goal 4): the
+// A dead target with a big backlog waiting (issue 13, goal 4: a million): the
 // engine holds no timer and no map entry per delivery, its start-up read
 // pages through them, nothing is attempted before its time, and an idle
 // engine costs no CPU. It prints what it measures (memory, goroutines,
 // CPU); it asserts only the structure, never a timing. Skipped under -short
-// and the race detector; WEBHOOKER_BACKLOG sets the number (default 1e6).
-func TestMillionRetryingDeliveriesHoldNoMemoryPerDelivery(t *testing.T) {
+// and the race detector; WEBHOOKER_BACKLOG sets the number (default
+// 100,000; WEBHOOKER_BACKLOG=1000000 for the issue's million).
+func TestBacklogHoldsNoMemoryPerDelivery(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("writes a million deliveries: not under -short or -race")
+		t.Skip("writes a big backlog of deliveries: not under -short or -race")
 	}
 	total := backlogSize(t)
 	const soon = 1000 // due a few seconds after the start: attempted, and put off again
@@ -57,9 +58,11 @@ func TestMillionRetryingDeliveriesHoldNoMemoryPerDelivery(t *testing.T) {
 	snap := env.configure(webhook("backlog", httpTarget("dead", tg.URL, opts)))
 	w := snap.Webhooks()[0]
 
-	start := time.Now().Add(10 * time.Second) // the engine starts before this
-	soonAt, laterAt := start.Add(5*time.Second), start.Add(time.Hour)
-	writeBacklog(t, env, w, total, soon, soonAt, laterAt)
+	// Due times count from the end of the write, however long it took on a
+	// loaded machine: the engine starts well before the first are due.
+	// The rows' times are set before the UPDATE that writes them: a second
+	// more per 50,000 rows leaves it time to run.
+	soonAt, _ := writeBacklog(t, env, w, total, soon, 5*time.Second+time.Duration(total/50_000)*time.Second, time.Hour)
 
 	runtime.GC()
 	resetPeakRSS(t)
@@ -168,11 +171,12 @@ func cpuTime(t *testing.T) time.Duration {
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// backlogSize is WEBHOOKER_BACKLOG, or a million.
+// backlogSize is WEBHOOKER_BACKLOG, or 100,000: enough to see any memory
+// per delivery, and quick enough for every run of the tests.
 func backlogSize(t *testing.T) int {
 	v := os.Getenv("WEBHOOKER_BACKLOG")
 	if v == "" {
-		return 1_000_000
+		return 100_000
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 2000 {
@@ -182,9 +186,10 @@ func backlogSize(t *testing.T) int {
 }
 
 // writeBacklog writes total retrying deliveries of w's first target, with
-// their events: the first soon of them due at soonAt, the others from
-// laterAt on, a millisecond apart.
-func writeBacklog(t *testing.T, env *testEnv, w *storage.Webhook, total, soon int, soonAt, laterAt time.Time) {
+// their events: the first soon of them due soonIn after the write ends, the
+// others from laterIn after it on, a millisecond apart. It returns those two
+// times.
+func writeBacklog(t *testing.T, env *testEnv, w *storage.Webhook, total, soon int, soonIn, laterIn time.Duration) (soonAt, laterAt time.Time) {
 	t.Helper()
 	// Written through the storage API, many at once, so that group commit
 	// makes big transactions; then put off in one UPDATE (retrying, one
@@ -229,6 +234,7 @@ func writeBacklog(t *testing.T, env *testEnv, w *storage.Webhook, total, soon in
 	}
 	// rowid order is the order written: the first `soon` come due at
 	// soonAt, the others from laterAt on, a millisecond apart.
+	soonAt, laterAt = time.Now().Add(soonIn), time.Now().Add(laterIn)
 	_, err = raw.ExecContext(ctx, `UPDATE deliveries SET status = 'retrying', attempts = 1,
 		last_error = 'target answered 503', next_attempt_at = CASE WHEN rowid <= ? THEN ? ELSE ? + rowid * 1000000 END`,
 		soon, soonAt.UnixNano(), laterAt.UnixNano())
@@ -239,15 +245,16 @@ func writeBacklog(t *testing.T, env *testEnv, w *storage.Webhook, total, soon in
 		t.Fatal(err)
 	}
 	t.Logf("wrote %d retrying deliveries (and their events) in %s", total, time.Since(began).Round(time.Millisecond))
+	return soonAt, laterAt
 }
 
-// A million deliveries due at once, to a paused target, read by the
+// A big backlog (WEBHOOKER_BACKLOG) due at once, to a paused target, read by the
 // start-up read: every one of them is walked (and left, paused), a page at a
 // time. It prints the walk's time and the memory it took; it asserts that
 // nothing was taken in hand. Skipped as the test above.
-func TestMillionDueDeliveriesAreReadInPages(t *testing.T) {
+func TestDueBacklogIsReadInPages(t *testing.T) {
 	if testing.Short() || raceEnabled {
-		t.Skip("writes a million deliveries: not under -short or -race")
+		t.Skip("writes a big backlog of deliveries: not under -short or -race")
 	}
 	total := backlogSize(t)
 	tg := newTarget(t, nil)
@@ -255,8 +262,7 @@ func TestMillionDueDeliveriesAreReadInPages(t *testing.T) {
 	declared := webhook("backlog", httpTarget("paused", tg.URL, quick(3)))
 	snap := env.configure(declared)
 	w := snap.Webhooks()[0]
-	past := time.Now().Add(-time.Hour)
-	writeBacklog(t, env, w, total, 0, past, past)
+	writeBacklog(t, env, w, total, 0, -time.Hour, -time.Hour)
 	snap = env.setPaused(w.ID, w.Targets[0].ID, true)
 
 	runtime.GC()
