@@ -467,7 +467,7 @@ func (e *Engine) releaseHeld(webhookID, targetID string, heldUntil []time.Time) 
 func (e *Engine) QueueLengths() (fresh, retry int) { return len(e.queue), len(e.retries) }
 
 // PendingTimers is the number of retry waits the engine holds: the webhooks
-// the schedule holds a due time for (one each, however many of their
+// waiting for a due time still to come (one each, however many of their
 // deliveries wait: schedule.go), and the deliveries in hand waiting out a
 // storage fault. No retrying delivery has a timer of its own.
 func (e *Engine) PendingTimers() int {

@@ -137,11 +137,13 @@ func (e *Engine) stopScheduleLocked() int {
 	return n
 }
 
-// webhooksWaiting is the number of webhooks the schedule holds a due time
-// for: those waiting for a retry time to come, and those due now that the
-// reader has yet to read.
+// webhooksWaiting is the number of webhooks waiting for a retry time to
+// come. Those due now, which the reader has yet to read, are not counted.
 func (e *Engine) webhooksWaiting() int {
+	now := time.Now()
 	e.scanMu.Lock()
 	defer e.scanMu.Unlock()
-	return e.due.Len()
+	// A webhook due now is work under way (the reader takes it next), not
+	// a wait: right after Start every webhook is, until the start-up read.
+	return e.due.CountAfter(now)
 }

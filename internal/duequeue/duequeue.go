@@ -24,6 +24,18 @@ type entry[K comparable] struct {
 // Len is the number of keys with a due time.
 func (q *Queue[K]) Len() int { return len(q.entries) }
 
+// CountAfter is the number of keys due after t (a walk of every key: for
+// a gauge, not a hot path).
+func (q *Queue[K]) CountAfter(t time.Time) int {
+	n := 0
+	for _, e := range q.entries {
+		if e.at.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
 // At is k's due time, and whether k has one.
 func (q *Queue[K]) At(k K) (time.Time, bool) {
 	i, ok := q.index[k]

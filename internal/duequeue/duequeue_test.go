@@ -168,3 +168,20 @@ func TestPopDueTakesOnlyWhatIsDue(t *testing.T) {
 		t.Errorf("PopDue on an empty queue = %q, true", k)
 	}
 }
+
+func TestCountAfter(t *testing.T) {
+	var q Queue[string]
+	t0 := time.Unix(1_700_000_000, 0)
+	q.Set("now", time.Time{})
+	q.Set("past", t0.Add(-time.Second))
+	q.Set("at", t0)
+	q.Set("later", t0.Add(time.Second))
+	q.Set("much later", t0.Add(time.Hour))
+	if n := q.CountAfter(t0); n != 2 {
+		t.Errorf("CountAfter = %d, want 2 (later, much later)", n)
+	}
+	var empty Queue[int]
+	if n := empty.CountAfter(t0); n != 0 {
+		t.Errorf("CountAfter of an empty queue = %d", n)
+	}
+}
