@@ -176,8 +176,11 @@ func (r *retention) ingested(w *storage.Webhook, receivedAt time.Time) {
 	if floor := st.lastPruned.Add(pruneInterval); due.Before(floor) {
 		due = floor
 	}
-	r.schedule(st, due)
-	r.arm()
+	// Mostly st is due earlier already (its oldest event comes of age
+	// first): then nothing changes, and the timer is left as it is.
+	if r.due.SetEarlier(st, due) {
+		r.arm()
+	}
 }
 
 // retentionAge is how old an event is when retentionDays prunes it; ok is
