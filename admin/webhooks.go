@@ -313,7 +313,10 @@ type targetRequest struct {
 	Type    *storage.TargetType    `json:"type"`
 	URL     *string                `json:"url"`
 	Options *storage.TargetOptions `json:"options"`
-	Active  *bool                  `json:"active"`
+	// Filter is a CEL expression over each event (see the README): a
+	// filter that does not compile is a 400 with CEL's message; "" removes it.
+	Filter *string `json:"filter"`
+	Active *bool   `json:"active"`
 }
 
 func (h *Handler) addTarget(w http.ResponseWriter, r *http.Request) error {
@@ -337,6 +340,9 @@ func (h *Handler) addTarget(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Options != nil {
 		t.Options = *req.Options
+	}
+	if req.Filter != nil {
+		t.Filter = *req.Filter
 	}
 	if req.Active != nil {
 		t.Active = *req.Active

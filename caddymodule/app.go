@@ -234,6 +234,13 @@ type TargetConfig struct {
 	// each option's own default.
 	Options storage.TargetOptions `json:"options,omitzero"`
 
+	// Filter is a CEL expression over each event: the target gets a
+	// delivery only of the events it matches (see the README's Filters). At
+	// most 4096 bytes; one that does not compile is a config error. Default:
+	// none, every event. Example:
+	// "body.action == \"opened\" && header[\"X-Github-Event\"] == \"pull_request\"".
+	Filter string `json:"filter,omitempty"`
+
 	// Disabled takes the target out of force: new events get no delivery
 	// to it. Default: false.
 	Disabled bool `json:"disabled,omitempty"`

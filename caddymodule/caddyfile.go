@@ -93,9 +93,13 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //				signing_secret          whsec_<base64>
 //				signing_secret_previous whsec_<base64> [until <RFC 3339 time>]
 //				breaker     <threshold> [<cooldown>]
+//				filter      <cel>
 //				disabled
 //			}
-//			target <name> database|log [disabled]
+//			target <name> database|log [disabled] {
+//				filter   <cel>
+//				disabled
+//			}
 //		}
 //	}
 //
@@ -442,7 +446,7 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 	where := fmt.Sprintf("webhook %s: target %s: ", webhook, t.Name)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		option := d.Val()
-		if t.Type != "http" && option != "disabled" {
+		if t.Type != "http" && option != "disabled" && option != "filter" {
 			return t, d.Errf("webhook %s: target %s: %s is an option of http targets, not of %s ones", webhook, t.Name, option, t.Type)
 		}
 		if option != "header" && option != "header_up" {
@@ -451,13 +455,22 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 			}
 			seen[option] = true
 		}
-		if option == "disabled" {
+		switch option {
+		case "disabled":
 			if d.NextArg() {
 				return t, d.ArgErr()
 			}
 			t.Disabled = true
-		} else if err := unmarshalTargetOption(d, &t.Options, where); err != nil {
-			return t, err
+		case "filter":
+			expr, err := filterArg(d)
+			if err != nil {
+				return t, err
+			}
+			t.Filter = expr
+		default:
+			if err := unmarshalTargetOption(d, &t.Options, where); err != nil {
+				return t, err
+			}
 		}
 		if err := checkTarget(webhook, t); err != nil {
 			return t, d.WrapErr(err)
@@ -581,6 +594,21 @@ func headerUp(d *caddyfile.Dispenser, o *storage.TargetOptions, where string) er
 		o.Headers[field] = args[1]
 	}
 	return nil
+}
+
+// filterArg reads a filter's CEL expression: the rest of the line. Written
+// as several tokens, it is their source joined by single spaces, quotes
+// kept, so that body.action == "opened" reads as written; as one quoted
+// token (backticks keep every space and quote inside), that token. checkTarget
+// then compiles it at this line.
+func filterArg(d *caddyfile.Dispenser) (string, error) {
+	if d.CountRemainingArgs() > 1 {
+		return strings.Join(d.RemainingArgsRaw(), " "), nil
+	}
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return d.Val(), nil
 }
 
 // durationArgs reads between lo and hi durations as the option's arguments;

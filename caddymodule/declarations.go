@@ -98,7 +98,7 @@ func checkTarget(webhook string, tc TargetConfig) error {
 func declaredTarget(webhookID string, tc TargetConfig) storage.Target {
 	return storage.Target{
 		ID: storage.DeclaredTargetID(webhookID, tc.Name), WebhookID: webhookID, Name: tc.Name,
-		Type: storage.TargetType(tc.Type), URL: tc.URL, Options: tc.Options, Active: !tc.Disabled,
+		Type: storage.TargetType(tc.Type), URL: tc.URL, Options: tc.Options, Filter: tc.Filter, Active: !tc.Disabled,
 	}
 }
 

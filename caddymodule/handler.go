@@ -159,6 +159,13 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		ReceivedAt:    received,
 		Verified:      verified,
 	}
+	if route.Filtered() {
+		// Only the targets whose filter matches get a delivery; the event
+		// is stored all the same, with none when no target matched.
+		if route, err = h.selectTargets(route, ev); err != nil {
+			return err
+		}
+	}
 	// route found the route in the open directory.
 	if err := g.dir.Load().Ingest(r.Context(), route, ev); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))

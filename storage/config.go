@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"regexp"
 	"time"
+
+	"github.com/webhooker/caddy-webhooker/filter"
 )
 
 // Source says who owns a webhook's configuration.
@@ -118,7 +120,11 @@ type Target struct {
 	Type      TargetType    `json:"type"`
 	URL       string        `json:"url,omitempty"`
 	Options   TargetOptions `json:"options"`
-	Active    bool          `json:"active"`
+	// Filter is a CEL expression over each event (see the filter package):
+	// the target gets a delivery only of the events it matches. "" for
+	// none: every event. At most 4096 bytes (tenants: 1024).
+	Filter string `json:"filter,omitempty"`
+	Active bool   `json:"active"`
 	// Paused targets are sent nothing: their deliveries wait, pending or
 	// retrying, until the target is resumed (unlike a disabled target,
 	// whose deliveries fail). Runtime state set through the API
@@ -302,8 +308,50 @@ type Snapshot struct {
 type Route struct {
 	Webhook    *Webhook
 	Entrypoint Entrypoint
-	// Targets are the webhook's active targets: one delivery each per event.
+	// Targets are the webhook's active targets: one delivery each per event,
+	// but to a target whose filter the event does not match (Select).
 	Targets []Target
+	// filters[i] is the compiled filter of Targets[i], nil for none; nil
+	// when no target has one. Compiled once per snapshot, shared by the
+	// webhook's routes.
+	filters []*filter.Program
+	// filterErr is a stored filter that does not compile (see FilterError).
+	filterErr error
+}
+
+// Filtered reports whether a target of r has a filter: only then has an
+// ingest to describe its event to filters and Select.
+func (r Route) Filtered() bool { return r.filters != nil || r.filterErr != nil }
+
+// FilterError is the error of a target's filter that is stored but does not
+// compile, nil when all do. Every way in compiles a filter before storing
+// it: only a main DB changed behind the gateway's back, or a CEL that reads
+// an expression differently after an upgrade, gets here, and the ingest
+// then refuses the event (503, to be sent again once the filter is fixed)
+// rather than send it where the filter would not, or not where it would.
+func (r Route) FilterError() error { return r.filterErr }
+
+// Select returns r with only the targets whose filter matches ev (a target
+// with no filter always matches), and no filters left to apply. Each target
+// left out is passed to rejected, with the error of its evaluation when it
+// failed (a key the event lacks, the cost limit): a failed evaluation is
+// no match.
+func (r Route) Select(ev *filter.Event, rejected func(t Target, err error)) Route {
+	if r.filters == nil {
+		return r
+	}
+	selected := make([]Target, 0, len(r.Targets))
+	for i, t := range r.Targets {
+		if p := r.filters[i]; p != nil {
+			if ok, err := p.Match(ev); !ok {
+				rejected(t, err)
+				continue
+			}
+		}
+		selected = append(selected, t)
+	}
+	r.Targets, r.filters = selected, nil
+	return r
 }
 
 func newSnapshot(webhooks []*Webhook) *Snapshot {
@@ -311,18 +359,36 @@ func newSnapshot(webhooks []*Webhook) *Snapshot {
 		routes: make(map[string]Route), targets: make(map[string]Target)}
 	for _, w := range webhooks {
 		s.webhooks[w.ID] = w
-		var active []Target
+		var (
+			active    []Target
+			filters   []*filter.Program
+			filterErr error
+		)
 		for _, t := range w.Targets {
 			s.targets[t.ID] = t
-			if t.Active {
-				active = append(active, t)
+			if !t.Active {
+				continue
+			}
+			active = append(active, t)
+			var p *filter.Program
+			if t.Filter != "" {
+				var err error
+				if p, err = filter.Compile(t.Filter); err != nil && filterErr == nil {
+					filterErr = fmt.Errorf("target %s: stored %w", t.Name, err)
+				}
+				if filters == nil {
+					filters = make([]*filter.Program, len(active)-1, len(w.Targets))
+				}
+			}
+			if filters != nil {
+				filters = append(filters, p)
 			}
 		}
 		for _, e := range w.Entrypoints {
 			if e.Displaced { // its key routes to the declared webhook that took it
 				continue
 			}
-			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active}
+			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active, filters: filters, filterErr: filterErr}
 		}
 	}
 	return s

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/webhooker/caddy-webhooker/filter"
 )
 
 // Limits bound the options of targets and webhooks. The operator (the
@@ -37,6 +39,8 @@ type Limits struct {
 	Headers, HeaderNameBytes, HeaderValueBytes, HeadersBytes int
 	// URLBytes bounds a target's URL.
 	URLBytes int
+	// FilterBytes bounds a target's filter, at most filter.MaxExpressionBytes.
+	FilterBytes int
 	// RetentionDays is the most retention_days may be: 100 years, far from
 	// where days turned into a duration could overflow.
 	RetentionDays int
@@ -60,6 +64,7 @@ func OperatorLimits() Limits {
 		HeaderValueBytes:    8 << 10,
 		HeadersBytes:        16 << 10,
 		URLBytes:            4096,
+		FilterBytes:         filter.MaxExpressionBytes,
 		RetentionDays:       36500,
 	}
 }
@@ -73,6 +78,7 @@ func TenantLimits() Limits {
 	l.BackoffInitialMin = time.Second
 	l.BackoffMax = 24 * time.Hour
 	l.BreakerCooldownMin = time.Second
+	l.FilterBytes = 1024
 	return l
 }
 
@@ -143,7 +149,23 @@ func (t Target) ValidateWithin(l Limits) error {
 	if err := t.Options.validate(l); err != nil {
 		return fmt.Errorf("target %s: %w", t.Name, err)
 	}
+	if err := validateFilter(t.Filter, l); err != nil {
+		return fmt.Errorf("target %s: %w", t.Name, err)
+	}
 	return nil
+}
+
+// validateFilter checks a target's filter: within l's length, and one that
+// compiles (its error is CEL's, with line and column).
+func validateFilter(source string, l Limits) error {
+	if source == "" {
+		return nil
+	}
+	if len(source) > l.FilterBytes {
+		return fmt.Errorf("filter: %d bytes, at most %d (%s limits)", len(source), l.FilterBytes, l.Name)
+	}
+	_, err := filter.Compile(source)
+	return err
 }
 
 func (o TargetOptions) validate(l Limits) error {

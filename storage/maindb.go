@@ -146,10 +146,10 @@ func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, 
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET active = excluded.active, options = excluded.options,
 				updated_at = excluded.updated_at, deleted_at = NULL`},
-		{&up.target, `INSERT INTO targets (id, webhook_id, name, type, url, options, active, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		{&up.target, `INSERT INTO targets (id, webhook_id, name, type, url, options, filter, active, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET type = excluded.type, url = excluded.url, options = excluded.options,
-				active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`},
+				filter = excluded.filter, active = excluded.active, updated_at = excluded.updated_at, deleted_at = NULL`},
 	} {
 		stmt, err := tx.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -210,7 +210,7 @@ func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) ([
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
-		if _, err := up.target.ExecContext(ctx, t.ID, w.ID, t.Name, t.Type, t.URL, string(options), t.Active, now, now); err != nil {
+		if _, err := up.target.ExecContext(ctx, t.ID, w.ID, t.Name, t.Type, t.URL, string(options), t.Filter, t.Active, now, now); err != nil {
 			return nil, fmt.Errorf("target %s: %w", t.Name, err)
 		}
 	}
@@ -322,7 +322,7 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 }
 
 // targetColumns are the columns scanTarget reads, of the targets table aliased t.
-const targetColumns = `t.id, t.webhook_id, t.name, t.type, t.url, t.options, t.active, t.paused, t.created_at`
+const targetColumns = `t.id, t.webhook_id, t.name, t.type, t.url, t.options, t.filter, t.active, t.paused, t.created_at`
 
 func scanTarget(row interface{ Scan(...any) error }) (Target, error) {
 	var (
@@ -330,7 +330,7 @@ func scanTarget(row interface{ Scan(...any) error }) (Target, error) {
 		options string
 		created int64
 	)
-	if err := row.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Active, &t.Paused, &created); err != nil {
+	if err := row.Scan(&t.ID, &t.WebhookID, &t.Name, &t.Type, &t.URL, &options, &t.Filter, &t.Active, &t.Paused, &created); err != nil {
 		return Target{}, err
 	}
 	if err := json.Unmarshal([]byte(options), &t.Options); err != nil {

@@ -82,4 +82,9 @@ ALTER TABLE entrypoints ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
 -- attempted: runtime state, set through the API, kept across reloads.
 ALTER TABLE targets ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
 `},
+	{name: "targets.filter", sql: `
+-- A CEL expression over an event (filter package): a target whose filter
+-- does not match an event gets no delivery of it. '' for none: every event.
+ALTER TABLE targets ADD COLUMN filter TEXT NOT NULL DEFAULT '';
+`},
 }

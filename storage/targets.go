@@ -24,7 +24,9 @@ type TargetPatch struct {
 	Type    *TargetType
 	URL     *string
 	Options *TargetOptions
-	Active  *bool
+	// Filter replaces the target's filter; "" removes it.
+	Filter *string
+	Active *bool
 }
 
 // targetNameFree checks that no live target of webhookID other than except is named name.
@@ -83,9 +85,9 @@ func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Ta
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO targets
-			(id, webhook_id, name, type, url, options, active, paused, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			t.ID, webhookID, t.Name, t.Type, t.URL, string(options), t.Active, t.Paused, now, now); err != nil {
+			(id, webhook_id, name, type, url, options, filter, active, paused, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, webhookID, t.Name, t.Type, t.URL, string(options), t.Filter, t.Active, t.Paused, now, now); err != nil {
 			return err
 		}
 		t.CreatedAt = timeOf(now)
@@ -99,13 +101,14 @@ func (db *MainDB) AddTarget(ctx context.Context, webhookID string, t Target) (Ta
 
 // UpdateTarget changes the fields p sets on a target of webhookID; the target
 // as changed must validate as a whole (a type change may need the URL too).
-// Options p sets must be within the limits of db's rules; options it leaves
+// Options and a filter p sets must be within the limits of db's rules (the
+// target is then checked as a whole against them); options it leaves
 // as they are were accepted before, maybe from the operator, and are held to
 // the operator's limits only, so that a tenant can still disable a target
 // the operator gave a long timeout.
 func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, p TargetPatch) (Target, error) {
 	limits := OperatorLimits()
-	if p.Options != nil {
+	if p.Options != nil || p.Filter != nil {
 		limits = db.rulesOf().Limits
 	}
 	var t Target
@@ -136,6 +139,9 @@ func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, 
 			}
 			t.Options = options
 		}
+		if p.Filter != nil {
+			t.Filter = *p.Filter
+		}
 		if p.Active != nil {
 			t.Active = *p.Active
 		}
@@ -149,8 +155,8 @@ func (db *MainDB) UpdateTarget(ctx context.Context, webhookID, targetID string, 
 		if err := targetNameFree(ctx, tx, webhookID, t.Name, t.ID); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE targets SET name = ?, type = ?, url = ?, options = ?, active = ?,
-			updated_at = ? WHERE id = ?`, t.Name, t.Type, t.URL, string(options), t.Active, now, t.ID)
+		_, err = tx.ExecContext(ctx, `UPDATE targets SET name = ?, type = ?, url = ?, options = ?, filter = ?, active = ?,
+			updated_at = ? WHERE id = ?`, t.Name, t.Type, t.URL, string(options), t.Filter, t.Active, now, t.ID)
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,244 @@
+package caddymodule_test
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// TestCaddyfileFilter checks the filter option of a target block: the
+// expression of the issue, written as is, reaches the JSON config as is; a
+// backtick-quoted one keeps its spacing; every target type takes one.
+func TestCaddyfileFilter(t *testing.T) {
+	raw, err := adaptWebhooker(t, "{\n\twebhooker {\n"+`
+		webhook github {
+			entrypoint github-in
+			target prs http https://ci.example.com/prs {
+				filter body.action == "opened" && header["X-Github-Event"] == "pull_request"
+				timeout 5s
+			}
+			target spaced database {
+				filter `+"`"+`body.title == "two  spaces"`+"`"+`
+			}
+			target audit log disabled {
+				filter method == 'POST'
+			}
+		}`+"\n\t}\n}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app struct {
+		Webhooks []struct {
+			Targets []struct {
+				Name   string `json:"name"`
+				Filter string `json:"filter"`
+			} `json:"targets"`
+		} `json:"webhooks"`
+	}
+	if err := json.Unmarshal(raw, &app); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"prs":    `body.action == "opened" && header["X-Github-Event"] == "pull_request"`,
+		"spaced": `body.title == "two  spaces"`,
+		"audit":  `method == 'POST'`,
+	}
+	if len(app.Webhooks) != 1 || len(app.Webhooks[0].Targets) != 3 {
+		t.Fatalf("adapted %s", raw)
+	}
+	for _, tg := range app.Webhooks[0].Targets {
+		if tg.Filter != want[tg.Name] {
+			t.Errorf("target %s: filter %q, want %q", tg.Name, tg.Filter, want[tg.Name])
+		}
+	}
+}
+
+// TestCaddyfileFilterMistakesNameTheirLine: a filter that does not compile
+// is a Caddyfile error with CEL's message and the file and line of the
+// filter.
+func TestCaddyfileFilterMistakesNameTheirLine(t *testing.T) {
+	for _, c := range []struct {
+		name, block string
+		line        int
+		want        string
+	}{
+		{"syntax", "webhook a {\n\ttarget t database {\n\t\tfilter body.action ==\n\t}\n}", 5,
+			"webhook a: target t: filter: ERROR: <input>:1:15: Syntax error"},
+		{"unknown variable", "webhook a {\n\ttarget t http https://example.com/ {\n\t\ttimeout 5s\n\t\tfilter request.method == 'POST'\n\t}\n}", 6,
+			"undeclared reference to 'request'"},
+		{"header not canonical", "webhook a {\n\ttarget t log {\n\t\tfilter header['x-github-event'] == 'push'\n\t}\n}", 5,
+			`write header["X-Github-Event"]`},
+		{"not a bool", "webhook a {\n\ttarget t log {\n\t\tfilter method + 'x'\n\t}\n}", 5, "gives string, not a bool"},
+		{"filter twice", "webhook a {\n\ttarget t log {\n\t\tfilter true\n\t\tfilter false\n\t}\n}", 6, "filter is set twice"},
+		{"no expression", "webhook a {\n\ttarget t log {\n\t\tfilter\n\t}\n}", 5, "wrong argument count"},
+		{"too long", "webhook a {\n\ttarget t log {\n\t\tfilter method == '" + strings.Repeat("a", 4100) + "'\n\t}\n}", 5, "at most 4096"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := adaptWebhooker(t, "{\n\twebhooker {\n"+c.block+"\n\t}\n}\n")
+			if err == nil {
+				t.Fatal("adapted without an error")
+			}
+			t.Logf("%s", err)
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("the error does not say %q", c.want)
+			}
+			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
+				t.Errorf("the error is not at %s", at)
+			}
+		})
+	}
+}
+
+// TestGitHubTargetsFilteredOnEventType sends GitHub-style events to a
+// webhook with three http targets filtered on the event type, through a
+// real Caddy and its Caddyfile: each target receives only its events, the
+// deliveries stored at ingest are only those, an event no filter matches is
+// stored with no delivery, and the rejections are counted per target.
+func TestGitHubTargetsFilteredOnEventType(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		received = map[string][]string{} // path -> X-Github-Delivery
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		received[r.URL.Path] = append(received[r.URL.Path], r.Header.Get("X-Github-Delivery"))
+		mu.Unlock()
+	}))
+	defer receiver.Close()
+
+	g := startGateway(t, `
+		webhook github {
+			entrypoint github-in
+			target prs http `+receiver.URL+`/prs {
+				filter body.action == "opened" && header["X-Github-Event"] == "pull_request"
+			}
+			target pushes http `+receiver.URL+`/pushes {
+				filter header["X-Github-Event"] == "push" && body.ref == "refs/heads/main"
+			}
+			target issues http `+receiver.URL+`/issues {
+				filter header["X-Github-Event"] == "issues"
+			}
+		}
+`)
+	type sent struct {
+		delivery, event, body string
+		targets             []string // those that must get it
+		lowerCase           bool     // header name sent as x-github-event
+	}
+	events := []sent{
+		{"d1", "pull_request", `{"action":"opened","number":1}`, []string{"prs"}, false},
+		{"d2", "push", `{"ref":"refs/heads/main","commits":[]}`, []string{"pushes"}, false},
+		{"d3", "issues", `{"action":"opened","issue":{"number":2}}`, []string{"issues"}, true},
+		{"d4", "pull_request", `{"action":"closed","number":1}`, nil, false},
+		{"d5", "push", `{"ref":"refs/heads/dev"}`, nil, false},
+		{"d6", "ping", `{"zen":"Keep it logically awesome."}`, nil, false},
+		{"d7", "push", `not json at all`, nil, false},
+		{"d8", "pull_request", `{"action":"opened","number":3}`, []string{"prs"}, true},
+	}
+	targetIDs := map[string]string{}
+	for _, name := range []string{"prs", "pushes", "issues"} {
+		targetIDs[storage.DeclaredTargetID(storage.DeclaredWebhookID("github"), name)] = name
+	}
+	db := g.eventDB("github")
+	want := map[string][]string{}
+	for _, e := range events {
+		req, err := http.NewRequest(http.MethodPost, siteURL+"/hooks/github-in", strings.NewReader(e.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Github-Delivery", e.delivery)
+		if e.lowerCase {
+			req.Header["x-github-event"] = []string{e.event}
+		} else {
+			req.Header.Set("X-GitHub-Event", e.event)
+		}
+		status, _, resp := g.do(req)
+		if status != http.StatusOK {
+			t.Fatalf("%s: ingest %d %s", e.delivery, status, resp)
+		}
+		id := eventIDFrom(t, resp)
+		// The deliveries are written with the event, before the 200: what
+		// the event DB holds now is all the event will ever get.
+		var got []string
+		for _, d := range queryDeliveries(t, db, id) {
+			got = append(got, targetIDs[d.TargetID])
+		}
+		sort.Strings(got)
+		if strings.Join(got, ",") != strings.Join(e.targets, ",") {
+			t.Errorf("%s (%s %s): deliveries to %v, want %v", e.delivery, e.event, e.body, got, e.targets)
+		}
+		for _, name := range e.targets {
+			want["/"+name] = append(want["/"+name], e.delivery)
+		}
+	}
+	if n := countRows(t, db, "events"); n != len(events) {
+		t.Errorf("%d events stored, want %d: an event no filter matches is stored all the same", n, len(events))
+	}
+
+	// Every delivery stored is delivered, and then the receiver has seen
+	// every request it will see.
+	deadline := time.Now().Add(20 * time.Second)
+	for countDelivered(t, db) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries not delivered: %d of 3", countDelivered(t, db))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	for path, ids := range received {
+		sort.Strings(ids)
+		if strings.Join(ids, ",") != strings.Join(want[path], ",") {
+			t.Errorf("%s received %v, want %v", path, ids, want[path])
+		}
+	}
+	if len(received) != len(want) {
+		t.Errorf("received on %v, want %v", received, want)
+	}
+	mu.Unlock()
+
+	// Each target counts the events its filter left out: 8 sent, prs took
+	// 2, pushes 1, issues 1. d7 (not JSON) and the events without a ref
+	// or an action fail their evaluation.
+	resp, err := http.Get(adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	webhookID := storage.DeclaredWebhookID("github")
+	for target, n := range map[string]float64{"prs": 6, "pushes": 7, "issues": 7} {
+		series := fmt.Sprintf(`caddy_webhooker_events_filtered_total{target=%q,webhook="github",webhook_id=%q}`, target, webhookID)
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(metrics)
+		if m == nil {
+			t.Errorf("no %s on /metrics", series)
+			continue
+		}
+		if v, _ := strconv.ParseFloat(string(m[1]), 64); v != n {
+			t.Errorf("%s = %v, want %v", series, v, n)
+		}
+	}
+}
+
+// countDelivered counts the deliveries of db that are delivered.
+func countDelivered(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM deliveries WHERE status = ?`, string(storage.DeliveryDelivered)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,180 @@
+// Package filter owns the filters of targets: CEL expressions over an event
+// (its method, path, query, headers and JSON body) that choose, at ingest,
+// which targets of a webhook get a delivery of it. It compiles an
+// expression once, when the configuration that holds it loads, and
+// evaluates the program once per event and target, within bounds that a
+// hostile expression or body cannot stretch: the expression's length and
+// nesting, the cost of one evaluation, and the size and depth of the JSON
+// parsed.
+//
+// The variables an expression sees:
+//
+//	method  string               the request method, "POST"
+//	path    string               the request path, "/hooks/github"
+//	query   map(string, string)  the first value of each query parameter
+//	header  map(string, string)  the first value of each header, keyed by
+//	                             its canonical name (http.CanonicalHeaderKey):
+//	                             header["X-Github-Event"], whatever case the
+//	                             sender used
+//	body    dyn                  the body parsed as JSON (whatever its
+//	                             Content-Type); null when it is not JSON, is
+//	                             over MaxBodyBytes or nests deeper than
+//	                             MaxBodyDepth
+//
+// An evaluation that ends in an error (a key the event does not have, a
+// type mismatch, the cost limit reached) or in a value other than a bool is
+// not a match.
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/operators"
+	"cel.dev/cel-go/common/types"
+)
+
+const (
+	// MaxExpressionBytes bounds the source of a filter, whoever writes it;
+	// storage.Limits may bound it tighter (tenants).
+	MaxExpressionBytes = 4096
+	// maxNesting bounds the parser's recursion: a((((…)))) cannot blow the
+	// stack or the checker's time.
+	maxNesting = 32
+	// maxNodes bounds the expression's nodes after macro expansion.
+	maxNodes = 2000
+	// CostLimit bounds one evaluation, in CEL's cost units (about one per
+	// operation, more for work proportional to a string or list): an
+	// expression that would go over, such as nested loops over a large
+	// array of the body, stops with an error, which is not a match. A
+	// usual filter costs under 100; 100,000 is a few milliseconds of CPU.
+	CostLimit = 100_000
+)
+
+// Program is a compiled filter, safe for concurrent use.
+type Program struct {
+	source   string
+	program  cel.Program
+	usesBody bool
+}
+
+// env is the one CEL environment of every filter: the variables above and
+// CEL's standard functions and macros, no extension.
+var env = func() *cel.Env {
+	e, err := cel.NewEnv(
+		cel.Variable("method", cel.StringType),
+		cel.Variable("path", cel.StringType),
+		cel.Variable("query", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("header", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("body", cel.DynType),
+		// JSON numbers arrive as int or double (see parseBody): body.n == 1
+		// and body.n < 1.5 must both work whichever they are.
+		cel.CrossTypeNumericComparisons(true),
+		cel.ParserRecursionLimit(maxNesting),
+		cel.ParserExpressionSizeLimit(MaxExpressionBytes),
+		cel.ExpressionNodeLimit(maxNodes),
+	)
+	if err != nil {
+		panic(fmt.Sprintf("filter: the CEL environment: %v", err))
+	}
+	return e
+}()
+
+// Compile checks and compiles a filter's source. Its error is what a user
+// needs to fix it: CEL's message with line and column in the expression.
+func Compile(source string) (*Program, error) {
+	if len(source) > MaxExpressionBytes {
+		return nil, fmt.Errorf("filter: %d bytes, at most %d", len(source), MaxExpressionBytes)
+	}
+	if strings.TrimSpace(source) == "" {
+		return nil, errors.New("filter: empty expression")
+	}
+	ast, issues := env.Compile(source)
+	if issues != nil && issues.Err() != nil {
+		return nil, fmt.Errorf("filter: %s", strings.TrimSpace(issues.Err().Error()))
+	}
+	if out := ast.OutputType(); !out.IsExactType(cel.BoolType) && !out.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("filter: the expression gives %s, not a bool: compare it, such as body.action == \"opened\"", out)
+	}
+	p := &Program{source: source}
+	var lint error
+	celast.PreOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		switch e.Kind() {
+		case celast.IdentKind:
+			if e.AsIdent() == "body" {
+				p.usesBody = true
+			}
+		case celast.CallKind:
+			if lint == nil {
+				lint = checkHeaderName(e.AsCall())
+			}
+		case celast.SelectKind:
+			s := e.AsSelect()
+			if lint == nil && isIdent(s.Operand(), "header") {
+				lint = headerNameError(s.FieldName())
+			}
+		}
+	}))
+	if lint != nil {
+		return nil, lint
+	}
+	program, err := env.Program(ast, cel.CostLimit(CostLimit))
+	if err != nil {
+		return nil, fmt.Errorf("filter: %w", err)
+	}
+	p.program = program
+	return p, nil
+}
+
+// checkHeaderName refuses header["x-github-event"]: the map is keyed by
+// canonical names, so that lookup could never match, and the filter would
+// silently reject every event.
+func checkHeaderName(call celast.CallExpr) error {
+	args := call.Args()
+	if (call.FunctionName() != operators.Index && call.FunctionName() != operators.OptIndex) ||
+		len(args) != 2 || !isIdent(args[0], "header") || args[1].Kind() != celast.LiteralKind {
+		return nil
+	}
+	name, ok := args[1].AsLiteral().(types.String)
+	if !ok {
+		return nil
+	}
+	return headerNameError(string(name))
+}
+
+func headerNameError(name string) error {
+	if canonical := http.CanonicalHeaderKey(name); canonical != name {
+		return fmt.Errorf("filter: header %q: header names are canonical, write header[%q]", name, canonical)
+	}
+	return nil
+}
+
+func isIdent(e celast.Expr, name string) bool {
+	return e.Kind() == celast.IdentKind && e.AsIdent() == name
+}
+
+// String returns the filter's source.
+func (p *Program) String() string { return p.source }
+
+// UsesBody reports whether the filter reads the body: only then is the body
+// parsed, once per event.
+func (p *Program) UsesBody() bool { return p.usesBody }
+
+// Match evaluates the filter over ev. An evaluation that fails (a missing
+// key, a type mismatch, the cost limit) or gives something other than a
+// bool is not a match; its error says why, for the counters and logs.
+func (p *Program) Match(ev *Event) (bool, error) {
+	out, _, err := p.program.Eval(activation{ev})
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("the filter gave %s, not a bool", out.Type().TypeName())
+	}
+	return bool(b), nil
+}
