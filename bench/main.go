@@ -89,6 +89,7 @@ var checks = []check{
 	{"idle", "performance", "CPU of an idle Caddy with many declared webhooks", checkIdle},
 	{"memory", "correctness", "RSS with a down target and a large backlog; then everything is delivered", checkMemory},
 	{"ingest", "performance", "ingest vs respond 200 at full speed, 1 KiB and 64 KiB bodies", checkIngest},
+	{"ingest-filter", "performance", "ingest at full speed without and with a target filter, 1 KiB and 64 KiB bodies", checkIngestFilter},
 	{"crash", "correctness", "SIGKILL under load, restart: no acknowledged event lost", checkCrash},
 	{"reload", "correctness", "config reloads through the admin API under load", checkReload},
 	{"retry", "correctness", "retry attempts against the configured backoff", checkRetry},

@@ -135,8 +135,8 @@ func TestGitHubTargetsFilteredOnEventType(t *testing.T) {
 `)
 	type sent struct {
 		delivery, event, body string
-		targets             []string // those that must get it
-		lowerCase           bool     // header name sent as x-github-event
+		targets               []string // those that must get it
+		lowerCase             bool     // header name sent as x-github-event
 	}
 	events := []sent{
 		{"d1", "pull_request", `{"action":"opened","number":1}`, []string{"prs"}, false},

@@ -1,13 +1,8 @@
 package filter
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
@@ -124,78 +119,3 @@ func (a activation) ResolveName(name string) (any, bool) {
 }
 
 func (activation) Parent() interpreter.Activation { return nil }
-
-// parseBody reads b as one JSON value: objects, arrays, strings, bools,
-// null, and numbers as int (int64) when they are whole and fit, so that ids
-// past 2^53 compare exactly, double otherwise. It gives nil for anything
-// else, and for a body over MaxBodyBytes or nested deeper than MaxBodyDepth.
-func parseBody(b []byte) any {
-	if len(b) == 0 || len(b) > MaxBodyBytes || !withinDepth(b, MaxBodyDepth) {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil // more after the value: not one JSON document
-	}
-	return numbers(v)
-}
-
-// withinDepth scans b for the nesting of its arrays and objects, brackets
-// inside strings aside, before anything is decoded: a body of a million
-// '[' is refused in one pass, without a million allocations.
-func withinDepth(b []byte, limit int) bool {
-	depth, inString, escaped := 0, false, false
-	for _, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			if depth++; depth > limit {
-				return false
-			}
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return true
-}
-
-// numbers replaces the json.Numbers of v, which withinDepth bounded.
-func numbers(v any) any {
-	switch v := v.(type) {
-	case json.Number:
-		if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
-			return i
-		}
-		f, err := strconv.ParseFloat(string(v), 64)
-		if err != nil {
-			// Out of double's range (1e400): the decoder took it as a
-			// number; a filter can still compare it as a string.
-			return string(v)
-		}
-		return f
-	case map[string]any:
-		for k, e := range v {
-			v[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range v {
-			v[i] = numbers(e)
-		}
-	}
-	return v
-}

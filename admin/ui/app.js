@@ -982,6 +982,14 @@ function destination(t) {
 	return el('span', { class: 'muted' }, t.url || '—');
 }
 
+// targetFilter shows a target's filter under its destination: only the
+// events it matches get a delivery to the target.
+function targetFilter(t) {
+	if (!t.filter) return null;
+	return el('div', { class: 'target-filter small', title: 'Only the events this CEL expression matches get a delivery to this target; the others are stored all the same.' },
+		el('span', { class: 'muted' }, 'filter '), el('code', {}, t.filter));
+}
+
 function deliverySettings(t) {
 	if (t.type !== 'http') return el('span', { class: 'muted' }, '—');
 	const o = t.options || {};
@@ -1035,7 +1043,7 @@ function drawTargets(box, wh, reload) {
 			el('tbody', {}, wh.targets.map((t) => el('tr', { dataset: { targetId: t.id, name: t.name, paused: t.paused ? 'true' : 'false' }, class: t.active ? '' : 'inactive' },
 				el('td', { class: 'strong' }, t.name),
 				el('td', {}, t.type),
-				el('td', {}, destination(t)),
+				el('td', {}, destination(t), targetFilter(t)),
 				el('td', {}, deliverySettings(t)),
 				el('td', {}, t.active ? chip('active', 'st-on') : chip('disabled', 'st-off'),
 					t.paused ? [' ', chip('paused', 'st-paused target-paused', 'Its deliveries wait, nothing fails: they go when you resume it')] : null),
@@ -1080,6 +1088,9 @@ function targetForm(wh, t, done, cancel) {
 	const timeout = el('input', { id: 'target-timeout', value: o.timeout || '', placeholder: 'default', class: 'mono' });
 	const backoff = el('input', { id: 'target-backoff', value: o.backoff_initial || '', placeholder: 'default (5s)', class: 'mono' });
 	const active = el('input', { id: 'target-active', type: 'checkbox', checked: t ? t.active : true });
+	const filter = el('textarea', { id: 'target-filter', rows: '2', class: 'mono', maxlength: '4096', spellcheck: 'false',
+		placeholder: 'every event, e.g. header["X-Github-Event"] == "push" && body.ref == "refs/heads/main"' });
+	filter.value = (t && t.filter) || '';
 	const httpOnly = el('div', { class: 'http-only' },
 		field('URL', url, 'Events are POSTed here with their original body and content type.'),
 		el('div', { class: 'row' },
@@ -1094,11 +1105,12 @@ function targetForm(wh, t, done, cancel) {
 		el('h2', {}, t ? `Edit target ${t.name}` : 'New target'),
 		el('div', { class: 'row' }, field('Name', name), field('Type', type, 'http forwards, database keeps, log writes to Caddy’s log.')),
 		httpOnly,
+		field('Filter', filter, 'A CEL expression over method, path, query, header (canonical names) and body (JSON): only the events it matches get a delivery. Empty: every event.'),
 		el('label', { class: 'check' }, active, ' Active'),
 		el('div', { class: 'buttons' }, save, button('Cancel', cancel)));
 	form.addEventListener('submit', (ev) => {
 		ev.preventDefault();
-		const body = { name: name.value.trim(), type: type.value, active: active.checked };
+		const body = { name: name.value.trim(), type: type.value, active: active.checked, filter: filter.value.trim() };
 		if (type.value === 'http') {
 			body.url = url.value.trim();
 			const opts = { ...o };
