@@ -22,3 +22,19 @@ func EngineOf(path string) *engine.Engine {
 	})
 	return e
 }
+
+// ApplyIntake applies what the intake of the data directory open at path
+// holds to the event DBs, for tests that read those files directly.
+func ApplyIntake(path string) error {
+	var err error
+	dataDirs.Range(func(key, value any) bool {
+		if key != filepath.Clean(path) {
+			return true
+		}
+		if d := value.(*pooledDir).dir.Load(); d != nil {
+			err = d.ApplyIntake()
+		}
+		return false
+	})
+	return err
+}

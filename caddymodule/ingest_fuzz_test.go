@@ -211,6 +211,9 @@ func checkStored(t *testing.T, h *ingestHarness, webhookID string, status int, a
 	if err := json.Unmarshal(answer, &ack); err != nil || ack.EventID == "" {
 		t.Fatalf("200 with %q: want {\"event_id\":...} (%v)", answer, err)
 	}
+	if err := ApplyIntake(h.app.DataDir); err != nil {
+		t.Fatalf("apply the intake: %v", err)
+	}
 	var stored []byte
 	if err := h.eventDB(t, webhookID).QueryRow("SELECT body FROM events WHERE id = ?", ack.EventID).Scan(&stored); err != nil {
 		t.Fatalf("200 for event %s, which is not stored: %v", ack.EventID, err)

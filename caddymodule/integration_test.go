@@ -16,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile" // the caddyfile adapter
 
+	"github.com/webhooker/caddy-webhooker/caddymodule"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -306,8 +307,11 @@ func TestWebhooksIsolated(t *testing.T) {
 }
 
 // TestIngestStorageFailure makes a webhook's event DB impossible to open (a
-// directory where the file should be) and expects 503, never a 2xx, until
-// the path is usable again; other webhooks are unaffected.
+// directory where the file should be). An event is acknowledged once it is
+// in the intake; the applier cannot write it into the file, keeps it, and
+// from then on the webhook's POSTs get 503 (not one 2xx more that would
+// wait in memory) until the path is usable again, when every event
+// acknowledged lands in the file. Other webhooks are unaffected.
 func TestIngestStorageFailure(t *testing.T) {
 	// The path is spoiled before the config loads: once the gateway has the
 	// file open (the engine's recovery scan opens every event DB at start),
@@ -329,21 +333,43 @@ func TestIngestStorageFailure(t *testing.T) {
 		}
 	})
 
-	for i := range 3 {
-		status, body := g.post("fragile-in", `{"n":1}`)
-		if status != http.StatusServiceUnavailable {
-			t.Errorf("attempt %d: status %d (%s) while the event DB cannot be opened, want 503", i+1, status, body)
+	var acked []string
+	refused := 0
+	for range 3 {
+		switch status, body := g.post("fragile-in", `{"n":1}`); status {
+		case http.StatusOK:
+			acked = append(acked, eventIDFrom(t, body))
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Fatalf("status %d (%s) while the event DB cannot be opened, want 200 or 503", status, body)
 		}
+	}
+	// The first is taken (nothing is known wrong yet) and its apply fails;
+	// post applies the intake after each 200, so the rest are refused.
+	if len(acked) != 1 || refused != 2 {
+		t.Errorf("%d acknowledged and %d refused while the event DB cannot be opened, want 1 and 2", len(acked), refused)
+	}
+	if err := caddymodule.ApplyIntake(g.dataDir); err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Errorf("applying the intake while the path is a directory: %v, want the open's error", err)
 	}
 	steadyID := g.mustIngest("steady-in", `{"n":2}`) // another webhook's file is fine
 
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	id := g.mustIngest("fragile-in", `{"n":3}`) // the manager creates the file again
+	if err := caddymodule.ApplyIntake(g.dataDir); err != nil { // the manager creates the file again
+		t.Fatalf("apply the intake once the path is free: %v", err)
+	}
+	acked = append(acked, g.mustIngest("fragile-in", `{"n":3}`))
 	ids := eventIDs(t, g.eventDB("fragile"))
-	if len(ids) != 1 || !ids[id] {
-		t.Errorf("fragile's event DB holds %v, want only %s", ids, id)
+	if len(ids) != len(acked) {
+		t.Errorf("fragile's event DB holds %d events, want the %d acknowledged", len(ids), len(acked))
+	}
+	for _, id := range acked {
+		if !ids[id] {
+			t.Errorf("event %s was acknowledged but is not in fragile's event DB", id)
+		}
 	}
 	if ids := eventIDs(t, g.eventDB("steady")); len(ids) != 1 || !ids[steadyID] {
 		t.Errorf("steady's event DB holds %v, want only %s", ids, steadyID)

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/webhooker/caddy-webhooker/caddymodule"
 )
 
 // TestReloadUnderLoad reloads the config through the admin API 6 times while
@@ -175,6 +177,10 @@ func reloadUnderLoad(t *testing.T, keepAlive bool) {
 	// failed attempt stored (its body would appear twice).
 	stored := make(map[string]string) // id -> body
 	bodies := make(map[string]int)
+	// Acknowledged means in the intake: the last may not be applied yet.
+	if err := caddymodule.ApplyIntake(g.dataDir); err != nil {
+		t.Fatal(err)
+	}
 	rows, err := g.eventDB("busy").Query("SELECT id, body FROM events")
 	if err != nil {
 		t.Fatal(err)

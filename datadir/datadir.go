@@ -76,6 +76,7 @@ type Dir struct {
 	lock      *os.File // held while open: one process per data directory
 	main      *storage.MainDB
 	events    *storage.WebhookDBManager
+	intake    *storage.Intake
 	engine    *engine.Engine
 	retention *retention
 	alerts    *alertSender
@@ -145,6 +146,11 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before removeOrphans: a replayed event of a webhook deleted before
+	// the crash makes its file again, which removeOrphans then removes.
+	if err := d.openIntake(ctx); err != nil {
+		return nil, err
+	}
 	d.removeOrphans(ctx)
 	d.retention = newRetention(d.events, opts.Logger.Named("retention"))
 	d.retention.configure(snap.Webhooks())
@@ -206,6 +212,8 @@ func (d *Dir) Start() {
 // then is closed by its last user, and the error says which.
 func (d *Dir) Close(ctx context.Context) error {
 	d.stopBackground()
+	// First, while the engine still takes the deliveries it applies.
+	intake := d.intake.Close(ctx)
 	pruned := make(chan error, 1)
 	go func() { pruned <- d.retention.close(ctx) }() // at once: nothing waits for a pruning
 	jobs := d.waitJobs(ctx)
@@ -213,7 +221,7 @@ func (d *Dir) Close(ctx context.Context) error {
 	// After the engine: the alerts of its last attempts are counted as
 	// not sent, not lost silently.
 	alerts := d.alerts.close(ctx)
-	return errors.Join(jobs, <-pruned, alerts, d.closeStorage(ctx))
+	return errors.Join(intake, jobs, <-pruned, alerts, d.closeStorage(ctx))
 }
 
 // waitJobs waits until ctx is done for the bulk redelivery jobs, which
@@ -235,6 +243,9 @@ func (d *Dir) waitJobs(ctx context.Context) error {
 // closeStorage closes what Open opened, the lock last.
 func (d *Dir) closeStorage(ctx context.Context) error {
 	var errs []error
+	if d.intake != nil {
+		errs = append(errs, d.intake.Close(ctx))
+	}
 	if d.events != nil {
 		errs = append(errs, d.events.CloseAll(ctx))
 	}
@@ -333,23 +344,14 @@ func (d *Dir) Route(key string) (storage.Route, bool) {
 	return d.engine.Snapshot().Route(key)
 }
 
-// Ingest stores ev for route and hands its deliveries to the engine. It
-// returns once the event is committed: the caller may acknowledge it.
+// Ingest stores ev for route in the intake. It returns once the event is
+// durable: the caller may acknowledge it. Its deliveries reach the engine
+// once it is applied to its webhook's event DB (applied).
 func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
-	var pending []storage.Delivery
-	err := d.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
-		var err error
-		pending, err = db.Ingest(ev, route.Targets)
+	if err := d.intake.Ingest(ctx, route.Webhook.ID, ev, route.Targets); err != nil {
 		return err
-	})
-	if err != nil {
-		return err
-	}
-	if len(pending) > 0 {
-		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, pending, route.Targets))
 	}
 	d.retention.ingested(route.Webhook, ev.ReceivedAt)
-	d.changes.Publish(route.Webhook.ID)
 	return nil
 }
 

@@ -103,6 +103,11 @@ const (
 	sqlInsertKept = `INSERT INTO deliveries
 		(id, event_id, target_id, status, attempts, created_at, updated_at, kept)
 		VALUES (?, ?, ?, 'delivered', 1, ?, ?, 1)`
+	// sqlApplyEvent is sqlInsertEvent for an event from the intake, which
+	// may have been applied already before a crash (intakeapply.go).
+	sqlApplyEvent = `INSERT INTO events
+		(id, entrypoint_id, entrypoint_key, method, path, query, headers, body, body_size, content_type, remote_addr, received_at, verified)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	sqlSavepoint    = "SAVEPOINT write"
 	sqlRollbackTo   = "ROLLBACK TO write"
 	sqlRelease      = "RELEASE write"
@@ -114,7 +119,7 @@ const (
 		WHERE id = ? AND status IN ('pending', 'retrying')`
 )
 
-var preparedWrites = []string{sqlInsertEvent, sqlInsertDelivery, sqlInsertKept, sqlSavepoint, sqlRollbackTo, sqlRelease,
+var preparedWrites = []string{sqlInsertEvent, sqlApplyEvent, sqlInsertDelivery, sqlInsertKept, sqlSavepoint, sqlRollbackTo, sqlRelease,
 	sqlSetOutcome, sqlInsertResult, sqlReschedule, sqlMarkAttempt, sqlClearAttempt, sqlRecordInterrupted, sqlReadEventStats, sqlAddEventStats}
 
 func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous) (*WebhookDB, error) {
@@ -160,6 +165,34 @@ func (db *WebhookDB) close() error {
 // deliveries are stored pending and returned, for the engine. The event's
 // and deliveries' ids are assigned here when empty.
 func (db *WebhookDB) Ingest(ev *Event, targets []Target) ([]Delivery, error) {
+	rec, err := newEventRecord(ev, targets)
+	if err != nil {
+		return nil, err
+	}
+	err = db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
+		if err := w.insertEvent(ev, rec.headers, rec.pending); err != nil {
+			return err
+		}
+		return w.insertKept(ev, rec.kept)
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("store event in %s: %w", db.webhookID, err)
+	}
+	return rec.pending, nil
+}
+
+// eventRecord is what storing an event writes besides the event itself:
+// its headers encoded, and its deliveries, pending for the engine or kept
+// (to a database target: delivered at ingest).
+type eventRecord struct {
+	headers       []byte
+	pending, kept []Delivery
+}
+
+// newEventRecord gives ev its id and time of receipt when they are empty,
+// and makes one delivery per target. The headers are encoded here, not in
+// the write: a writer is held only for SQL.
+func newEventRecord(ev *Event, targets []Target) (eventRecord, error) {
 	var pendingTargetIDs, keptTargetIDs []string
 	for _, t := range targets {
 		if t.Type == TargetDatabase {
@@ -171,7 +204,7 @@ func (db *WebhookDB) Ingest(ev *Event, targets []Target) ([]Delivery, error) {
 	if ev.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return nil, fmt.Errorf("new event id: %w", err)
+			return eventRecord{}, fmt.Errorf("new event id: %w", err)
 		}
 		ev.ID = id.String()
 	}
@@ -192,29 +225,18 @@ func (db *WebhookDB) Ingest(ev *Event, targets []Target) ([]Delivery, error) {
 		}
 		return out, nil
 	}
-	pending, err := newDeliveries(pendingTargetIDs, DeliveryPending)
-	if err != nil {
-		return nil, err
+	var rec eventRecord
+	var err error
+	if rec.pending, err = newDeliveries(pendingTargetIDs, DeliveryPending); err != nil {
+		return eventRecord{}, err
 	}
-	kept, err := newDeliveries(keptTargetIDs, DeliveryDelivered)
-	if err != nil {
-		return nil, err
+	if rec.kept, err = newDeliveries(keptTargetIDs, DeliveryDelivered); err != nil {
+		return eventRecord{}, err
 	}
-	// Encoded here, not in the write: the writer is held only for SQL.
-	headers, err := json.Marshal(ev.Headers)
-	if err != nil {
-		return nil, fmt.Errorf("encode headers: %w", err)
+	if rec.headers, err = json.Marshal(ev.Headers); err != nil {
+		return eventRecord{}, fmt.Errorf("encode headers: %w", err)
 	}
-	err = db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
-		if err := w.insertEvent(ev, headers, pending); err != nil {
-			return err
-		}
-		return w.insertKept(ev, kept)
-	}})
-	if err != nil {
-		return nil, fmt.Errorf("store event in %s: %w", db.webhookID, err)
-	}
-	return pending, nil
+	return rec, nil
 }
 
 // writeTx is the transaction a batch of writes shares, with the prepared
@@ -355,15 +377,26 @@ func (w *writeTx) execChanging(none error, query string, args ...any) error {
 }
 
 func (w *writeTx) insertEvent(ev *Event, headers []byte, deliveries []Delivery) error {
+	if _, err := w.exec(sqlInsertEvent, eventArgs(ev, headers)...); err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	return w.insertPending(ev, deliveries)
+}
+
+// eventArgs are the values of sqlInsertEvent (and sqlApplyEvent) for ev.
+func eventArgs(ev *Event, headers []byte) []any {
 	body := ev.Body
 	if body == nil {
 		body = []byte{} // the column is NOT NULL; an empty body is not a missing one
 	}
+	return []any{ev.ID, ev.EntrypointID, ev.EntrypointKey, ev.Method, ev.Path,
+		ev.Query, string(headers), body, len(ev.Body), ev.ContentType, ev.RemoteAddr, ev.ReceivedAt.UnixNano(), ev.Verified}
+}
+
+// insertPending stores the event's deliveries for the engine, pending, and
+// counts the event (which the caller has just inserted) with them.
+func (w *writeTx) insertPending(ev *Event, deliveries []Delivery) error {
 	received := ev.ReceivedAt.UnixNano()
-	if _, err := w.exec(sqlInsertEvent, ev.ID, ev.EntrypointID, ev.EntrypointKey, ev.Method, ev.Path,
-		ev.Query, string(headers), body, len(ev.Body), ev.ContentType, ev.RemoteAddr, received, ev.Verified); err != nil {
-		return fmt.Errorf("insert event: %w", err)
-	}
 	for _, d := range deliveries {
 		if _, err := w.exec(sqlInsertDelivery, d.ID, d.EventID, d.TargetID, received, received); err != nil {
 			return fmt.Errorf("insert delivery: %w", err)

@@ -259,6 +259,12 @@ func (m *WebhookDBManager) Stats(ctx context.Context, id string) (EventStats, er
 	if _, err := m.EventDBPath(id); err != nil {
 		return EventStats{}, err
 	}
+	// The figures count what the intake has acknowledged, too.
+	if in := m.intake.Load(); in != nil {
+		if err := in.flush(id); err != nil {
+			return EventStats{}, err
+		}
+	}
 	if c, ok := m.stats.get(id); ok {
 		return c.stats(), nil
 	}

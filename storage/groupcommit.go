@@ -31,6 +31,9 @@ type commitRequest struct {
 	// machine (in-flight marks): a batch of only such writes is committed
 	// without an fsync (see commitCrashSafe).
 	crashSafe bool
+	// entry is the event an intake write carries (intake.go), whose
+	// commit function writes it instead of calling write.
+	entry *intakeEntry
 	// ctx, when set, ends the wait of a request still queued: it is taken
 	// out of the queue and never written, and submit returns ctx's error.
 	// Once taken into a transaction (or handed leadership) it waits for the

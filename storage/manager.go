@@ -68,6 +68,10 @@ type WebhookDBManager struct {
 	// stats holds each webhook's figures, so that a list of webhooks opens
 	// no event DB (eventstats.go).
 	stats eventStatsCache
+
+	// intake, while open, holds acknowledged events not yet in their event
+	// DB: With applies a webhook's before it reads or writes its file.
+	intake atomic.Pointer[Intake]
 }
 
 // lifetime is a context and its cancel.
@@ -249,13 +253,16 @@ func (m *WebhookDBManager) Create(ctx context.Context, id string) error {
 
 // With runs fn with the open event DB of webhook id, opening it (and creating
 // the file when missing) if needed. The DB stays open at least until fn returns.
+//
+// When an intake is open, the events it holds for the webhook are applied
+// first: fn sees every event acknowledged before With was called.
 func (m *WebhookDBManager) With(ctx context.Context, id string, fn func(*WebhookDB) error) error {
-	h, err := m.acquire(ctx, id)
-	if err != nil {
-		return err
+	if in := m.intake.Load(); in != nil {
+		if err := in.flush(id); err != nil {
+			return err
+		}
 	}
-	defer h.release(m)
-	return fn(h.db)
+	return m.withDB(ctx, id, fn)
 }
 
 func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHandle, error) {

@@ -282,6 +282,12 @@ func TestSecondProcessOnADataDirRefusesToStart(t *testing.T) {
 	if code := ingest("first-key"); code != http.StatusOK {
 		t.Fatalf("ingest into the first caddy: %d", code)
 	}
+	// The first caddy is done writing once its event is in the event DB
+	// and gone from the intake (a sync round after the apply).
+	waitUntil(t, 30*time.Second, func() bool {
+		return countRows(t, filepath.Join(data, "intake.db"), "intake") == 0 &&
+			countRows(t, filepath.Join(data, "events-"+storage.DeclaredWebhookID("first")+".db"), "events") == 1
+	}, func() string { return "the first caddy never applied its event and emptied its intake" })
 	before := dataDirState(t, data)
 
 	secondConfig := config(freePort(t), freePort(t), "second")
@@ -372,6 +378,22 @@ func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, why func()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// countRows counts the rows of table in the SQLite file at path, read-only
+// (-1 while the file or table is not there yet).
+func countRows(t *testing.T, path, table string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 func TestMain(m *testing.M) {

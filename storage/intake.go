@@ -1,0 +1,437 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The intake: one log, intake.db, shared by every webhook of a data
+// directory, where an event is made durable before it is acknowledged.
+//
+// Group commit works per file. With the events of many webhooks arriving
+// at once, each event DB's transactions carried about one event, so each
+// event cost an fsync (and, past max_open_event_dbs, the open and close of
+// a file). Every event now goes first into the intake, whose transactions
+// are shared by all webhooks: one fsync acknowledges all the events that
+// arrived while the one before it ran, whichever their webhook.
+//
+// An applier then writes the events into their webhooks' event DBs, in one
+// transaction per webhook and round, without an fsync: the intake still
+// holds them. A sync round (intakesync.go) fsyncs the event DBs written to
+// and only then removes the events from the intake. A crash at any moment
+// leaves every acknowledged event in the intake, its event DB, or both; on
+// start the intake is replayed (intakereplay.go), and an event applied
+// before the crash is not applied twice (sqlApplyEvent).
+//
+// The event DBs remain what the API, the UI, retention and the engine read.
+// Reads of a webhook's event DB first apply what the intake holds for it
+// (WebhookDBManager.With calls flush), so that a read never misses an
+// acknowledged event. The engine hears of an event's deliveries once they
+// are applied (IntakeOptions.Applied).
+
+const intakeFileName = "intake.db"
+
+// DefaultIntakeMemory bounds the bytes of the events acknowledged but not
+// yet applied to their event DBs, which the intake keeps in memory. Past it,
+// ingest waits for the applier.
+const DefaultIntakeMemory = 64 << 20
+
+// intakeEntryOverhead is what an entry costs in memory besides its body
+// and headers, counted against the bound.
+const intakeEntryOverhead = 512
+
+var intakeMigrations = []migration{
+	{name: "intake", sql: `
+CREATE TABLE intake (
+	seq            INTEGER PRIMARY KEY, -- order of commit
+	webhook_id     TEXT NOT NULL,
+	event_id       TEXT NOT NULL,
+	entrypoint_id  TEXT NOT NULL,
+	entrypoint_key TEXT NOT NULL,
+	method         TEXT NOT NULL,
+	path           TEXT NOT NULL,
+	query          TEXT NOT NULL,
+	headers        TEXT NOT NULL,
+	body           BLOB NOT NULL,
+	content_type   TEXT NOT NULL,
+	remote_addr    TEXT NOT NULL,
+	received_at    INTEGER NOT NULL,
+	verified       TEXT NOT NULL,
+	deliveries     TEXT NOT NULL  -- JSON: [{"id": …, "target": …, "kept": true|false}]
+);`},
+}
+
+const sqlInsertIntake = `INSERT INTO intake
+	(seq, webhook_id, event_id, entrypoint_id, entrypoint_key, method, path, query, headers, body, content_type, remote_addr, received_at, verified, deliveries)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// AppliedEvent is an event the applier wrote into its webhook's event DB,
+// with its deliveries still to be made and the targets they go to.
+type AppliedEvent struct {
+	Event   *Event
+	Pending []Delivery
+	Targets []Target
+}
+
+// IntakeOptions are an Intake's settings.
+type IntakeOptions struct {
+	// Memory bounds the events kept in memory until applied
+	// (DefaultIntakeMemory when zero).
+	Memory int64
+	// Applied, if set, is told of the events of one webhook once they are
+	// in its event DB, in the order received. Events replayed on start are
+	// not told: the engine's recovery finds them. It must not block.
+	Applied func(webhookID string, events []AppliedEvent)
+	// Trouble, if set, is told when events could not be applied or synced;
+	// they stay in the intake and are tried again.
+	Trouble func(webhookID string, events int, err error)
+	// SyncDelay is how long applied events may wait for the sync round
+	// that lets the intake forget them (time.Second when zero).
+	SyncDelay time.Duration
+}
+
+// Intake is the shared intake log of a data directory.
+type Intake struct {
+	file    *sqliteFile
+	events  *WebhookDBManager
+	opts    IntakeOptions
+	commits groupCommitter
+	insert  *sql.Stmt
+
+	seq      int64 // the last seq given; the group-commit leader's alone
+	replayed ReplayFigures
+
+	mu     sync.Mutex
+	queues map[string]*intakeQueue
+	// ready are the webhooks with entries to apply, in the order their
+	// first entry arrived.
+	ready []string
+	// outstanding are the entries committed and not yet synced into their
+	// event DB, in seq order (intakesync.go).
+	outstanding []*intakeEntry
+	epoch       uint64              // the current sync epoch, from 1
+	dirty       map[string]struct{} // webhooks applied to in this epoch
+	appliedNow  int                 // entries applied in this epoch
+	syncArmed   bool                // a sync round is due (timer or signal)
+	held        int64               // bytes of entries not yet applied
+	space       chan struct{}       // closed when held falls, then replaced
+	closed      bool
+
+	syncMu sync.Mutex // one sync round at a time
+
+	wake  chan struct{} // entries are ready to apply
+	syncs chan struct{} // a sync round is due
+	stop  chan struct{}
+	loops sync.WaitGroup
+
+	// Figures, for tests and metrics.
+	appliedTotal atomic.Int64
+	syncRounds   atomic.Int64
+	forgotten    atomic.Int64 // entries removed from the intake
+}
+
+// intakeEntry is one acknowledged event on its way to its event DB.
+type intakeEntry struct {
+	seq       int64
+	webhookID string
+	ev        *Event
+	rec       eventRecord
+	targets   []Target // nil for a replayed entry
+	size      int64    // counted against IntakeOptions.Memory
+	appliedIn uint64   // the sync epoch it was applied in; 0 until then
+}
+
+// intakeQueue is one webhook's entries waiting to be applied.
+type intakeQueue struct {
+	// apply is held while its entries are taken and written, so that a
+	// flush waits for an apply under way.
+	apply sync.Mutex
+	// entries are guarded by Intake.mu; waiting counts them (and those
+	// being applied) for flush's fast path.
+	entries []*intakeEntry
+	inReady bool
+	waiting atomic.Int64
+	retry   *time.Timer // set while a failed apply waits to be tried again
+	backoff time.Duration
+	// failing is the error of the last apply, until one succeeds: the
+	// webhook takes no new event meanwhile (see Ingest).
+	failing error
+}
+
+// OpenIntake opens (creating if needed) the intake of data directory dir,
+// whose event DBs events manages, replays what a crash left in it into
+// them, and starts its applier. Reads through events apply its entries
+// first from then on.
+func OpenIntake(ctx context.Context, dir string, sync Synchronous, events *WebhookDBManager, opts IntakeOptions) (*Intake, error) {
+	if opts.Memory <= 0 {
+		opts.Memory = DefaultIntakeMemory
+	}
+	if opts.SyncDelay <= 0 {
+		opts.SyncDelay = time.Second
+	}
+	file, err := openSQLiteFile(filepath.Join(dir, intakeFileName), sync)
+	if err != nil {
+		return nil, err
+	}
+	in := &Intake{
+		file: file, events: events, opts: opts,
+		queues: make(map[string]*intakeQueue), epoch: 1, dirty: make(map[string]struct{}),
+		space: make(chan struct{}), wake: make(chan struct{}, 1), syncs: make(chan struct{}, 1), stop: make(chan struct{}),
+	}
+	fail := func(err error) (*Intake, error) {
+		_ = file.close()
+		return nil, fmt.Errorf("intake %s: %w", file.path, err)
+	}
+	if err := migrate(ctx, file.writer, intakeMigrations); err != nil {
+		return fail(err)
+	}
+	if in.insert, err = file.writer.PrepareContext(ctx, sqlInsertIntake); err != nil {
+		return fail(err)
+	}
+	in.commits.commit = in.commitBatch
+	if err := in.replay(ctx); err != nil {
+		return fail(err)
+	}
+	events.intake.Store(in)
+	in.loops.Add(2)
+	go in.applyLoop()
+	go in.syncLoop()
+	return in, nil
+}
+
+// ErrIntakeClosed is returned by Ingest once the intake is closing.
+var ErrIntakeClosed = errors.New("the intake is closed")
+
+// Ingest stores ev for webhook webhookID, with one delivery per target,
+// and returns once it is durable in the intake: the caller may then
+// acknowledge it. ev's id and time of receipt are assigned when empty. Its
+// deliveries reach the engine through IntakeOptions.Applied. ctx bounds the
+// wait for memory and for the commit; once the commit has begun its outcome
+// is the answer.
+func (in *Intake) Ingest(ctx context.Context, webhookID string, ev *Event, targets []Target) error {
+	if err := in.failing(webhookID); err != nil {
+		return err
+	}
+	rec, err := newEventRecord(ev, targets)
+	if err != nil {
+		return err
+	}
+	e := &intakeEntry{webhookID: webhookID, ev: ev, rec: rec, targets: targets,
+		size: int64(len(ev.Body)+len(rec.headers)) + intakeEntryOverhead}
+	if err := in.reserve(ctx, e.size); err != nil {
+		return err
+	}
+	err = in.commits.submit(&commitRequest{size: len(ev.Body), entry: e, ctx: ctx})
+	if err != nil {
+		in.release(e.size)
+		return fmt.Errorf("store event of webhook %s in the intake: %w", webhookID, err)
+	}
+	return nil
+}
+
+// failing refuses an event for a webhook whose event DB the applier
+// cannot write: the events it took before wait in the intake, in memory,
+// and taking more would let one broken file hold the memory every webhook
+// shares. The provider is answered 503 and sends it again later.
+func (in *Intake) failing(webhookID string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if q := in.queues[webhookID]; q != nil && q.failing != nil {
+		return fmt.Errorf("the event DB of webhook %s cannot be written, %d acknowledged events wait for it: %w",
+			webhookID, q.waiting.Load(), q.failing)
+	}
+	return nil
+}
+
+// reserve waits until size bytes fit under the memory bound (a lone entry
+// always fits), or ctx ends.
+func (in *Intake) reserve(ctx context.Context, size int64) error {
+	for {
+		in.mu.Lock()
+		if in.closed {
+			in.mu.Unlock()
+			return ErrIntakeClosed
+		}
+		if in.held == 0 || in.held+size <= in.opts.Memory {
+			in.held += size
+			in.mu.Unlock()
+			return nil
+		}
+		space := in.space
+		in.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the intake's applier (%d bytes held): %w", in.opts.Memory, ctx.Err())
+		}
+	}
+}
+
+// release gives back size bytes and wakes the ingests waiting for them.
+func (in *Intake) release(size int64) {
+	in.mu.Lock()
+	in.held -= size
+	close(in.space)
+	in.space = make(chan struct{})
+	in.mu.Unlock()
+}
+
+// intakeDelivery is a delivery as the intake stores it.
+type intakeDelivery struct {
+	ID     string `json:"id"`
+	Target string `json:"target"`
+	Kept   bool   `json:"kept,omitempty"`
+}
+
+func encodeIntakeDeliveries(rec eventRecord) ([]byte, error) {
+	out := make([]intakeDelivery, 0, len(rec.pending)+len(rec.kept))
+	for _, d := range rec.pending {
+		out = append(out, intakeDelivery{ID: d.ID, Target: d.TargetID})
+	}
+	for _, d := range rec.kept {
+		out = append(out, intakeDelivery{ID: d.ID, Target: d.TargetID, Kept: true})
+	}
+	return json.Marshal(out)
+}
+
+// commitBatch writes a batch of entries in one transaction and, once it has
+// committed, queues them for the applier in seq order, before any of their
+// ingests is answered. If anything fails, none is written.
+func (in *Intake) commitBatch(batch []*commitRequest) error {
+	ctx := context.Background() // not a request's: the batch carries others
+	rows := make([][]any, len(batch))
+	for i, r := range batch {
+		e := r.entry
+		deliveries, err := encodeIntakeDeliveries(e.rec)
+		if err != nil {
+			return fmt.Errorf("encode deliveries: %w", err)
+		}
+		ev, body := e.ev, e.ev.Body
+		if body == nil {
+			body = []byte{}
+		}
+		rows[i] = []any{nil, e.webhookID, ev.ID, ev.EntrypointID, ev.EntrypointKey, ev.Method, ev.Path, ev.Query,
+			string(e.rec.headers), body, ev.ContentType, ev.RemoteAddr, ev.ReceivedAt.UnixNano(), ev.Verified, string(deliveries)}
+	}
+	tx, err := in.file.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	stmt := tx.StmtContext(ctx, in.insert)
+	seq := in.seq
+	for i, r := range batch {
+		seq++
+		r.entry.seq = seq
+		rows[i][0] = seq
+		if _, err := stmt.ExecContext(ctx, rows[i]...); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("write: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	in.seq = seq
+	if moved, err := in.file.replaced(); err != nil || moved {
+		// Committed into a file nobody will read again: not durable. The
+		// entries are not queued either; their ingests get the error.
+		return errors.Join(err, fmt.Errorf("%s was removed or replaced while open", in.file.path))
+	}
+	entries := make([]*intakeEntry, len(batch))
+	for i, r := range batch {
+		entries[i] = r.entry
+	}
+	in.queue(entries)
+	return nil
+}
+
+// queue hands committed entries, in seq order, to the applier.
+func (in *Intake) queue(entries []*intakeEntry) {
+	in.mu.Lock()
+	for _, e := range entries {
+		q := in.queues[e.webhookID]
+		if q == nil {
+			q = &intakeQueue{}
+			in.queues[e.webhookID] = q
+		}
+		q.entries = append(q.entries, e)
+		q.waiting.Add(1)
+		if !q.inReady && q.retry == nil {
+			q.inReady = true
+			in.ready = append(in.ready, e.webhookID)
+		}
+		in.outstanding = append(in.outstanding, e)
+	}
+	in.mu.Unlock()
+	signal(in.wake)
+}
+
+// signal wakes whoever waits on c, at most once until it takes the signal.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops taking events, applies every entry it still holds, syncs the
+// event DBs, forgets what they now hold and closes the intake. What it
+// could not apply stays in the intake for the next start.
+func (in *Intake) Close(ctx context.Context) error {
+	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return nil
+	}
+	in.closed = true
+	close(in.space) // ingests waiting for memory give up
+	in.space = make(chan struct{})
+	in.mu.Unlock()
+	close(in.stop)
+	done := make(chan struct{})
+	go func() {
+		in.loops.Wait()
+		close(done)
+	}()
+	var errs []error
+	select {
+	case <-done:
+		// The loops are gone: what is left is applied here, once.
+		in.applyReady()
+		in.applyRetrying()
+		in.syncRound()
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("intake: applier still running: %w", ctx.Err()))
+	}
+	in.events.intake.CompareAndSwap(in, nil)
+	if err := in.file.close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// IntakeFigures are what an Intake has done so far.
+type IntakeFigures struct {
+	Held       int64 // bytes of entries not yet applied
+	Waiting    int   // entries not yet synced into their event DB
+	Applied    int64 // entries applied since open
+	SyncRounds int64
+	Forgotten  int64 // entries removed from the intake once synced
+}
+
+// Figures reports what the intake holds and has done.
+func (in *Intake) Figures() IntakeFigures {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return IntakeFigures{
+		Held: in.held, Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
+		SyncRounds: in.syncRounds.Load(), Forgotten: in.forgotten.Load(),
+	}
+}

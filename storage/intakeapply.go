@@ -1,0 +1,255 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The applier: it writes the intake's entries into their webhooks' event
+// DBs, one webhook at a time, all of a webhook's waiting entries in one
+// transaction (up to the batch bounds), without an fsync (see intake.go).
+
+const (
+	// applyRetryFirst and applyRetryMax bound the wait before a webhook
+	// whose entries could not be applied is tried again.
+	applyRetryFirst = 100 * time.Millisecond
+	applyRetryMax   = 30 * time.Second
+)
+
+// applyLoop applies ready webhooks' entries whenever some arrive, until
+// stop (Close applies what is left).
+func (in *Intake) applyLoop() {
+	defer in.loops.Done()
+	for {
+		select {
+		case <-in.wake:
+			in.applyReady()
+		case <-in.stop:
+			return
+		}
+	}
+}
+
+// applyReady applies the entries of every ready webhook, in the order they
+// became ready, until none is.
+func (in *Intake) applyReady() {
+	for {
+		in.mu.Lock()
+		if len(in.ready) == 0 {
+			in.ready = nil // let a long list go
+			in.mu.Unlock()
+			return
+		}
+		id := in.ready[0]
+		in.ready = in.ready[1:]
+		q := in.queues[id]
+		q.inReady = false
+		in.mu.Unlock()
+		_ = in.applyQueue(id, q)
+	}
+}
+
+// applyRetrying tries once more, at stop, the webhooks waiting for a retry.
+func (in *Intake) applyRetrying() {
+	in.mu.Lock()
+	var ids []string
+	for id, q := range in.queues {
+		if q.retry != nil {
+			q.retry.Stop()
+			q.retry = nil
+			ids = append(ids, id)
+		}
+	}
+	in.mu.Unlock()
+	for _, id := range ids {
+		in.mu.Lock()
+		q := in.queues[id]
+		in.mu.Unlock()
+		_ = in.applyQueue(id, q)
+	}
+}
+
+// flush applies what the intake holds for webhook id, waiting for an apply
+// of it under way: once it returns, the event DB holds every event of id
+// acknowledged before it was called.
+func (in *Intake) flush(id string) error {
+	in.mu.Lock()
+	q := in.queues[id]
+	in.mu.Unlock()
+	if q == nil || q.waiting.Load() == 0 {
+		return nil
+	}
+	return in.applyQueue(id, q)
+}
+
+// applyQueue takes and applies q's entries. On failure they go back to the
+// head of q, and q is tried again after a backoff.
+func (in *Intake) applyQueue(id string, q *intakeQueue) error {
+	q.apply.Lock()
+	in.mu.Lock()
+	entries := q.entries
+	q.entries = nil
+	in.mu.Unlock()
+	if len(entries) == 0 {
+		q.apply.Unlock()
+		return nil
+	}
+	err := in.events.withDB(in.events.lifetime(), id, func(db *WebhookDB) error {
+		return db.applyIntake(entries)
+	})
+	if errors.Is(err, ErrNotFound) && in.events.isDeleted(id) {
+		// The webhook was deleted since: its events went with it.
+		err = nil
+	}
+	if err != nil {
+		in.mu.Lock()
+		q.entries = append(entries, q.entries...)
+		q.failing = err
+		in.retryLater(id, q)
+		in.mu.Unlock()
+		q.apply.Unlock()
+		if in.opts.Trouble != nil {
+			in.opts.Trouble(id, len(entries), err)
+		}
+		return fmt.Errorf("apply %d acknowledged events of webhook %s from the intake: %w", len(entries), id, err)
+	}
+	in.applied(id, q, entries)
+	q.apply.Unlock()
+	if in.opts.Applied != nil {
+		var told []AppliedEvent
+		for _, e := range entries {
+			if e.targets != nil {
+				told = append(told, AppliedEvent{Event: e.ev, Pending: e.rec.pending, Targets: e.targets})
+			}
+		}
+		if len(told) > 0 {
+			in.opts.Applied(id, told)
+		}
+	}
+	return nil
+}
+
+// retryLater makes q ready again after its backoff. Under in.mu.
+func (in *Intake) retryLater(id string, q *intakeQueue) {
+	if q.retry != nil {
+		return
+	}
+	q.backoff = min(max(2*q.backoff, applyRetryFirst), applyRetryMax)
+	q.retry = time.AfterFunc(q.backoff, func() {
+		in.mu.Lock()
+		q.retry = nil
+		if !q.inReady && len(q.entries) > 0 {
+			q.inReady = true
+			in.ready = append(in.ready, id)
+		}
+		in.mu.Unlock()
+		signal(in.wake)
+	})
+}
+
+// applied records entries as written into webhook id's event DB in this
+// sync epoch, and gives back the memory they held.
+func (in *Intake) applied(id string, q *intakeQueue, entries []*intakeEntry) {
+	var size int64
+	in.mu.Lock()
+	for _, e := range entries {
+		e.appliedIn = in.epoch
+		size += e.size
+	}
+	q.backoff, q.failing = 0, nil
+	q.waiting.Add(-int64(len(entries)))
+	in.dirty[id] = struct{}{}
+	in.appliedNow += len(entries)
+	in.held -= size
+	close(in.space)
+	in.space = make(chan struct{})
+	due := !in.syncArmed
+	in.syncArmed = true
+	now := in.appliedNow >= maxSyncEntries
+	in.mu.Unlock()
+	in.appliedTotal.Add(int64(len(entries)))
+	in.wantSync(due, now)
+}
+
+// applyIntake writes entries into this event DB, in transactions bounded
+// like group commit's, committed without an fsync (the intake holds them
+// until a sync round). An entry whose event is already here (applied
+// before a crash, replayed since) is skipped whole: its deliveries came
+// with it.
+func (db *WebhookDB) applyIntake(entries []*intakeEntry) error {
+	for len(entries) > 0 {
+		n, size := 0, 0
+		for n < len(entries) && n < maxBatchWrites && size < maxBatchBytes {
+			size += len(entries[n].ev.Body)
+			n++
+		}
+		chunk := entries[:n]
+		entries = entries[n:]
+		err := db.commits.submit(&commitRequest{size: size, crashSafe: true, write: func(w *writeTx) error {
+			for _, e := range chunk {
+				if err := w.applyEvent(e); err != nil {
+					return fmt.Errorf("event %s: %w", e.ev.ID, err)
+				}
+			}
+			return nil
+		}})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyEvent inserts one intake entry's event and deliveries, unless the
+// event is here already.
+func (w *writeTx) applyEvent(e *intakeEntry) error {
+	res, err := w.exec(sqlApplyEvent, eventArgs(e.ev, e.rec.headers)...)
+	if err != nil {
+		return fmt.Errorf("insert event: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err // here already
+	}
+	if err := w.insertPending(e.ev, e.rec.pending); err != nil {
+		return err
+	}
+	return w.insertKept(e.ev, e.rec.kept)
+}
+
+// withDB is With without the intake's flush: the applier's own way in.
+func (m *WebhookDBManager) withDB(ctx context.Context, id string, fn func(*WebhookDB) error) error {
+	h, err := m.acquire(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer h.release(m)
+	return fn(h.db)
+}
+
+// isDeleted reports whether webhook id was deleted while open.
+func (m *WebhookDBManager) isDeleted(id string) bool {
+	m.lifecycle.RLock()
+	defer m.lifecycle.RUnlock()
+	return m.deleted[id]
+}
+
+// ApplyAll applies every entry the intake holds, waiting for applies under
+// way: once it returns, the event DBs hold every event acknowledged before
+// it was called. For whoever reads the files themselves (a backup, a test).
+func (in *Intake) ApplyAll() error {
+	in.mu.Lock()
+	ids := make([]string, 0, len(in.queues))
+	for id, q := range in.queues {
+		if q.waiting.Load() > 0 {
+			ids = append(ids, id)
+		}
+	}
+	in.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, in.flush(id))
+	}
+	return errors.Join(errs...)
+}

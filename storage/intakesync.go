@@ -1,0 +1,169 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// Sync rounds: the applier writes into event DBs without an fsync, so the
+// intake keeps an entry until the event DB it went into has been fsynced.
+// A round closes the current epoch, fsyncs every event DB applied to in it
+// (its -wal, then the file itself), and removes from the intake the entries
+// applied up to that epoch. A round is due a SyncDelay after the first
+// apply since the last, or at once when maxSyncEntries have been applied;
+// nothing runs while nothing is applied.
+
+// maxSyncEntries applied entries make a sync round due at once, which
+// bounds the intake's size under sustained load.
+const maxSyncEntries = 16384
+
+// wantSync arms the round's timer (first apply of an epoch), or asks for
+// a round now.
+func (in *Intake) wantSync(arm, now bool) {
+	switch {
+	case now:
+		signal(in.syncs)
+	case arm:
+		time.AfterFunc(in.opts.SyncDelay, func() { signal(in.syncs) })
+	}
+}
+
+// syncLoop runs the rounds asked for, until stop (Close runs the last).
+func (in *Intake) syncLoop() {
+	defer in.loops.Done()
+	for {
+		select {
+		case <-in.syncs:
+			in.syncRound()
+		case <-in.stop:
+			return
+		}
+	}
+}
+
+// syncRound fsyncs the event DBs applied to in the epoch it closes, then
+// removes from the intake the entries they now hold durably. If an fsync
+// fails the round's webhooks are kept dirty and the entries kept: they are
+// tried again next round.
+func (in *Intake) syncRound() {
+	in.syncMu.Lock()
+	defer in.syncMu.Unlock()
+	in.mu.Lock()
+	closing := in.epoch
+	in.epoch++
+	dirty := in.dirty
+	in.dirty = make(map[string]struct{})
+	in.appliedNow = 0
+	in.syncArmed = false
+	in.mu.Unlock()
+
+	var failed []string
+	for id := range dirty {
+		if err := in.events.syncFile(id); err != nil {
+			failed = append(failed, id)
+			if in.opts.Trouble != nil {
+				in.opts.Trouble(id, 0, err)
+			}
+		}
+	}
+	if len(failed) > 0 {
+		// The whole epoch waits: which entries went into which file is not
+		// worth tracking for a failure this rare.
+		in.mu.Lock()
+		for _, id := range failed {
+			in.dirty[id] = struct{}{}
+		}
+		arm := !in.syncArmed
+		in.syncArmed = true
+		in.mu.Unlock()
+		in.wantSync(arm, false)
+		return
+	}
+	in.syncRounds.Add(1)
+
+	in.mu.Lock()
+	var synced []int64
+	kept := in.outstanding[:0]
+	for _, e := range in.outstanding {
+		if e.appliedIn != 0 && e.appliedIn <= closing {
+			synced = append(synced, e.seq)
+		} else {
+			kept = append(kept, e)
+		}
+	}
+	clear(in.outstanding[len(kept):])
+	in.outstanding = kept
+	in.mu.Unlock()
+	if err := in.forget(synced); err != nil && in.opts.Trouble != nil {
+		// Left in the intake, they are applied again at the next start,
+		// which skips them: nothing is lost, some work is repeated.
+		in.opts.Trouble("", len(synced), err)
+	}
+}
+
+// forget removes the entries of seqs (ascending) from the intake, as ranges
+// of consecutive seqs in one transaction. Losing this write in a crash
+// costs only a replay that finds them applied, so it is not fsynced.
+func (in *Intake) forget(seqs []int64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	ctx := context.Background()
+	conn, err := in.file.writer.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for i := 0; i < len(seqs); {
+		j := i
+		for j+1 < len(seqs) && seqs[j+1] == seqs[j]+1 {
+			j++
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM intake WHERE seq BETWEEN ? AND ?", seqs[i], seqs[j]); err != nil {
+			return fmt.Errorf("forget synced entries of the intake: %w", err)
+		}
+		i = j + 1
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("forget synced entries of the intake: %w", err)
+	}
+	in.forgotten.Add(int64(len(seqs)))
+	return nil
+}
+
+// syncFile fsyncs the event DB of webhook id, its -wal first: what the
+// applier committed there without an fsync is then durable. A file that is
+// gone was closed (closing checkpoints it, fsynced) or deleted with its
+// webhook: there is nothing to sync.
+func (m *WebhookDBManager) syncFile(id string) error {
+	path, err := m.EventDBPath(id)
+	if err != nil {
+		return err
+	}
+	for _, p := range []string{path + "-wal", path} {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		err = f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+	}
+	return nil
+}
