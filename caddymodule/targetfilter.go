@@ -35,6 +35,7 @@ func (h *Handler) selectTargets(route storage.Route, ev *storage.Event) (storage
 		return route, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
 	}
 	fe := filter.NewEvent(ev.Method, ev.Path, ev.Query, ev.Headers, ev.Body)
+	defer fe.Close()
 	return route.Select(fe, func(t storage.Target, err error) {
 		w, id, name := targetLabels(route.Webhook.Name, route.Webhook.ID, t.Name)
 		eventsFiltered.WithLabelValues(w, id, name).Inc()

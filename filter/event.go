@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 
@@ -20,15 +21,19 @@ const (
 	MaxBodyDepth = 64
 )
 
-// Event is what filters see of one event. Build one per event and evaluate
-// every target's filter against it: each variable is computed the first
-// time a filter reads it, once, so that the body is parsed at most once
-// per event, and not at all when no filter reads it. An Event is not safe
-// for concurrent use.
+// Event is what filters see of one event. Build one per event, evaluate
+// every target's filter against it, then Close it: each variable is
+// computed the first time a filter reads it, once, so that the body is
+// parsed at most once per event, and not at all when no filter reads it;
+// the filters share its EventBudget. An Event is not safe for concurrent
+// use.
 type Event struct {
 	method, path, rawQuery string
 	header                 http.Header
 	rawBody                []byte
+
+	ctx    context.Context // EventBudget, from the first evaluation
+	cancel context.CancelFunc
 
 	query    map[string]string
 	headers  map[string]string
@@ -46,6 +51,22 @@ const (
 // the caller must not change while the Event is in use.
 func NewEvent(method, path, rawQuery string, header http.Header, body []byte) *Event {
 	return &Event{method: method, path: path, rawQuery: rawQuery, header: header, rawBody: body}
+}
+
+// budget is the context of ev's evaluations: its deadline is EventBudget
+// after the first.
+func (ev *Event) budget() context.Context {
+	if ev.ctx == nil {
+		ev.ctx, ev.cancel = context.WithTimeout(context.Background(), EventBudget)
+	}
+	return ev.ctx
+}
+
+// Close releases the timer of ev's budget.
+func (ev *Event) Close() {
+	if ev.cancel != nil {
+		ev.cancel()
+	}
 }
 
 // BodyParsed reports whether a filter has read the body of ev, which was

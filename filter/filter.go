@@ -3,9 +3,9 @@
 // which targets of a webhook get a delivery of it. It compiles an
 // expression once, when the configuration that holds it loads, and
 // evaluates the program once per event and target, within bounds that a
-// hostile expression or body cannot stretch: the expression's length and
-// nesting, the cost of one evaluation, and the size and depth of the JSON
-// parsed.
+// hostile expression or body cannot stretch: the expression's length,
+// nesting and concatenations, the cost of one evaluation, the time of all
+// the evaluations of one event, and the size and depth of the JSON parsed.
 //
 // The variables an expression sees:
 //
@@ -22,8 +22,8 @@
 //	                             MaxBodyDepth
 //
 // An evaluation that ends in an error (a key the event does not have, a
-// type mismatch, the cost limit reached) or in a value other than a bool is
-// not a match.
+// type mismatch, a bound reached) or in a value other than a bool is not a
+// match.
 package filter
 
 import (
@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
@@ -48,11 +49,29 @@ const (
 	// maxNodes bounds the expression's nodes after macro expansion.
 	maxNodes = 2000
 	// CostLimit bounds one evaluation, in CEL's cost units (about one per
-	// operation, more for work proportional to a string or list): an
-	// expression that would go over, such as nested loops over a large
-	// array of the body, stops with an error, which is not a match. A
-	// usual filter costs under 100; 100,000 is a few milliseconds of CPU.
+	// operation, more for work proportional to the size of a string or
+	// list): an expression that would go over, such as one that
+	// concatenates a large string of the body with itself again and again,
+	// stops with an error, which is not a match. A usual filter costs under
+	// 100.
 	CostLimit = 100_000
+	// EventBudget bounds the time all the filters of one event may take
+	// together (the first evaluation starts the clock): a loop (all,
+	// exists, map, filter) still running after it stops with an error,
+	// which is not a match. A usual filter takes microseconds. The cost
+	// limit alone is not enough: cel-go's cost tracking takes time
+	// quadratic in the iterations of a loop (over a 30,000-element array
+	// of the body, 1.5 s before the limit stops it).
+	EventBudget = 10 * time.Millisecond
+	// interruptEvery is how many loop iterations pass between two checks
+	// of EventBudget.
+	interruptEvery = 1
+	// maxAdds bounds the + of a filter. cel-go's cost tracking misses some
+	// concatenations (body.s + body.s costs 1, whatever the size of s), and
+	// outside a loop nothing else stops them: 30 of a 900 KiB string copy
+	// 400 MB and take a second. 4 copy at most 14 times the body; in a
+	// loop, EventBudget is checked at each iteration.
+	maxAdds = 4
 )
 
 // Program is a compiled filter, safe for concurrent use.
@@ -101,7 +120,10 @@ func Compile(source string) (*Program, error) {
 		return nil, fmt.Errorf("filter: the expression gives %s, not a bool: compare it, such as body.action == \"opened\"", out)
 	}
 	p := &Program{source: source}
-	var lint error
+	var (
+		lint error
+		adds int
+	)
 	celast.PreOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
 		switch e.Kind() {
 		case celast.IdentKind:
@@ -109,6 +131,9 @@ func Compile(source string) (*Program, error) {
 				p.usesBody = true
 			}
 		case celast.CallKind:
+			if e.AsCall().FunctionName() == operators.Add {
+				adds++
+			}
 			if lint == nil {
 				lint = checkHeaderName(e.AsCall())
 			}
@@ -122,7 +147,10 @@ func Compile(source string) (*Program, error) {
 	if lint != nil {
 		return nil, lint
 	}
-	program, err := env.Program(ast, cel.CostLimit(CostLimit))
+	if adds > maxAdds {
+		return nil, fmt.Errorf("filter: %d + operations, at most %d", adds, maxAdds)
+	}
+	program, err := env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
 	if err != nil {
 		return nil, fmt.Errorf("filter: %w", err)
 	}
@@ -165,10 +193,11 @@ func (p *Program) String() string { return p.source }
 func (p *Program) UsesBody() bool { return p.usesBody }
 
 // Match evaluates the filter over ev. An evaluation that fails (a missing
-// key, a type mismatch, the cost limit) or gives something other than a
-// bool is not a match; its error says why, for the counters and logs.
+// key, a type mismatch, the cost limit, ev's time budget) or gives
+// something other than a bool is not a match; its error says why, for the
+// counters and logs.
 func (p *Program) Match(ev *Event) (bool, error) {
-	out, _, err := p.program.Eval(activation{ev})
+	out, _, err := p.program.ContextEval(ev.budget(), activation{ev})
 	if err != nil {
 		return false, err
 	}
