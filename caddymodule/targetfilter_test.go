@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/webhooker/caddy-webhooker/caddymodule"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -96,6 +100,38 @@ func TestCaddyfileFilterMistakesNameTheirLine(t *testing.T) {
 			}
 			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
 				t.Errorf("the error is not at %s", at)
+			}
+		})
+	}
+}
+
+// TestJSONConfigFilterChecked: a JSON config's filter is compiled by
+// Provision, as the Caddyfile's is at its line.
+func TestJSONConfigFilterChecked(t *testing.T) {
+	for _, c := range []struct{ name, filter, want string }{
+		{"syntax", `body.action ==`, "webhook a: target t: filter: ERROR: <input>:1:15: Syntax error"},
+		{"header not canonical", `header[\"x-github-event\"] == \"push\"`, `write header["X-Github-Event"]`},
+		{"fine", `header[\"X-Github-Event\"] == \"push\"`, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var app caddymodule.App
+			config := `{"webhooks":[{"name":"a","targets":[{"name":"t","type":"database","filter":"` + c.filter + `"}]}]}`
+			if err := caddy.StrictUnmarshalJSON([]byte(config), &app); err != nil {
+				t.Fatal(err)
+			}
+			app.DataDir = t.TempDir()
+			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+			defer cancel()
+			err := app.Provision(ctx)
+			if err == nil {
+				err = app.Validate()
+			}
+			_ = app.Cleanup()
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %v, want one saying %q", err, c.want)
 			}
 		})
 	}
