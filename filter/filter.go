@@ -188,8 +188,9 @@ func isIdent(e celast.Expr, name string) bool {
 // String returns the filter's source.
 func (p *Program) String() string { return p.source }
 
-// UsesBody reports whether the filter reads the body: only then is the body
-// parsed, once per event.
+// UsesBody reports whether the filter reads the body. The body is parsed
+// the first time an evaluation reads it (Event), so an event whose filters
+// do not read it is never parsed.
 func (p *Program) UsesBody() bool { return p.usesBody }
 
 // Match evaluates the filter over ev. An evaluation that fails (a missing
