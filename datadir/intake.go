@@ -25,7 +25,7 @@ func (d *Dir) openIntake(ctx context.Context) error {
 	}
 	d.intake = in
 	if r := in.Replayed(); r.Events > 0 {
-		log.Info("replayed the intake: acknowledged events a stop left there are in their event DBs",
+		log.Info("the intake holds acknowledged events from before this start: applying them to their event DBs",
 			zap.Int("events", r.Events), zap.Int("webhooks", r.Webhooks))
 	}
 	return nil

@@ -403,9 +403,12 @@ func (in *Intake) Close(ctx context.Context) error {
 	var errs []error
 	select {
 	case <-done:
-		// The loops are gone: what is left is applied here, once.
-		in.applyReady()
-		in.applyRetrying()
+		// The loops are gone: what is left is applied here, as far as ctx
+		// allows; the rest stays in the intake for the next start.
+		in.applyReadyUntil(ctx)
+		if ctx.Err() == nil {
+			in.applyRetrying()
+		}
 		in.syncRound()
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("intake: applier still running: %w", ctx.Err()))

@@ -262,8 +262,20 @@ func TestIntakeReplaysWhatWasNotApplied(t *testing.T) {
 	if got := again.Replayed(); got.Events != 8 || got.Webhooks != 2 {
 		t.Errorf("replayed %+v, want 8 events of 2 webhooks", got)
 	}
+	// The open read no event: they are loaded when applied.
+	if f := again.Figures(); f.Held != 8*intakeEntryOverhead {
+		t.Errorf("%d bytes held after the open, want %d: the entries' bookkeeping only", f.Held, 8*intakeEntryOverhead)
+	}
+	// A read of a webhook applies its replayed events first.
+	if n := eventCount(t, r.events, other); n != 3 {
+		t.Errorf("%d events of the unapplied webhook on its first read, want 3", n)
+	}
+	if err := again.ApplyAll(); err != nil {
+		t.Fatal(err)
+	}
+	again.syncRound()
 	if n := intakeRows(t, dir); n != 0 {
-		t.Errorf("intake.db holds %d entries after the replay, want 0", n)
+		t.Errorf("intake.db holds %d entries after the replay and a sync round, want 0", n)
 	}
 	if n := eventCount(t, r.events, wh); n != 5 {
 		t.Errorf("%d events of the applied webhook, want 5 (none twice)", n)

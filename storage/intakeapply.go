@@ -34,8 +34,11 @@ func (in *Intake) applyLoop() {
 
 // applyReady applies the entries of every ready webhook, in the order they
 // became ready, until none is.
-func (in *Intake) applyReady() {
-	for {
+func (in *Intake) applyReady() { in.applyReadyUntil(context.Background()) }
+
+// applyReadyUntil is applyReady, which stops early when ctx ends.
+func (in *Intake) applyReadyUntil(ctx context.Context) {
+	for ctx.Err() == nil {
 		in.mu.Lock()
 		if len(in.ready) == 0 {
 			in.ready = nil // let a long list go
@@ -84,8 +87,9 @@ func (in *Intake) flush(id string) error {
 	return in.applyQueue(id, q)
 }
 
-// applyQueue takes and applies q's entries. On failure they go back to the
-// head of q, and q is tried again after a backoff.
+// applyQueue takes and applies q's entries, a chunk at a time (loading
+// replayed ones from the intake first). On failure the entries not applied
+// go back to the head of q, and q is tried again after a backoff.
 func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 	q.apply.Lock()
 	in.mu.Lock()
@@ -96,11 +100,32 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 		q.apply.Unlock()
 		return nil
 	}
-	err := in.events.withDB(in.events.lifetime(), id, func(db *WebhookDB) error {
-		return db.applyIntake(entries)
+	var told []AppliedEvent
+	ctx := in.events.lifetime()
+	err := in.events.withDB(ctx, id, func(db *WebhookDB) error {
+		for len(entries) > 0 {
+			chunk := entries[:chunkLen(entries)]
+			if err := in.load(ctx, chunk); err != nil {
+				return err
+			}
+			if err := db.applyIntake(chunk); err != nil {
+				return err
+			}
+			for _, e := range chunk {
+				if e.targets != nil {
+					told = append(told, AppliedEvent{Event: e.ev, Pending: e.rec.pending, Targets: e.targets})
+				} else {
+					e.ev, e.rec = nil, eventRecord{} // replayed: nobody needs it now
+				}
+			}
+			in.applied(id, q, chunk)
+			entries = entries[len(chunk):]
+		}
+		return nil
 	})
 	if errors.Is(err, ErrNotFound) && in.events.isDeleted(id) {
 		// The webhook was deleted since: its events went with it.
+		in.applied(id, q, entries)
 		err = nil
 	}
 	if err != nil {
@@ -109,26 +134,31 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 		q.failing = err
 		in.retryLater(id, q)
 		in.mu.Unlock()
-		q.apply.Unlock()
+	}
+	q.apply.Unlock()
+	if len(told) > 0 && in.opts.Applied != nil {
+		in.opts.Applied(id, told)
+	}
+	if err != nil {
 		if in.opts.Trouble != nil {
 			in.opts.Trouble(id, len(entries), err)
 		}
 		return fmt.Errorf("apply %d acknowledged events of webhook %s from the intake: %w", len(entries), id, err)
 	}
-	in.applied(id, q, entries)
-	q.apply.Unlock()
-	if in.opts.Applied != nil {
-		var told []AppliedEvent
-		for _, e := range entries {
-			if e.targets != nil {
-				told = append(told, AppliedEvent{Event: e.ev, Pending: e.rec.pending, Targets: e.targets})
-			}
-		}
-		if len(told) > 0 {
-			in.opts.Applied(id, told)
-		}
-	}
 	return nil
+}
+
+// chunkLen is how many of entries (at least one) go into one transaction:
+// up to loadChunk, and up to group commit's bound of bytes.
+func chunkLen(entries []*intakeEntry) int {
+	n, size := 0, 0
+	for n < len(entries) && n < loadChunk && size < maxBatchBytes {
+		if e := entries[n]; e.ev != nil {
+			size += len(e.ev.Body)
+		}
+		n++
+	}
+	return n
 }
 
 // retryLater makes q ready again after its backoff. Under in.mu.
@@ -173,33 +203,23 @@ func (in *Intake) applied(id string, q *intakeQueue, entries []*intakeEntry) {
 	in.wantSync(due, now)
 }
 
-// applyIntake writes entries into this event DB, in transactions bounded
-// like group commit's, committed without an fsync (the intake holds them
-// until a sync round). An entry whose event is already here (applied
-// before a crash, replayed since) is skipped whole: its deliveries came
-// with it.
+// applyIntake writes entries into this event DB in one transaction,
+// committed without an fsync (the intake holds them until a sync round).
+// An entry whose event is already here (applied before a crash, replayed
+// since) is skipped whole: its deliveries came with it.
 func (db *WebhookDB) applyIntake(entries []*intakeEntry) error {
-	for len(entries) > 0 {
-		n, size := 0, 0
-		for n < len(entries) && n < maxBatchWrites && size < maxBatchBytes {
-			size += len(entries[n].ev.Body)
-			n++
-		}
-		chunk := entries[:n]
-		entries = entries[n:]
-		err := db.commits.submit(&commitRequest{size: size, crashSafe: true, write: func(w *writeTx) error {
-			for _, e := range chunk {
-				if err := w.applyEvent(e); err != nil {
-					return fmt.Errorf("event %s: %w", e.ev.ID, err)
-				}
-			}
-			return nil
-		}})
-		if err != nil {
-			return err
-		}
+	size := 0
+	for _, e := range entries {
+		size += len(e.ev.Body)
 	}
-	return nil
+	return db.commits.submit(&commitRequest{size: size, crashSafe: true, write: func(w *writeTx) error {
+		for _, e := range entries {
+			if err := w.applyEvent(e); err != nil {
+				return fmt.Errorf("event %s: %w", e.ev.ID, err)
+			}
+		}
+		return nil
+	}})
 }
 
 // applyEvent inserts one intake entry's event and deliveries, unless the

@@ -4,113 +4,137 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // Replay: what the intake holds when it opens was acknowledged and may not
-// be in its event DB yet (a crash came between). Every entry is applied
-// again, in seq order, a page at a time; an event already there is
-// skipped. Then a sync round removes them all.
+// be in its event DB yet (a stop or a crash came between). On open only
+// the entries' seqs and webhooks are read, and queued like fresh entries
+// but without their events, so that the start waits for none of it: the
+// applier loads each entry from the intake when it applies it, all of a
+// webhook's at once, and a read of a webhook (the engine's recovery scan
+// among them) applies that webhook's first. An event applied before the
+// crash is skipped (sqlApplyEvent).
 
-const (
-	replayPageRows  = 4096
-	replayPageBytes = 32 << 20
-)
+// loadChunk bounds the entries loaded from the intake in one query.
+const loadChunk = 256
 
-// ReplayFigures is what a replay found.
+// ReplayFigures is what the intake held when it opened.
 type ReplayFigures struct {
 	Events   int // entries the intake held
 	Webhooks int // webhooks they belong to
 }
 
-// replay applies every entry the intake holds, before the applier starts.
-// An entry that cannot be applied now stays queued, and the applier tries
-// it again; only a failure to read the intake fails the open.
+// replay queues every entry the intake holds, unloaded, before the
+// applier starts.
 func (in *Intake) replay(ctx context.Context) error {
+	rows, err := in.file.reader.QueryContext(ctx, "SELECT seq, webhook_id FROM intake ORDER BY seq")
+	if err != nil {
+		return fmt.Errorf("read the intake: %w", err)
+	}
+	defer rows.Close()
+	var entries []*intakeEntry
 	webhooks := map[string]bool{}
-	events := 0
-	for {
-		page, err := in.readPage(ctx, in.seq)
-		if err != nil {
-			return err
+	for rows.Next() {
+		e := &intakeEntry{size: intakeEntryOverhead}
+		if err := rows.Scan(&e.seq, &e.webhookID); err != nil {
+			return fmt.Errorf("read the intake: %w", err)
 		}
-		if len(page) == 0 {
-			break
-		}
-		in.seq = page[len(page)-1].seq
+		webhooks[e.webhookID] = true
+		entries = append(entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the intake: %w", err)
+	}
+	if len(entries) > 0 {
+		in.seq = entries[len(entries)-1].seq
 		in.mu.Lock()
-		for _, e := range page {
-			in.held += e.size
-			webhooks[e.webhookID] = true
-		}
+		in.held += int64(len(entries)) * intakeEntryOverhead
 		in.mu.Unlock()
-		events += len(page)
-		in.queue(page)
-		in.applyReady()
+		in.queue(entries)
 	}
-	if events > 0 {
-		in.syncRound()
-	}
-	in.replayed = ReplayFigures{Events: events, Webhooks: len(webhooks)}
+	in.replayed = ReplayFigures{Events: len(entries), Webhooks: len(webhooks)}
 	return nil
 }
 
-// Replayed reports what the replay on open found.
+// Replayed reports what the intake held when it opened.
 func (in *Intake) Replayed() ReplayFigures { return in.replayed }
 
-// readPage reads the entries after seq, up to a page's rows and bytes.
-func (in *Intake) readPage(ctx context.Context, after int64) ([]*intakeEntry, error) {
-	rows, err := in.file.writer.QueryContext(ctx, `SELECT seq, webhook_id, event_id, entrypoint_id, entrypoint_key,
+// load reads the events of the entries of chunk that have none (replayed
+// ones) from the intake.
+func (in *Intake) load(ctx context.Context, chunk []*intakeEntry) error {
+	bySeq := make(map[int64]*intakeEntry, len(chunk))
+	args := make([]any, 0, len(chunk))
+	for _, e := range chunk {
+		if e.ev == nil {
+			bySeq[e.seq] = e
+			args = append(args, e.seq)
+		}
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	rows, err := in.file.reader.QueryContext(ctx, `SELECT seq, event_id, entrypoint_id, entrypoint_key,
 		method, path, query, headers, body, content_type, remote_addr, received_at, verified, deliveries
-		FROM intake WHERE seq > ? ORDER BY seq LIMIT ?`, after, replayPageRows)
+		FROM intake WHERE seq IN (?`+strings.Repeat(", ?", len(args)-1)+`)`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read the intake: %w", err)
+		return fmt.Errorf("read the intake: %w", err)
 	}
 	defer rows.Close()
-	var (
-		page  []*intakeEntry
-		bytes int
-	)
-	for bytes < replayPageBytes && rows.Next() {
+	for rows.Next() {
 		var (
-			e                   intakeEntry
+			seq                 int64
 			ev                  Event
 			headers, deliveries string
 			received            int64
 		)
-		if err := rows.Scan(&e.seq, &e.webhookID, &ev.ID, &ev.EntrypointID, &ev.EntrypointKey, &ev.Method, &ev.Path,
+		if err := rows.Scan(&seq, &ev.ID, &ev.EntrypointID, &ev.EntrypointKey, &ev.Method, &ev.Path,
 			&ev.Query, &headers, &ev.Body, &ev.ContentType, &ev.RemoteAddr, &received, &ev.Verified, &deliveries); err != nil {
-			return nil, fmt.Errorf("read the intake: %w", err)
+			return fmt.Errorf("read the intake: %w", err)
 		}
-		ev.ReceivedAt = time.Unix(0, received)
-		if ev.Body == nil {
-			ev.Body = []byte{}
+		e := bySeq[seq]
+		if e == nil {
+			return fmt.Errorf("read the intake: entry %d was not asked for", seq)
 		}
-		if err := json.Unmarshal([]byte(headers), &ev.Headers); err != nil {
-			return nil, fmt.Errorf("intake entry %d: headers: %w", e.seq, err)
+		if err := decodeIntakeEntry(e, &ev, received, headers, deliveries); err != nil {
+			return err
 		}
-		e.rec.headers = []byte(headers)
-		var ds []intakeDelivery
-		if err := json.Unmarshal([]byte(deliveries), &ds); err != nil {
-			return nil, fmt.Errorf("intake entry %d: deliveries: %w", e.seq, err)
-		}
-		for _, d := range ds {
-			del := Delivery{ID: d.ID, EventID: ev.ID, TargetID: d.Target, Status: DeliveryPending,
-				CreatedAt: ev.ReceivedAt, UpdatedAt: ev.ReceivedAt}
-			if d.Kept {
-				del.Status = DeliveryDelivered
-				e.rec.kept = append(e.rec.kept, del)
-			} else {
-				e.rec.pending = append(e.rec.pending, del)
-			}
-		}
-		e.ev = &ev
-		e.size = int64(len(ev.Body)+len(headers)) + intakeEntryOverhead
-		bytes += len(ev.Body)
-		page = append(page, &e)
+		delete(bySeq, seq)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read the intake: %w", err)
+		return fmt.Errorf("read the intake: %w", err)
 	}
-	return page, nil
+	for seq := range bySeq {
+		return fmt.Errorf("intake entry %d is missing from intake.db", seq)
+	}
+	return nil
+}
+
+// decodeIntakeEntry fills e with ev and the columns read beside it.
+func decodeIntakeEntry(e *intakeEntry, ev *Event, received int64, headers, deliveries string) error {
+	ev.ReceivedAt = time.Unix(0, received)
+	if ev.Body == nil {
+		ev.Body = []byte{}
+	}
+	if err := json.Unmarshal([]byte(headers), &ev.Headers); err != nil {
+		return fmt.Errorf("intake entry %d: headers: %w", e.seq, err)
+	}
+	var ds []intakeDelivery
+	if err := json.Unmarshal([]byte(deliveries), &ds); err != nil {
+		return fmt.Errorf("intake entry %d: deliveries: %w", e.seq, err)
+	}
+	rec := eventRecord{headers: []byte(headers)}
+	for _, d := range ds {
+		del := Delivery{ID: d.ID, EventID: ev.ID, TargetID: d.Target, Status: DeliveryPending,
+			CreatedAt: ev.ReceivedAt, UpdatedAt: ev.ReceivedAt}
+		if d.Kept {
+			del.Status = DeliveryDelivered
+			rec.kept = append(rec.kept, del)
+		} else {
+			rec.pending = append(rec.pending, del)
+		}
+	}
+	e.ev, e.rec = ev, rec
+	return nil
 }
