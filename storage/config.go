@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"sync"
 	"time"
 
 	"github.com/webhooker/caddy-webhooker/filter"
@@ -309,7 +310,7 @@ type Route struct {
 	Webhook    *Webhook
 	Entrypoint Entrypoint
 	// Targets are the webhook's active targets: one delivery each per event,
-	// but to a target whose filter the event does not match (Select).
+	// except to those whose filter the event does not match (Select).
 	Targets []Target
 	// filters[i] is the compiled filter of Targets[i], nil for none; nil
 	// when no target has one. Compiled once per snapshot, shared by the
@@ -354,9 +355,42 @@ func (r Route) Select(ev *filter.Event, rejected func(t Target, err error)) Rout
 	return r
 }
 
-func newSnapshot(webhooks []*Webhook) *Snapshot {
+// compiledFilters are the target filters a snapshot compiled, by source,
+// for the next snapshot to reuse: every change through the API loads a new
+// snapshot, and compiling a filter takes about 100 µs, so that thousands of
+// filtered targets would make each change take a second. It holds the
+// filters of the last snapshot only.
+type compiledFilters struct {
+	mu       sync.Mutex
+	bySource map[string]*filter.Program
+}
+
+// newSnapshot builds the snapshot of webhooks, compiling the filters that
+// cache (nil: none) does not have from the snapshot before.
+func newSnapshot(webhooks []*Webhook, cache *compiledFilters) *Snapshot {
 	s := &Snapshot{webhooks: make(map[string]*Webhook, len(webhooks)),
 		routes: make(map[string]Route), targets: make(map[string]Target)}
+	var previous map[string]*filter.Program
+	if cache != nil {
+		cache.mu.Lock()
+		defer cache.mu.Unlock()
+		previous = cache.bySource
+	}
+	compiled := make(map[string]*filter.Program)
+	compile := func(source string) (*filter.Program, error) {
+		if p := compiled[source]; p != nil {
+			return p, nil
+		}
+		p := previous[source]
+		if p == nil {
+			var err error
+			if p, err = filter.Compile(source); err != nil {
+				return nil, err
+			}
+		}
+		compiled[source] = p
+		return p, nil
+	}
 	for _, w := range webhooks {
 		s.webhooks[w.ID] = w
 		var (
@@ -373,7 +407,7 @@ func newSnapshot(webhooks []*Webhook) *Snapshot {
 			var p *filter.Program
 			if t.Filter != "" {
 				var err error
-				if p, err = filter.Compile(t.Filter); err != nil && filterErr == nil {
+				if p, err = compile(t.Filter); err != nil && filterErr == nil {
 					filterErr = fmt.Errorf("target %s: stored %w", t.Name, err)
 				}
 				if filters == nil {
@@ -390,6 +424,9 @@ func newSnapshot(webhooks []*Webhook) *Snapshot {
 			}
 			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active, filters: filters, filterErr: filterErr}
 		}
+	}
+	if cache != nil {
+		cache.bySource = compiled
 	}
 	return s
 }

@@ -41,6 +41,9 @@ type MainDB struct {
 	file  *sqliteFile
 	now   func() time.Time // the clock; tests replace it
 	rules *Rules           // what writes obey; nil: the operator's (see WithRules)
+	// filters are the compiled target filters of the last snapshot, which
+	// the next one reuses (LoadSnapshot).
+	filters *compiledFilters
 }
 
 // OpenMainDB opens (creating and migrating) the main DB in dataDir.
@@ -53,7 +56,7 @@ func OpenMainDB(ctx context.Context, dataDir string, sync Synchronous) (*MainDB,
 		_ = file.close()
 		return nil, fmt.Errorf("main db %s: %w", file.path, err)
 	}
-	return &MainDB{file: file, now: time.Now}, nil
+	return &MainDB{file: file, now: time.Now, filters: new(compiledFilters)}, nil
 }
 
 // Close closes the main DB.
@@ -228,7 +231,7 @@ func (db *MainDB) LoadSnapshot(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSnapshot(webhooks), nil
+	return newSnapshot(webhooks, db.filters), nil
 }
 
 // loadWebhooks reads the live webhooks matching where (a condition on the

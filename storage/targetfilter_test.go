@@ -144,3 +144,30 @@ func TestStoredFilterThatDoesNotCompileIsReportedByItsRoute(t *testing.T) {
 		t.Fatalf("route %v: filtered %v, error %v", ok, route.Filtered(), route.FilterError())
 	}
 }
+
+// A snapshot reuses the programs of the one before for the filters that
+// did not change (each API change loads a snapshot), compiles the others,
+// and keeps only the filters in use.
+func TestSnapshotReusesCompiledFilters(t *testing.T) {
+	db := openMain(t)
+	w := declare("gh", true, []string{"gh-key"},
+		targetSpec{name: "a", typ: TargetDatabase, active: true},
+		targetSpec{name: "b", typ: TargetDatabase, active: true})
+	w.Targets[0].Filter = `method == "POST"`
+	w.Targets[1].Filter = `path == "/x"`
+	syncDeclared(t, db, w)
+	first, _ := snapshot(t, db).Route("gh-key")
+
+	w.Targets[1].Filter = `path == "/y"`
+	syncDeclared(t, db, w)
+	second, _ := snapshot(t, db).Route("gh-key")
+	if first.filters[0] != second.filters[0] {
+		t.Error("the unchanged filter was compiled again")
+	}
+	if first.filters[1] == second.filters[1] || second.filters[1].String() != `path == "/y"` {
+		t.Errorf("the changed filter: %v", second.filters[1])
+	}
+	if n := len(db.filters.bySource); n != 2 {
+		t.Errorf("%d filters kept, want the 2 in use", n)
+	}
+}
