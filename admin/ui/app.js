@@ -1143,7 +1143,10 @@ function overall(deliveries) {
 }
 
 function statusChip(status, title) {
-	return chip(status === 'none' ? 'no targets' : status, 'st-' + status, title);
+	if (status === 'none') {
+		return chip('no delivery', 'st-none', title || 'No delivery: when it arrived, the webhook had no active target, or no target’s filter matched it');
+	}
+	return chip(status, 'st-' + status, title);
 }
 
 // deliveryHeld tells why an open (pending or retrying) delivery is not

@@ -7,12 +7,13 @@ import (
 )
 
 // TestUITargetFilter checks that the targets table shows each target's
-// filter (a declared one, and one added through the form), that the form
+// filter (a declared one, and one added through the form), that an event
+// no filter matched is listed with no delivery, that the form
 // sends it and shows it back to edit, and that a filter that does not
 // compile is refused with CEL's message in the banner.
 func TestUITargetFilter(t *testing.T) {
 	chromium := chromiumPath(t)
-	startGateway(t, `
+	g := startGateway(t, `
 		webhook github {
 			entrypoint github-in
 			target prs database {
@@ -27,6 +28,10 @@ func TestUITargetFilter(t *testing.T) {
 	if txt := b.text(`#targets tr[data-name="prs"] .target-filter`); !strings.Contains(txt, `body.action == "opened" && header["X-Github-Event"] == "pull_request"`) {
 		b.fail("declared target's filter shown as %q", txt)
 	}
+	// An event its filter does not match: stored, shown with no delivery.
+	id := g.mustIngest("github-in", `{"zen":"Design for failure."}`)
+	b.waitFor("the event with no delivery", fmt.Sprintf(
+		`(r => r && r.innerText.includes('no delivery'))(document.querySelector('tr[data-event-id=%q]'))`, id))
 
 	b.openAdminUI()
 	b.click("New webhook", "#new-webhook")
