@@ -129,7 +129,10 @@ type Intake struct {
 	wake  chan struct{} // entries are ready to apply
 	syncs chan struct{} // a sync round is due
 	stop  chan struct{}
-	loops sync.WaitGroup
+	// stopping is a context ended by Close, for the applier's loop.
+	stopping    context.Context
+	endStopping context.CancelFunc
+	loops       sync.WaitGroup
 
 	// Figures, for tests and metrics.
 	appliedTotal atomic.Int64
@@ -185,6 +188,7 @@ func OpenIntake(ctx context.Context, dir string, sync Synchronous, events *Webho
 		queues: make(map[string]*intakeQueue), epoch: 1, dirty: make(map[string]struct{}),
 		space: make(chan struct{}), wake: make(chan struct{}, 1), syncs: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
+	in.stopping, in.endStopping = context.WithCancel(context.Background())
 	fail := func(err error) (*Intake, error) {
 		_ = file.close()
 		return nil, fmt.Errorf("intake %s: %w", file.path, err)
@@ -395,6 +399,7 @@ func (in *Intake) Close(ctx context.Context) error {
 	in.space = make(chan struct{})
 	in.mu.Unlock()
 	close(in.stop)
+	in.endStopping()
 	done := make(chan struct{})
 	go func() {
 		in.loops.Wait()
@@ -403,12 +408,16 @@ func (in *Intake) Close(ctx context.Context) error {
 	var errs []error
 	select {
 	case <-done:
-		// The loops are gone: what is left is applied here, as far as ctx
-		// allows; the rest stays in the intake for the next start.
-		in.applyReadyUntil(ctx)
-		if ctx.Err() == nil {
+		// The loops are gone: what is left is applied here, for a quarter
+		// of the time ctx leaves at most (the rest of a stop has its
+		// share to do); what is not stays in the intake for the next start,
+		// which applies it as it goes.
+		budget, cancel := context.WithTimeout(ctx, closeApplyBudget(ctx))
+		in.applyReadyUntil(budget)
+		if budget.Err() == nil {
 			in.applyRetrying()
 		}
+		cancel()
 		in.syncRound()
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("intake: applier still running: %w", ctx.Err()))
@@ -418,6 +427,15 @@ func (in *Intake) Close(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// closeApplyBudget is how long Close applies what is left: a quarter of
+// what ctx leaves, or two seconds when it sets no deadline.
+func closeApplyBudget(ctx context.Context) time.Duration {
+	if deadline, ok := ctx.Deadline(); ok {
+		return time.Until(deadline) / 4
+	}
+	return 2 * time.Second
 }
 
 // IntakeFigures are what an Intake has done so far.

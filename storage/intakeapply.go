@@ -25,7 +25,7 @@ func (in *Intake) applyLoop() {
 	for {
 		select {
 		case <-in.wake:
-			in.applyReady()
+			in.applyReadyUntil(in.stopping)
 		case <-in.stop:
 			return
 		}
