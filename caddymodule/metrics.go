@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/storage"
 )
 
 // The collectors live for the process and keep counting across reloads;
@@ -51,6 +53,9 @@ func countVerificationFailure(scheme, reason string) {
 	verificationFailures.WithLabelValues(scheme, reason).Inc()
 }
 
+// intakeHelp is the help of the intake_events gauge.
+const intakeHelp = "Acknowledged events in the intake: unapplied (not yet in their webhook's event database) and unsynced (not yet fsynced there, unapplied ones included; the intake keeps them until then)."
+
 // registerMetrics puts the collectors in the config's registry, with gauges
 // of this config's engine.
 func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) error {
@@ -62,6 +67,14 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 		return func() float64 {
 			if d := data.dir.Load(); d != nil {
 				return float64(pick(d.Engine().QueueLengths()))
+			}
+			return 0
+		}
+	}
+	intake := func(pick func(storage.IntakeFigures) float64) func() float64 {
+		return func() float64 {
+			if d := data.dir.Load(); d != nil {
+				return pick(d.IntakeFigures())
 			}
 			return 0
 		}
@@ -88,6 +101,18 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 			}
 			return 0
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_events",
+			Help: intakeHelp, ConstLabels: prometheus.Labels{"state": "unapplied"},
+		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Unapplied) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_events",
+			Help: intakeHelp, ConstLabels: prometheus.Labels{"state": "unsynced"},
+		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Waiting) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_memory_bytes",
+			Help: "Bytes of acknowledged events the intake holds in memory until they are applied to their event databases (at most 64 MiB; past it ingest waits).",
+		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Held) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
 			Help: "Retry waits the delivery engine holds: webhooks with deliveries waiting for their retry time (one each, however many wait), and deliveries waiting out a storage fault.",

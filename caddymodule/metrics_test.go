@@ -52,6 +52,9 @@ func TestMetricsOnCaddysEndpoint(t *testing.T) {
 		gauges := value(body, `caddy_webhooker_delivery_queue_length{queue="fresh"}`) >= 0 &&
 			value(body, `caddy_webhooker_delivery_queue_length{queue="retry"}`) >= 0 &&
 			value(body, `caddy_webhooker_retry_timers`) >= 0 &&
+			value(body, `caddy_webhooker_intake_events{state="unapplied"}`) >= 0 &&
+			value(body, `caddy_webhooker_intake_events{state="unsynced"}`) >= 0 &&
+			value(body, `caddy_webhooker_intake_memory_bytes`) >= 0 &&
 			value(body, `caddy_webhooker_open_event_dbs`) >= 1 // the webhook that took the events
 		if ok && gauges {
 			return

@@ -47,3 +47,6 @@ func (d *Dir) applied(webhookID string, events []storage.AppliedEvent) {
 // webhook's event DB, for whoever reads those files directly (a backup, a
 // test): the API and the engine need not, their reads apply first.
 func (d *Dir) ApplyIntake() error { return d.intake.ApplyAll() }
+
+// IntakeFigures reports what the intake holds (for metrics).
+func (d *Dir) IntakeFigures() storage.IntakeFigures { return d.intake.Figures() }

@@ -135,6 +135,7 @@ type Intake struct {
 	loops       sync.WaitGroup
 
 	// Figures, for tests and metrics.
+	unapplied    atomic.Int64 // entries committed and not yet applied
 	appliedTotal atomic.Int64
 	syncRounds   atomic.Int64
 	forgotten    atomic.Int64 // entries removed from the intake
@@ -367,6 +368,7 @@ func (in *Intake) queue(entries []*intakeEntry) {
 		}
 		q.entries = append(q.entries, e)
 		q.waiting.Add(1)
+		in.unapplied.Add(1)
 		if !q.inReady && q.retry == nil {
 			q.inReady = true
 			in.ready = append(in.ready, e.webhookID)
@@ -441,7 +443,8 @@ func closeApplyBudget(ctx context.Context) time.Duration {
 // IntakeFigures are what an Intake has done so far.
 type IntakeFigures struct {
 	Held       int64 // bytes of entries not yet applied
-	Waiting    int   // entries not yet synced into their event DB
+	Unapplied  int64 // entries not yet applied to their event DB
+	Waiting    int   // entries not yet synced into their event DB (unapplied ones included)
 	Applied    int64 // entries applied since open
 	SyncRounds int64
 	Forgotten  int64 // entries removed from the intake once synced
@@ -452,7 +455,7 @@ func (in *Intake) Figures() IntakeFigures {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return IntakeFigures{
-		Held: in.held, Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
+		Held: in.held, Unapplied: in.unapplied.Load(), Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
 		SyncRounds: in.syncRounds.Load(), Forgotten: in.forgotten.Load(),
 	}
 }

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +29,7 @@ func BenchmarkIntakeSpread(b *testing.B) {
 	}
 	defer events.CloseAll(context.Background())
 	defer in.Close(context.Background())
-	webhooks := make([]string, 1000)
+	webhooks := make([]string, benchSpreadWebhooks)
 	for i := range webhooks {
 		webhooks[i] = uuid.NewString()
 	}
@@ -69,3 +71,12 @@ func BenchmarkIntakeSpread(b *testing.B) {
 	b.ReportMetric(float64(b.N)/ingested.Seconds(), "ingest/s")
 	b.ReportMetric(float64(b.N)/applied.Seconds(), "applied/s")
 }
+
+// benchSpreadWebhooks is how many webhooks BenchmarkIntakeSpread spreads
+// over (WEBHOOKER_SPREAD overrides it).
+var benchSpreadWebhooks = func() int {
+	if n, err := strconv.Atoi(os.Getenv("WEBHOOKER_SPREAD")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}()

@@ -362,6 +362,9 @@ func TestIntakeBoundsMemory(t *testing.T) {
 	for range 3 {
 		r.ingest(wh, body)
 	}
+	if f := r.intake.Figures(); f.Unapplied != 3 || f.Waiting != 3 || f.Held < 3*20<<10 {
+		t.Errorf("figures with 3 events held back: %+v, want 3 unapplied and unsynced, 60 KiB held", f)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := r.intake.Ingest(ctx, wh, &Event{Body: []byte(body)}, nil)
@@ -380,7 +383,7 @@ func TestIntakeBoundsMemory(t *testing.T) {
 	if n := eventCount(t, r.events, wh); n != 4 {
 		t.Errorf("%d events stored, want the 4 acknowledged", n)
 	}
-	if f := r.intake.Figures(); f.Held != 0 {
-		t.Errorf("%d bytes held once everything is applied", f.Held)
+	if f := r.intake.Figures(); f.Held != 0 || f.Unapplied != 0 {
+		t.Errorf("figures once everything is applied: %+v, want nothing held or unapplied", f)
 	}
 }

@@ -200,6 +200,7 @@ func (in *Intake) applied(id string, q *intakeQueue, entries []*intakeEntry) {
 	now := in.appliedNow >= maxSyncEntries
 	in.mu.Unlock()
 	in.appliedTotal.Add(int64(len(entries)))
+	in.unapplied.Add(-int64(len(entries)))
 	in.wantSync(due, now)
 }
 
