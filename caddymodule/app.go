@@ -72,7 +72,7 @@ type App struct {
 	MaxOpenEventDBs int `json:"max_open_event_dbs,omitempty"`
 
 	// Workers is the number of delivery attempts in flight at once (the
-	// engine's worker pool). Default: 32.
+	// engine's worker pool). Default: engine.DefaultWorkers (256).
 	Workers int `json:"workers,omitempty"`
 
 	// QueueSize is the capacity of the engine's channel of fresh deliveries,

@@ -27,6 +27,11 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 		e.release(ref.deliveryID) // deleted meanwhile: its event DB is gone
 		return e.endSlot(ref.slot)
 	}
+	if ref.task != nil {
+		// Parked whole: in hand throughout, so nothing else attempted it
+		// meanwhile, and its mark checks that it is still open.
+		return e.runTask(ref.task, ref.attempts, ref.slot)
+	}
 	ctx := context.Background()
 	var (
 		task     Task
@@ -119,9 +124,10 @@ func (e *Engine) runTask(t *Task, attempts int, slot string) (onward *deliveryRe
 		e.finish(t, result, delivered)
 	case storage.TargetHTTP:
 		if slot == "" {
-			switch e.slots.acquire(target.ID, deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}) {
+			ref := deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID, task: t, attempts: attempts}
+			switch e.slots.acquire(target.ID, ref) {
 			case parked:
-				return nil // still in hand; its body, if any, is dropped with t
+				return nil // still in hand, whole or by its ids (targetslots.go)
 			case overflowed:
 				// Pending in its event DB: a scan finds it when the
 				// target's FIFO has drained.
@@ -168,6 +174,11 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		e.hold(t, br, at)
 		return
 	}
+	if t.Body == nil {
+		// Read from the event DB, up to max_body_size: few at once.
+		e.largeBodies <- struct{}{}
+		defer func() { <-e.largeBodies }()
+	}
 	body, err := e.body(t)
 	if err != nil {
 		e.storageTrouble(t, "reading an event body", err)
@@ -207,21 +218,23 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		e.breakerChanged(t, change, res.err)
 	}
 
+	// Recorded behind the attempt (outcomes.go): the target's slot and
+	// this worker go on to the next delivery meanwhile.
 	attempt := attempts + 1
 	result := storage.DeliveryResult{
 		Attempt: attempt, StartedAt: now, Duration: time.Since(now),
 		StatusCode: res.statusCode, ResponseBody: res.response,
 	}
 	if res.err == nil {
-		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryDelivered})
+		e.finishLater(t, result, storage.DeliveryOutcome{Status: storage.DeliveryDelivered})
 		return
 	}
 	result.Error = res.err.Error()
 	switch {
 	case res.permanent:
-		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: result.Error})
+		e.finishLater(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: result.Error})
 	case attempt > s.maxRetries:
-		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed,
+		e.finishLater(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed,
 			LastError: gaveUp(attempt, result.Error)})
 	default:
 		delay := s.backoff.Delay(attempt)
@@ -229,7 +242,7 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 			delay = d
 		}
 		next := time.Now().Add(delay)
-		e.finish(t, result, storage.DeliveryOutcome{Status: storage.DeliveryRetrying, NextAttemptAt: next, LastError: result.Error})
+		e.finishLater(t, result, storage.DeliveryOutcome{Status: storage.DeliveryRetrying, NextAttemptAt: next, LastError: result.Error})
 	}
 }
 
@@ -242,7 +255,7 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 		status  storage.DeliveryStatus
 		applied bool
 	)
-	err := e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
+	err := e.events.WithDelivered(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
 		var err error
 		status, applied, err = db.RecordAttemptOutcome(ctx, r, out)
 		return err
@@ -381,7 +394,7 @@ func (e *Engine) body(t *Task) (io.Reader, error) {
 	}
 	ctx := context.Background()
 	var body []byte
-	err := e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
+	err := e.events.WithDelivered(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
 		var err error
 		body, err = db.EventBody(ctx, t.Event.ID)
 		return err

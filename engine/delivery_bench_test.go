@@ -22,13 +22,19 @@ func BenchmarkHTTPDeliveries(b *testing.B) {
 	for _, mode := range []storage.Synchronous{storage.SynchronousFull, storage.SynchronousNormal} {
 		for _, workers := range []int{1, 16} {
 			b.Run(fmt.Sprintf("sync=%s/workers=%d", mode, workers), func(b *testing.B) {
-				benchmarkDeliveries(b, mode, workers)
+				benchmarkDeliveries(b, mode, workers, workers)
 			})
 		}
+		// The defaults: DefaultWorkers, and the default cap per target.
+		b.Run(fmt.Sprintf("sync=%s/defaults", mode), func(b *testing.B) {
+			benchmarkDeliveries(b, mode, 0, 0)
+		})
 	}
 }
 
-func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers int) {
+// benchmarkDeliveries runs b.N deliveries with the engine's Workers and
+// MaxPerTarget options (0: their defaults).
+func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers, perTarget int) {
 	ctx := context.Background()
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -87,7 +93,7 @@ func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers int) {
 
 	var delivered atomic.Int64
 	done := make(chan struct{})
-	e := New(events, Options{Workers: workers, MaxPerTarget: workers, QueueSize: b.N + 1,
+	e := New(events, Options{Workers: workers, MaxPerTarget: perTarget, QueueSize: b.N + 1,
 		Recorded: func(_ storage.TargetType, status storage.DeliveryStatus) {
 			if status != storage.DeliveryDelivered {
 				b.Errorf("a delivery ended %s", status)

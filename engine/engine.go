@@ -16,10 +16,25 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultWorkers        = 32
+	// DefaultWorkers is sized for attempts that mostly wait: for their
+	// in-flight mark's commit (the writer is busy with the intake's applies
+	// at full-speed ingest: 10-20 ms on a loaded 2-core machine) and for the
+	// target. To keep up, a target answering at once needs about its rate ×
+	// that wait attempts in flight: thousands a second need tens. Each
+	// target gets a quarter, 64 (at 32 workers, 8: the full-speed delivery
+	// check delivered 6-8 % of ingest during the load). An idle worker is a
+	// parked goroutine, nothing more; bodies read from the event DB are
+	// bounded apart (maxLargeBodiesInFlight).
+	DefaultWorkers        = 256
 	DefaultQueueSize      = 4096
 	DefaultRetryQueueSize = 1024
 )
+
+// maxLargeBodiesInFlight bounds the attempts holding a body read from the
+// event DB (InlineBodyLimit and over, up to max_body_size each): as many as
+// there were workers before DefaultWorkers grew, so that the memory they
+// hold stays what it was. Small bodies travel inline in their tasks.
+const maxLargeBodiesInFlight = 32
 
 // Options configures an Engine.
 type Options struct {
@@ -53,7 +68,9 @@ type Options struct {
 	Observer Observer
 	// MaxPerTarget bounds the http attempts in flight to one target, so that
 	// a target that answers slowly or never holds no more than its share of
-	// the workers. Default: max(1, Workers/4).
+	// the workers. An attempt holds its slot from its in-flight mark to the
+	// end of the exchange, not while its outcome is recorded (outcomes.go).
+	// Default: max(1, Workers/4).
 	MaxPerTarget int
 }
 
@@ -133,6 +150,13 @@ type Engine struct {
 	stopping      chan struct{}
 	stopOnce      sync.Once
 	workers       sync.WaitGroup // the workers and the reader (scan.go)
+	// recording counts the outcomes of attempts handed to a recorder and
+	// not yet committed (outcomes.go); outcomeRoom bounds them.
+	recording   sync.WaitGroup
+	outcomeRoom chan struct{}
+	// largeBodies bounds the attempts holding a body read from the event
+	// DB (maxLargeBodiesInFlight).
+	largeBodies chan struct{}
 }
 
 // deliveryRef names a delivery to read back from its event DB.
@@ -142,6 +166,12 @@ type deliveryRef struct {
 	// slot is the target whose slot an ending attempt handed on to this
 	// parked delivery: it attempts without taking another.
 	slot string
+	// task, when set, is the delivery parked whole (targetslots.go): it is
+	// attempted from it, with attempts before, instead of read back.
+	// taskBytes is what it counts against the bound of such tasks.
+	task      *Task
+	attempts  int
+	taskBytes int
 }
 
 // New makes an engine for the event DBs of events. Call SetSnapshot, then Start.
@@ -179,7 +209,9 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		faultTimers: make(map[string]*time.Timer),
 		breakers:    make(map[string]*breaker),
 		attempts:    ctx, abortAttempts: cancel,
-		stopping: make(chan struct{}),
+		stopping:    make(chan struct{}),
+		outcomeRoom: make(chan struct{}, maxOutcomesPending),
+		largeBodies: make(chan struct{}, maxLargeBodiesInFlight),
 	}
 	e.storageRetry.first, e.storageRetry.max = storageRetryFirst, storageRetryMax
 	e.policy.Store(opts.Policy)
@@ -269,6 +301,7 @@ func (e *Engine) Start() {
 // way) to finish until ctx is done; then it cuts them short. An attempt cut
 // short is not recorded: its delivery stays as it was in its event DB, and
 // runs again after restart. Nothing undelivered is ever marked delivered.
+// Every attempt that ended has its outcome committed when Stop returns.
 func (e *Engine) Stop(ctx context.Context) {
 	first, onTimers := false, 0
 	e.stopOnce.Do(func() {
@@ -297,6 +330,9 @@ func (e *Engine) Stop(ctx context.Context) {
 		<-done
 	}
 	e.abortAttempts()
+	// The attempts that ended are recorded before Stop returns, however
+	// long their writes take: an outcome is never dropped.
+	e.recording.Wait()
 	if first {
 		// What is left is open in the event DBs, for the next start.
 		// on_retry_timers keeps its name; it counts the retry waits as

@@ -25,7 +25,7 @@ const InterruptedError = "interrupted: the gateway stopped during this attempt (
 // before the attempt goes out.
 func (e *Engine) markInFlight(t *Task, at time.Time) error {
 	ctx := context.Background()
-	return e.events.With(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
+	return e.events.WithDelivered(ctx, t.WebhookID, func(db *storage.WebhookDB) error {
 		return db.MarkAttemptStarted(ctx, t.DeliveryID, at)
 	})
 }

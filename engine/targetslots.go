@@ -7,6 +7,19 @@ import "sync"
 // and its webhook is scanned once the target's queue has drained.
 const DefaultMaxParkedPerTarget = 10000
 
+// maxParkedTaskBytes bounds the memory of the tasks parked whole, over all
+// targets. A delivery parked whole keeps what its attempt needs (the event's
+// metadata and inline body), so that its turn costs no read of its event DB;
+// at full speed nearly every delivery to a busy target is parked, and reading
+// each back (the delivery, its event, its body: three queries) cost more CPU
+// than its attempt. Beyond the bound a delivery is parked by its ids only,
+// as before, and read back when its turn comes.
+const maxParkedTaskBytes = 32 << 20
+
+// parkedTaskOverhead is what a parked task costs besides its body and
+// headers: the task itself and its strings, roughly.
+const parkedTaskOverhead = 512
+
 // targetSlots bounds the http attempts in flight per target, so that one slow
 // or tarpit target never holds more than its share of the workers. A worker
 // that takes a delivery whose target is at its limit does not wait: it parks
@@ -17,9 +30,12 @@ const DefaultMaxParkedPerTarget = 10000
 type targetSlots struct {
 	max       int // attempts in flight per target
 	parkLimit int // parked deliveries per target
+	taskBytes int // bound of parkedBytes (maxParkedTaskBytes)
 
 	mu      sync.Mutex
 	targets map[string]*targetQueue // target id -> its slots and FIFO
+	// parkedBytes is the memory of the tasks parked whole (taskSize).
+	parkedBytes int
 }
 
 type targetQueue struct {
@@ -31,7 +47,23 @@ type targetQueue struct {
 }
 
 func newTargetSlots(max, parkLimit int) *targetSlots {
-	return &targetSlots{max: max, parkLimit: parkLimit, targets: make(map[string]*targetQueue)}
+	return &targetSlots{max: max, parkLimit: parkLimit, taskBytes: maxParkedTaskBytes,
+		targets: make(map[string]*targetQueue)}
+}
+
+// taskSize is roughly the memory a parked task holds.
+func taskSize(t *Task) int {
+	n := parkedTaskOverhead + len(t.Event.Path) + len(t.Event.Query)
+	if t.Body != nil {
+		n += len(*t.Body)
+	}
+	for k, vs := range t.Event.Headers {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	return n
 }
 
 // parkOutcome says what became of a delivery that found no free slot.
@@ -44,7 +76,9 @@ const (
 )
 
 // acquire takes a slot of targetID for ref, or parks ref in the target's
-// FIFO, or, when that is full, tells the caller to let the delivery go.
+// FIFO, or, when that is full, tells the caller to let the delivery go. A
+// ref that carries its task is parked whole while the tasks parked whole
+// stay within their bound, else by its ids only.
 func (s *targetSlots) acquire(targetID string, ref deliveryRef) parkOutcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -65,6 +99,15 @@ func (s *targetSlots) acquire(targetID string, ref deliveryRef) parkOutcome {
 		return overflowed
 	}
 	ref.slot = ""
+	ref.taskBytes = 0
+	if ref.task != nil {
+		if n := taskSize(ref.task); s.parkedBytes+n <= s.taskBytes {
+			ref.taskBytes = n
+			s.parkedBytes += n
+		} else {
+			ref.task, ref.attempts = nil, 0 // read back when its turn comes
+		}
+	}
 	q.parked = append(q.parked, ref)
 	return parked
 }
@@ -85,6 +128,8 @@ func (s *targetSlots) done(targetID string) (next deliveryRef, ok bool, scan []s
 		q.parked[0] = deliveryRef{}
 		q.parked = q.parked[1:]
 		next.slot = targetID
+		s.parkedBytes -= next.taskBytes
+		next.taskBytes = 0
 	} else {
 		q.inFlight--
 	}

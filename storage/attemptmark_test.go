@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -227,5 +228,93 @@ func TestMarksLeaveTheWriterAtSynchronousFull(t *testing.T) {
 	}
 	if got := synchronous(); got != 2 {
 		t.Errorf("writer at synchronous %d after marks and ingests, want 2 (FULL)", got)
+	}
+}
+
+// markWaiting waits until a mark of db leads its group commit (attemptWrites):
+// with the writer held, it waits for the writer connection.
+func markWaiting(t *testing.T, db *WebhookDB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g := db.markCommitter()
+		g.mu.Lock()
+		leading := g.leading
+		g.mu.Unlock()
+		if leading {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no mark waiting for the writer after 10 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// In-flight marks are group-committed apart from the other writes of their
+// event DB: a mark never waits in the shared queue (behind a batch of
+// ingests and its fsync), only for the writer connection; and the marks
+// that wait together commit in one transaction.
+func TestMarksCommitApartFromOtherWrites(t *testing.T) {
+	ctx := context.Background()
+	db := openEventDB(t)
+	var ids []string
+	for i := range 20 {
+		ev := ingestOne(t, db, fmt.Sprintf("apart%d", i), "t1")
+		ds, err := db.Deliveries(ctx, ev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, ds[0].ID)
+	}
+	release := holdWriter(t, db)
+	ingested := make(chan error, 1)
+	go func() {
+		_, err := db.Ingest(&Event{EntrypointID: "ep", EntrypointKey: "k", Method: "POST", Path: "/x",
+			Headers: map[string][]string{}, Body: []byte("behind")}, pendingTo("t1"))
+		ingested <- err
+	}()
+	queued(t, db, 1)
+	marked := make(chan error, len(ids))
+	go func() { marked <- db.MarkAttemptStarted(ctx, ids[0], time.Now()) }()
+	markWaiting(t, db)
+	for _, id := range ids[1:] {
+		go func() { marked <- db.MarkAttemptStarted(ctx, id, time.Now()) }()
+	}
+	g := db.markCommitter()
+	waitFor := time.Now().Add(10 * time.Second)
+	for {
+		g.mu.Lock()
+		n := len(g.queue)
+		g.mu.Unlock()
+		if n == len(ids)-1 {
+			break
+		}
+		if time.Now().After(waitFor) {
+			t.Fatalf("%d marks queued behind the first, want %d", n, len(ids)-1)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	db.commits.mu.Lock()
+	shared := len(db.commits.queue)
+	db.commits.mu.Unlock()
+	if shared != 1 {
+		t.Errorf("%d writes in the shared queue, want the ingest alone", shared)
+	}
+	before := g.transactions.Load()
+	release()
+	for range ids {
+		if err := <-marked; err != nil {
+			t.Fatalf("MarkAttemptStarted: %v", err)
+		}
+	}
+	if err := <-ingested; err != nil {
+		t.Fatalf("Ingest: %v", err)
+	}
+	if n := g.transactions.Load() - before; n != 2 {
+		t.Errorf("the marks took %d transactions, want 2 (the first alone, the rest together)", n)
+	}
+	if got, err := db.InterruptedAttempts(ctx); err != nil || len(got) != len(ids) {
+		t.Errorf("marked = %d, %v; want %d", len(got), err, len(ids))
 	}
 }

@@ -99,8 +99,21 @@ func (db *WebhookDB) RecordAttempt(ctx context.Context, r DeliveryResult, out De
 // changes its status only if it delivered: a cancelled delivery is never
 // made retrying (or given a new last error) again. applied reports whether
 // out was applied; status is the delivery's status after the write.
+//
+// The record is durable when it returns (under synchronous full): committed
+// crash-safe, then the WAL fsynced outside the writer, that fsync shared
+// with the records waiting for one (outcomes.go). An error from the fsync
+// means the record may not survive a power loss, though a kill it does.
 func (db *WebhookDB) RecordAttemptOutcome(ctx context.Context, r DeliveryResult, out DeliveryOutcome) (status DeliveryStatus, applied bool, err error) {
-	err = db.commits.submit(&commitRequest{ctx: ctx, size: len(r.ResponseBody), write: func(w *writeTx) error {
+	defer func() {
+		if err == nil {
+			if serr := db.syncAttempts(); serr != nil {
+				status, applied = "", false
+				err = fmt.Errorf("record attempt %d of delivery %s: %w", r.Attempt, r.DeliveryID, serr)
+			}
+		}
+	}()
+	err = db.commits.submit(&commitRequest{ctx: ctx, crashSafe: true, size: len(r.ResponseBody), write: func(w *writeTx) error {
 		now := time.Now().UnixNano()
 		status, applied = out.Status, true
 		if err := w.execChanging(errNoOpenDelivery, sqlSetOutcome, out.Status, r.Attempt, out.nextAttempt(), out.LastError,

@@ -71,6 +71,7 @@ type WebhookDB struct {
 	file      *sqliteFile
 	sync      Synchronous
 	commits   groupCommitter
+	attempts  attemptWrites // in-flight marks and attempt records (attemptmarks.go, outcomes.go)
 
 	// onGone, set by the manager, drops this handle when its file turns out
 	// to be removed or replaced, so that the next use opens the path again.
