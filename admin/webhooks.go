@@ -1,7 +1,9 @@
 package admin
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -133,6 +135,9 @@ type createWebhookRequest struct {
 	Name          string `json:"name"`
 	Description   string `json:"description"`
 	RetentionDays int    `json:"retention_days"`
+	// Dedup makes ingest idempotent: {"kind": "header"|"expression",
+	// "source": …, "window": "24h"}, checked by storage.Dedup.Validate.
+	Dedup *storage.Dedup `json:"dedup"`
 	// UserID makes a user the owner (admin endpoint only).
 	UserID string `json:"user_id"`
 }
@@ -152,6 +157,7 @@ func (h *Handler) createWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	wh, err := h.mainFor(r).CreateWebhook(r.Context(), storage.NewWebhook{
 		UserID: req.UserID, Name: req.Name, Description: req.Description, RetentionDays: req.RetentionDays,
+		Dedup: req.Dedup,
 	})
 	if err != nil {
 		return err
@@ -179,6 +185,9 @@ type updateWebhookRequest struct {
 	Description   *string `json:"description"`
 	Active        *bool   `json:"active"`
 	RetentionDays *int    `json:"retention_days"`
+	// Dedup: absent keeps the webhook's dedup, null removes it, an object
+	// replaces it.
+	Dedup json.RawMessage `json:"dedup"`
 }
 
 func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -190,7 +199,20 @@ func (h *Handler) updateWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req, false); err != nil {
 		return err
 	}
-	updated, err := h.mainFor(r).UpdateWebhook(r.Context(), wh.ID, storage.WebhookPatch(req))
+	patch := storage.WebhookPatch{Name: req.Name, Description: req.Description, Active: req.Active,
+		RetentionDays: req.RetentionDays}
+	switch {
+	case req.Dedup == nil:
+	case string(req.Dedup) == "null":
+		patch.ClearDedup = true
+	default:
+		dec := json.NewDecoder(bytes.NewReader(req.Dedup))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&patch.Dedup); err != nil {
+			return errorf(http.StatusBadRequest, "dedup: %v", err)
+		}
+	}
+	updated, err := h.mainFor(r).UpdateWebhook(r.Context(), wh.ID, patch)
 	if err != nil {
 		return err
 	}

@@ -38,10 +38,14 @@ type Webhook struct {
 	Source      Source `json:"source"`
 	Active      bool   `json:"active"`
 	// RetentionDays is how long events are kept, in days; 0 keeps them forever.
-	RetentionDays int          `json:"retention_days"`
-	CreatedAt     time.Time    `json:"created_at"`
-	Entrypoints   []Entrypoint `json:"entrypoints"`
-	Targets       []Target     `json:"targets"`
+	RetentionDays int `json:"retention_days"`
+	// Dedup, when set, makes ingest idempotent (dedup.go): an event whose
+	// sender's id was seen within the window is answered with the first
+	// event's id, and nothing is stored.
+	Dedup       *Dedup       `json:"dedup,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	Entrypoints []Entrypoint `json:"entrypoints"`
+	Targets     []Target     `json:"targets"`
 }
 
 // Entrypoint is an inbound URL: the last path segment of a request is its key.
@@ -318,6 +322,11 @@ type Route struct {
 	filters []*filter.Program
 	// filterErr is a stored filter that does not compile (see FilterError).
 	filterErr error
+	// dedupKey is the webhook's compiled dedup expression, nil for none;
+	// dedupErr a stored one that does not compile: the event is then
+	// refused (503), as for a filter.
+	dedupKey *filter.KeyProgram
+	dedupErr error
 }
 
 // Filtered reports whether a target of r has a filter: only then has an
@@ -363,6 +372,8 @@ func (r Route) Select(ev *filter.Event, rejected func(t Target, err error)) Rout
 type compiledFilters struct {
 	mu       sync.Mutex
 	bySource map[string]*filter.Program
+	// keys are the dedup expressions, by source, kept the same way.
+	keys map[string]*filter.KeyProgram
 }
 
 // newSnapshot builds the snapshot of webhooks, compiling the filters that
@@ -370,11 +381,29 @@ type compiledFilters struct {
 func newSnapshot(webhooks []*Webhook, cache *compiledFilters) *Snapshot {
 	s := &Snapshot{webhooks: make(map[string]*Webhook, len(webhooks)),
 		routes: make(map[string]Route), targets: make(map[string]Target)}
-	var previous map[string]*filter.Program
+	var (
+		previous     map[string]*filter.Program
+		previousKeys map[string]*filter.KeyProgram
+	)
 	if cache != nil {
 		cache.mu.Lock()
 		defer cache.mu.Unlock()
-		previous = cache.bySource
+		previous, previousKeys = cache.bySource, cache.keys
+	}
+	keys := make(map[string]*filter.KeyProgram)
+	compileKey := func(source string) (*filter.KeyProgram, error) {
+		p := keys[source]
+		if p == nil {
+			p = previousKeys[source]
+		}
+		if p == nil {
+			var err error
+			if p, err = filter.CompileKey(source); err != nil {
+				return nil, err
+			}
+		}
+		keys[source] = p
+		return p, nil
 	}
 	compiled := make(map[string]*filter.Program)
 	compile := func(source string) (*filter.Program, error) {
@@ -418,15 +447,25 @@ func newSnapshot(webhooks []*Webhook, cache *compiledFilters) *Snapshot {
 				filters = append(filters, p)
 			}
 		}
+		var (
+			dedupKey *filter.KeyProgram
+			dedupErr error
+		)
+		if d := w.Dedup; d != nil && d.Kind == DedupExpression {
+			if dedupKey, dedupErr = compileKey(d.Source); dedupErr != nil {
+				dedupErr = fmt.Errorf("stored %w", dedupErr)
+			}
+		}
 		for _, e := range w.Entrypoints {
 			if e.Displaced { // its key routes to the declared webhook that took it
 				continue
 			}
-			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active, filters: filters, filterErr: filterErr}
+			s.routes[e.Key] = Route{Webhook: w, Entrypoint: e, Targets: active, filters: filters, filterErr: filterErr,
+				dedupKey: dedupKey, dedupErr: dedupErr}
 		}
 	}
 	if cache != nil {
-		cache.bySource = compiled
+		cache.bySource, cache.keys = compiled, keys
 	}
 	return s
 }

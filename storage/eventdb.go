@@ -29,6 +29,8 @@ type Event struct {
 	// Verified is the verify scheme the request passed at its entrypoint,
 	// "" when the entrypoint verifies nothing.
 	Verified string
+	// Dedup is the event's dedup id, for the intake only (dedup.go).
+	Dedup DedupKey
 }
 
 // DeliveryStatus is where a delivery stands.

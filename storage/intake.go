@@ -66,6 +66,18 @@ CREATE TABLE intake (
 	verified       TEXT NOT NULL,
 	deliveries     TEXT NOT NULL  -- JSON: [{"id": …, "target": …, "kept": true|false}]
 );`},
+	{name: "dedup", sql: `
+-- The dedup ids of webhooks with idempotent ingest (dedup.go), written in
+-- the transaction of the event they name; never deleted by the sync round,
+-- pruned once expired.
+CREATE TABLE dedup (
+	webhook_id TEXT NOT NULL,
+	key        TEXT NOT NULL,
+	event_id   TEXT NOT NULL,
+	expires_at INTEGER NOT NULL, -- Unix ns: the event's receipt plus the window
+	PRIMARY KEY (webhook_id, key)
+);
+CREATE INDEX dedup_expires ON dedup (expires_at);`},
 }
 
 const sqlInsertIntake = `INSERT INTO intake
@@ -104,6 +116,7 @@ type Intake struct {
 	opts    IntakeOptions
 	commits groupCommitter
 	insert  *sql.Stmt
+	dedup   intakeDedup
 
 	seq      int64 // the last seq given; the group-commit leader's alone
 	replayed ReplayFigures
@@ -139,6 +152,8 @@ type Intake struct {
 	appliedTotal atomic.Int64
 	syncRounds   atomic.Int64
 	forgotten    atomic.Int64 // entries removed from the intake
+	deduplicated atomic.Int64 // repeats answered with their original event
+	dedupPruned  atomic.Int64 // expired dedup keys removed
 }
 
 // intakeEntry is one acknowledged event on its way to its event DB.
@@ -200,6 +215,9 @@ func OpenIntake(ctx context.Context, dir string, sync Synchronous, events *Webho
 	if in.insert, err = file.writer.PrepareContext(ctx, sqlInsertIntake); err != nil {
 		return fail(err)
 	}
+	if err := in.prepareDedup(ctx); err != nil {
+		return fail(err)
+	}
 	in.commits.commit = in.commitBatch
 	if err := in.replay(ctx); err != nil {
 		return fail(err)
@@ -217,7 +235,9 @@ var ErrIntakeClosed = errors.New("the intake is closed")
 // Ingest stores ev for webhook webhookID, with one delivery per target,
 // and returns once it is durable in the intake: the caller may then
 // acknowledge it. ev's id and time of receipt are assigned when empty. Its
-// deliveries reach the engine through IntakeOptions.Applied. ctx bounds the
+// deliveries reach the engine through IntakeOptions.Applied. When ev.Dedup
+// has a key that is live for the webhook, nothing is stored: ev.Dedup.Repeat
+// is set and ev.ID is the original event's (dedup.go). ctx bounds the
 // wait for memory and for the commit; once the commit has begun its outcome
 // is the answer.
 func (in *Intake) Ingest(ctx context.Context, webhookID string, ev *Event, targets []Target) error {
@@ -331,16 +351,43 @@ func (in *Intake) commitBatch(batch []*commitRequest) error {
 	}
 	stmt := tx.StmtContext(ctx, in.insert)
 	seq := in.seq
+	now := time.Now()
+	// originals[i] is the event entry i repeats ("" for none): its row is
+	// not written. A key claimed earlier in this same transaction is live
+	// too, so that two copies in one batch make one event.
+	var originals []string
+	pruned := in.dedup.pruneAt
+	rollback := func(err error) error {
+		_ = tx.Rollback()
+		in.dedup.pruneAt = pruned
+		return err
+	}
+	if err := in.pruneDedup(ctx, tx, now); err != nil {
+		return rollback(err)
+	}
 	for i, r := range batch {
+		if r.entry.ev.Dedup.Key != "" {
+			original, err := in.claimDedup(ctx, tx, r.entry, now)
+			if err != nil {
+				return rollback(err)
+			}
+			if original != "" {
+				if originals == nil {
+					originals = make([]string, len(batch))
+				}
+				originals[i] = original
+				continue
+			}
+		}
 		seq++
 		r.entry.seq = seq
 		rows[i][0] = seq
 		if _, err := stmt.ExecContext(ctx, rows[i]...); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("write: %w", err)
+			return rollback(fmt.Errorf("write: %w", err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		in.dedup.pruneAt = pruned
 		return err
 	}
 	in.seq = seq
@@ -349,9 +396,16 @@ func (in *Intake) commitBatch(batch []*commitRequest) error {
 		// entries are not queued either; their ingests get the error.
 		return errors.Join(err, fmt.Errorf("%s was removed or replaced while open", in.file.path))
 	}
-	entries := make([]*intakeEntry, len(batch))
+	entries := make([]*intakeEntry, 0, len(batch))
 	for i, r := range batch {
-		entries[i] = r.entry
+		if originals != nil && originals[i] != "" {
+			// A repeat: answered with the event it repeats, nothing queued.
+			r.entry.ev.ID, r.entry.ev.Dedup.Repeat = originals[i], true
+			in.release(r.entry.size)
+			in.deduplicated.Add(1)
+			continue
+		}
+		entries = append(entries, r.entry)
 	}
 	in.queue(entries)
 	return nil
@@ -448,6 +502,9 @@ type IntakeFigures struct {
 	Applied    int64 // entries applied since open
 	SyncRounds int64
 	Forgotten  int64 // entries removed from the intake once synced
+	// Deduplicated counts the repeats answered with their original event,
+	// DedupPruned the expired dedup keys removed (dedup.go).
+	Deduplicated, DedupPruned int64
 }
 
 // Figures reports what the intake holds and has done.
@@ -457,5 +514,6 @@ func (in *Intake) Figures() IntakeFigures {
 	return IntakeFigures{
 		Held: in.held, Unapplied: in.unapplied.Load(), Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
 		SyncRounds: in.syncRounds.Load(), Forgotten: in.forgotten.Load(),
+		Deduplicated: in.deduplicated.Load(), DedupPruned: in.dedupPruned.Load(),
 	}
 }

@@ -44,6 +44,9 @@ type Limits struct {
 	// RetentionDays is the most retention_days may be: 100 years, far from
 	// where days turned into a duration could overflow.
 	RetentionDays int
+	// DedupWindowMax is the longest dedup window (dedup.go): each key is
+	// a row of intake.db for that long.
+	DedupWindowMax time.Duration
 }
 
 // OperatorLimits are the bounds of the Caddyfile and the admin endpoint:
@@ -66,6 +69,7 @@ func OperatorLimits() Limits {
 		URLBytes:            4096,
 		FilterBytes:         filter.MaxExpressionBytes,
 		RetentionDays:       36500,
+		DedupWindowMax:      30 * 24 * time.Hour,
 	}
 }
 
@@ -79,6 +83,7 @@ func TenantLimits() Limits {
 	l.BackoffMax = 24 * time.Hour
 	l.BreakerCooldownMin = time.Second
 	l.FilterBytes = 1024
+	l.DedupWindowMax = 7 * 24 * time.Hour
 	return l
 }
 

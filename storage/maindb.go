@@ -137,10 +137,12 @@ func prepareDeclaredUpserts(ctx context.Context, tx *sql.Tx) (*declaredUpserts, 
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&up.webhook, `INSERT INTO webhooks (id, name, description, source, active, retention_days, created_at, updated_at)
-			VALUES (?, ?, ?, 'caddyfile', ?, ?, ?, ?)
+		{&up.webhook, `INSERT INTO webhooks (id, name, description, source, active, retention_days,
+				dedup_kind, dedup_source, dedup_window, created_at, updated_at)
+			VALUES (?, ?, ?, 'caddyfile', ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, description = excluded.description,
 				source = 'caddyfile', active = excluded.active, retention_days = excluded.retention_days,
+				dedup_kind = excluded.dedup_kind, dedup_source = excluded.dedup_source, dedup_window = excluded.dedup_window,
 				updated_at = excluded.updated_at, deleted_at = NULL`},
 		{&up.keyOwner, `SELECT e.id, w.id, w.name, w.source FROM entrypoints e JOIN webhooks w ON w.id = e.webhook_id
 			WHERE e.key = ? AND e.deleted_at IS NULL AND e.displaced_at IS NULL`},
@@ -178,7 +180,14 @@ func (up *declaredUpserts) upsert(ctx context.Context, w *Webhook, now int64) ([
 	if err := validateRetentionDays(w.RetentionDays, OperatorLimits()); err != nil {
 		return nil, err
 	}
-	if _, err := up.webhook.ExecContext(ctx, w.ID, w.Name, w.Description, w.Active, w.RetentionDays, now, now); err != nil {
+	if w.Dedup != nil {
+		if err := w.Dedup.Validate(OperatorLimits()); err != nil {
+			return nil, err
+		}
+	}
+	kind, source, window := dedupColumns(w.Dedup)
+	if _, err := up.webhook.ExecContext(ctx, w.ID, w.Name, w.Description, w.Active, w.RetentionDays,
+		kind, source, window, now, now); err != nil {
 		return nil, err
 	}
 	var clashes []KeyClash
@@ -246,18 +255,23 @@ func loadWebhooks(ctx context.Context, tx *sql.Tx, where string, args ...any) ([
 	byID := make(map[string]*Webhook)
 	webhooks := []*Webhook{}
 	rows, err := tx.QueryContext(ctx, `SELECT w.id, coalesce(w.user_id, ''), w.name, w.description, w.source,
-		w.active, w.retention_days, w.created_at FROM webhooks w WHERE `+cond+` ORDER BY w.name, w.id`, args...)
+		w.active, w.retention_days, w.dedup_kind, w.dedup_source, w.dedup_window, w.created_at
+		FROM webhooks w WHERE `+cond+` ORDER BY w.name, w.id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("load webhooks: %w", err)
 	}
 	for rows.Next() {
-		var created int64
+		var (
+			created, dedupWindow   int64
+			dedupKind, dedupSource string
+		)
 		w := &Webhook{Entrypoints: []Entrypoint{}, Targets: []Target{}}
 		if err := rows.Scan(&w.ID, &w.UserID, &w.Name, &w.Description, &w.Source, &w.Active,
-			&w.RetentionDays, &created); err != nil {
+			&w.RetentionDays, &dedupKind, &dedupSource, &dedupWindow, &created); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("load webhooks: %w", err)
 		}
+		w.Dedup = dedupOf(dedupKind, dedupSource, dedupWindow)
 		w.CreatedAt = timeOf(created)
 		byID[w.ID] = w
 		webhooks = append(webhooks, w)

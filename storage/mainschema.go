@@ -87,4 +87,12 @@ ALTER TABLE targets ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
 -- does not match an event gets no delivery of it. '' for none: every event.
 ALTER TABLE targets ADD COLUMN filter TEXT NOT NULL DEFAULT '';
 `},
+	{name: "webhooks.dedup", sql: `
+-- Idempotent ingest (dedup.go): where the sender's id of a delivery is
+-- ('header' or 'expression', '' for no dedup), the header's name or the
+-- key expression, and how long an id is remembered (ns, 0 for the default).
+ALTER TABLE webhooks ADD COLUMN dedup_kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhooks ADD COLUMN dedup_source TEXT NOT NULL DEFAULT '';
+ALTER TABLE webhooks ADD COLUMN dedup_window INTEGER NOT NULL DEFAULT 0;
+`},
 }

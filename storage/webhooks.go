@@ -24,7 +24,8 @@ type NewWebhook struct {
 	UserID        string // "" for a webhook owned by no user (created by an operator)
 	Name          string
 	Description   string
-	RetentionDays int // 0 keeps events forever
+	RetentionDays int    // 0 keeps events forever
+	Dedup         *Dedup // nil: no idempotent ingest
 }
 
 // WebhookPatch changes the fields that are not nil.
@@ -32,9 +33,12 @@ type WebhookPatch struct {
 	Name, Description *string
 	Active            *bool
 	RetentionDays     *int
+	// Dedup, when set, replaces the webhook's dedup; ClearDedup removes it.
+	Dedup      *Dedup
+	ClearDedup bool
 }
 
-func validateWebhookFields(name, description string, retentionDays int, l Limits) error {
+func validateWebhookFields(name, description string, retentionDays int, dedup *Dedup, l Limits) error {
 	if err := ValidateName("webhook", name); err != nil {
 		return invalid(err)
 	}
@@ -43,6 +47,11 @@ func validateWebhookFields(name, description string, retentionDays int, l Limits
 	}
 	if err := validateRetentionDays(retentionDays, l); err != nil {
 		return invalid(err)
+	}
+	if dedup != nil {
+		if err := dedup.Validate(l); err != nil {
+			return invalid(err)
+		}
 	}
 	return nil
 }
@@ -83,7 +92,7 @@ func webhookIn(ctx context.Context, tx *sql.Tx, id string) (*Webhook, error) {
 // user, when db's rules have quotas.
 func (db *MainDB) CreateWebhook(ctx context.Context, in NewWebhook) (*Webhook, error) {
 	rules := db.rulesOf()
-	if err := validateWebhookFields(in.Name, in.Description, in.RetentionDays, rules.Limits); err != nil {
+	if err := validateWebhookFields(in.Name, in.Description, in.RetentionDays, in.Dedup, rules.Limits); err != nil {
 		return nil, err
 	}
 	id := uuid.NewString()
@@ -105,10 +114,12 @@ func (db *MainDB) CreateWebhook(ctx context.Context, in NewWebhook) (*Webhook, e
 				}
 			}
 		}
+		kind, source, window := dedupColumns(in.Dedup)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhooks
-			(id, user_id, name, description, source, active, retention_days, created_at, updated_at)
-			VALUES (?, ?, ?, ?, 'api', 1, ?, ?, ?)`,
-			id, user, in.Name, in.Description, in.RetentionDays, now, now); err != nil {
+			(id, user_id, name, description, source, active, retention_days, dedup_kind, dedup_source, dedup_window,
+				created_at, updated_at)
+			VALUES (?, ?, ?, ?, 'api', 1, ?, ?, ?, ?, ?, ?)`,
+			id, user, in.Name, in.Description, in.RetentionDays, kind, source, window, now, now); err != nil {
 			return err
 		}
 		if _, err := insertEntrypoint(ctx, tx, id, key, true, now); err != nil {
@@ -180,12 +191,19 @@ func (db *MainDB) UpdateWebhook(ctx context.Context, id string, p WebhookPatch) 
 		if p.RetentionDays != nil {
 			cur.RetentionDays = *p.RetentionDays
 		}
-		if err := validateWebhookFields(cur.Name, cur.Description, cur.RetentionDays, db.rulesOf().Limits); err != nil {
+		switch {
+		case p.ClearDedup:
+			cur.Dedup = nil
+		case p.Dedup != nil:
+			cur.Dedup = p.Dedup
+		}
+		if err := validateWebhookFields(cur.Name, cur.Description, cur.RetentionDays, cur.Dedup, db.rulesOf().Limits); err != nil {
 			return err
 		}
+		kind, source, window := dedupColumns(cur.Dedup)
 		if _, err := tx.ExecContext(ctx, `UPDATE webhooks SET name = ?, description = ?, active = ?,
-			retention_days = ?, updated_at = ? WHERE id = ?`,
-			cur.Name, cur.Description, cur.Active, cur.RetentionDays, now, id); err != nil {
+			retention_days = ?, dedup_kind = ?, dedup_source = ?, dedup_window = ?, updated_at = ? WHERE id = ?`,
+			cur.Name, cur.Description, cur.Active, cur.RetentionDays, kind, source, window, now, id); err != nil {
 			return err
 		}
 		w, err = webhookIn(ctx, tx, id)
