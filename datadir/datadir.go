@@ -73,10 +73,12 @@ type Dir struct {
 	path string
 	opts Options
 
-	lock      *os.File // held while open: one process per data directory
-	main      *storage.MainDB
-	events    *storage.WebhookDBManager
-	intake    *storage.Intake
+	lock   *os.File // held while open: one process per data directory
+	main   *storage.MainDB
+	events *storage.WebhookDBManager
+	intake *storage.Intake
+	// ingesting counts each webhook's ingests in flight (ingestRoute).
+	ingesting sync.Map // webhook id -> *atomic.Int64
 	engine    *engine.Engine
 	retention *retention
 	alerts    *alertSender
@@ -344,10 +346,15 @@ func (d *Dir) Route(key string) (storage.Route, bool) {
 	return d.engine.Snapshot().Route(key)
 }
 
-// Ingest stores ev for route in the intake. It returns once the event is
-// durable: the caller may acknowledge it. Its deliveries reach the engine
-// once it is applied to its webhook's event DB (applied).
+// Ingest stores ev for route and returns once it is durable: the caller
+// may acknowledge it. It goes through the shared intake, or straight into
+// its webhook's event DB while that webhook is busy (see ingestRoute).
 func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
+	direct, done := d.ingestRoute(route.Webhook.ID)
+	defer done()
+	if direct {
+		return d.ingestDirect(ctx, route, ev)
+	}
 	if err := d.intake.Ingest(ctx, route.Webhook.ID, ev, route.Targets); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package datadir
 
 import (
 	"context"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -50,3 +51,50 @@ func (d *Dir) ApplyIntake() error { return d.intake.ApplyAll() }
 
 // IntakeFigures reports what the intake holds (for metrics).
 func (d *Dir) IntakeFigures() storage.IntakeFigures { return d.intake.Figures() }
+
+// directIngests is how many ingests of one webhook in flight at once make
+// it busy enough to go straight to its event DB.
+const directIngests = 4
+
+// ingestRoute says whether an ingest into webhookID goes straight into its
+// event DB rather than through the intake, and counts it in flight until
+// done is called.
+//
+// The intake shares one fsync among the events of every webhook, which is
+// what events spread over many webhooks need; but each of its events is
+// written twice (intake, then event DB) and deleted once. A webhook with
+// several ingests in flight at once already has its own group commit to
+// share, in its own event DB, so while its event DB is open its events go
+// there directly, as they did before the intake: one write each. Measured
+// with wrk, one webhook at 64 connections: 1 KiB about 2x and 64 KiB about
+// 1.9x the requests/s of going through the intake (README, Performance).
+func (d *Dir) ingestRoute(webhookID string) (direct bool, done func()) {
+	v, ok := d.ingesting.Load(webhookID)
+	if !ok {
+		v, _ = d.ingesting.LoadOrStore(webhookID, new(atomic.Int64))
+	}
+	n := v.(*atomic.Int64)
+	busy := n.Add(1) >= directIngests
+	return busy && d.events.IsOpen(webhookID), func() { n.Add(-1) }
+}
+
+// ingestDirect stores ev in its webhook's event DB (group-committed with
+// that webhook's other writes) and hands its deliveries to the engine.
+// Reading the webhook first applies what the intake holds for it.
+func (d *Dir) ingestDirect(ctx context.Context, route storage.Route, ev *storage.Event) error {
+	var pending []storage.Delivery
+	err := d.events.With(ctx, route.Webhook.ID, func(db *storage.WebhookDB) error {
+		var err error
+		pending, err = db.Ingest(ev, route.Targets)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(pending) > 0 {
+		d.engine.Notify(engine.TasksForEvent(route.Webhook.ID, ev, pending, route.Targets))
+	}
+	d.retention.ingested(route.Webhook, ev.ReceivedAt)
+	d.changes.Publish(route.Webhook.ID)
+	return nil
+}

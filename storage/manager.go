@@ -506,5 +506,16 @@ func (m *WebhookDBManager) CloseAll(ctx context.Context) error {
 	return m.closeWhere(ctx, func(string) bool { return true })
 }
 
+// IsOpen reports whether the event DB of webhook id is open now: using it
+// opens no file.
+func (m *WebhookDBManager) IsOpen(id string) bool {
+	v, ok := m.handles.Load(id)
+	if !ok {
+		return false
+	}
+	h := v.(*eventDBHandle)
+	return h.ready.Load() && !h.evicted.Load()
+}
+
 // OpenCount is the number of event DBs open now.
 func (m *WebhookDBManager) OpenCount() int { return int(m.open.Load()) }

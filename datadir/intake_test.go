@@ -1,0 +1,71 @@
+package datadir
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// TestBusyWebhookIngestsDirect: events of a webhook with several ingests
+// in flight go straight into its open event DB (one write each), and the
+// others through the intake; every one is stored either way.
+func TestBusyWebhookIngestsDirect(t *testing.T) {
+	d := openWithClock(t, newFakeClock(time.Now()))
+	busy, quiet := keptWebhook("busy", 0), keptWebhook("quiet", 0)
+	if err := d.Declare(&Declaration{Webhooks: []*storage.Webhook{busy, quiet}}); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	ingest := func(wh *storage.Webhook) {
+		route, ok := d.Route(wh.Entrypoints[0].Key)
+		if !ok {
+			t.Fatalf("no route for %s", wh.Name)
+		}
+		if err := d.Ingest(context.Background(), route, &storage.Event{Method: "POST", Body: []byte(`{}`)}); err != nil {
+			t.Error(err)
+		}
+	}
+	// One at a time: through the intake (the first opens the event DB).
+	for range 10 {
+		ingest(quiet)
+	}
+	ingest(busy)
+	if n := eventCount(t, d, busy.ID); n != 1 { // applies it, and opens the file
+		t.Fatalf("%d events of busy, want 1", n)
+	}
+	if err := d.ApplyIntake(); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.IntakeFigures(); f.Applied != 11 {
+		t.Fatalf("%d events went through the intake, want all 11 sent one at a time", f.Applied)
+	}
+	// 32 at a time into busy, whose event DB is open now: most go direct.
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				ingest(busy)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := d.ApplyIntake(); err != nil {
+		t.Fatal(err)
+	}
+	if n := eventCount(t, d, busy.ID); n != 1+32*20 {
+		t.Errorf("%d events of busy stored, want %d", n, 1+32*20)
+	}
+	viaIntake := d.IntakeFigures().Applied - 11
+	t.Logf("of %d concurrent ingests, %d went through the intake", 32*20, viaIntake)
+	if viaIntake >= 32*20/2 {
+		t.Errorf("%d of %d concurrent ingests into one open event DB went through the intake, want most direct", viaIntake, 32*20)
+	}
+	if n := eventCount(t, d, quiet.ID); n != 10 {
+		t.Errorf("%d events of quiet, want 10", n)
+	}
+}
