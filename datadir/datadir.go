@@ -352,7 +352,8 @@ func (d *Dir) Route(key string) (storage.Route, bool) {
 func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
 	direct, done := d.ingestRoute(route.Webhook.ID)
 	defer done()
-	if direct {
+	// A dedup key is claimed in the intake's transaction: never direct.
+	if direct && ev.Dedup.Key == "" {
 		return d.ingestDirect(ctx, route, ev)
 	}
 	if err := d.intake.Ingest(ctx, route.Webhook.ID, ev, route.Targets); err != nil {

@@ -69,3 +69,47 @@ func TestBusyWebhookIngestsDirect(t *testing.T) {
 		t.Errorf("%d events of quiet, want 10", n)
 	}
 }
+
+// TestBusyWebhookDedupsThroughTheIntake: a webhook busy enough to ingest
+// direct still claims dedup keys in the intake: 32 ingests at once of one
+// delivery store one event.
+func TestBusyWebhookDedupsThroughTheIntake(t *testing.T) {
+	d := openWithClock(t, newFakeClock(time.Now()))
+	wh := keptWebhook("dedup", 0)
+	if err := d.Declare(&Declaration{Webhooks: []*storage.Webhook{wh}}); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	route, _ := d.Route(wh.Entrypoints[0].Key)
+	if err := d.Ingest(context.Background(), route, &storage.Event{Method: "POST", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	eventCount(t, d, wh.ID) // opens the event DB: the ingests below are busy and may go direct
+	ids := make(chan string, 32)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ev := &storage.Event{Method: "POST", Body: []byte(`{"id":"evt_1"}`), Dedup: storage.NewDedupKey("evt_1", time.Hour)}
+			if err := d.Ingest(context.Background(), route, ev); err != nil {
+				t.Error(err)
+			}
+			ids <- ev.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	first := ""
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Errorf("the same delivery got events %s and %s", first, id)
+		}
+	}
+	if n := eventCount(t, d, wh.ID); n != 2 {
+		t.Errorf("%d events stored, want 2 (one plain, one of the 32 repeats)", n)
+	}
+}
