@@ -180,6 +180,16 @@ type WebhookConfig struct {
 	// most once an hour. 0 to 36500; 0 keeps every event. Default: 0.
 	RetentionDays int `json:"retention_days,omitempty"`
 
+	// Dedup makes ingest idempotent: a request whose id (a header's
+	// first value, or a CEL key expression over the event giving a string
+	// or an int) was seen within the window is answered 200 with the
+	// event_id of the event first stored with it, and nothing is stored.
+	// {"kind": "header"|"expression", "source": "X-GitHub-Delivery"|
+	// "body.id", "window": "24h"}; window 1s to 30d, default 24h. A
+	// request without an id (header missing, evaluation failed) is stored
+	// as any other. Default: none.
+	Dedup *storage.Dedup `json:"dedup,omitempty"`
+
 	// Entrypoints are the inbound URLs of the webhook. Default: none.
 	Entrypoints []EntrypointConfig `json:"entrypoints,omitempty"`
 

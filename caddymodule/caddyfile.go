@@ -71,6 +71,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //			description    <text>
 //			disabled
 //			retention_days <n>
+//			dedup header <field> [<window>]
+//			dedup expression <cel> [<window>]
 //			entrypoint <key> [disabled] {
 //				verify github|stripe|standard_webhooks|shopify|slack|twilio <secret>...
 //				verify hmac <secret>... {
@@ -288,6 +290,15 @@ func unmarshalWebhook(d *caddyfile.Dispenser, ds *declarations) (*WebhookConfig,
 			}
 			w.RetentionDays = n
 			if err := checkRetentionDays(w); err != nil {
+				return nil, nil, d.WrapErr(err)
+			}
+		case "dedup":
+			dd, err := dedupArgs(d)
+			if err != nil {
+				return nil, nil, err
+			}
+			w.Dedup = dd
+			if err := checkDedup(w); err != nil {
 				return nil, nil, d.WrapErr(err)
 			}
 		case "entrypoint":
@@ -609,6 +620,41 @@ func filterArg(d *caddyfile.Dispenser) (string, error) {
 		return "", d.ArgErr()
 	}
 	return d.Val(), nil
+}
+
+// dedupArgs reads `dedup header <field> [<window>]` or `dedup expression
+// <cel> [<window>]`. An expression is the rest of the line, as a filter's
+// (filterArg); a last token that reads as a duration is the window (no CEL
+// expression ends with one: 24h is not CEL).
+func dedupArgs(d *caddyfile.Dispenser) (*storage.Dedup, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	dd := &storage.Dedup{Kind: storage.DedupKind(d.Val())}
+	var vals, raws []string
+	for d.NextArg() {
+		vals, raws = append(vals, d.Val()), append(raws, d.ValRaw())
+	}
+	if len(vals) > 1 {
+		if w, err := caddy.ParseDuration(vals[len(vals)-1]); err == nil {
+			if w <= 0 {
+				return nil, d.Errf("dedup: window %s: want a duration over 0 (leave it out for 24h)", vals[len(vals)-1])
+			}
+			dd.Window = storage.Duration(w)
+			vals, raws = vals[:len(vals)-1], raws[:len(raws)-1]
+		}
+	}
+	switch {
+	case len(vals) == 0:
+		return nil, d.ArgErr()
+	case dd.Kind == storage.DedupHeader && len(vals) > 1:
+		return nil, d.Errf("dedup header: want one header name and an optional window, got %q", strings.Join(vals, " "))
+	case len(vals) == 1:
+		dd.Source = vals[0]
+	default:
+		dd.Source = strings.Join(raws, " ")
+	}
+	return dd, nil
 }
 
 // durationArgs reads between lo and hi durations as the option's arguments;

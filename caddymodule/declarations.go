@@ -31,7 +31,23 @@ func (ds *declarations) webhook(wc *WebhookConfig) error {
 		return fmt.Errorf("webhook %s is declared twice", wc.Name)
 	}
 	ds.targets[wc.Name] = make(map[string]bool)
-	return checkRetentionDays(wc)
+	if err := checkRetentionDays(wc); err != nil {
+		return err
+	}
+	return checkDedup(wc)
+}
+
+// checkDedup holds a declared webhook's dedup to the operator's limits,
+// compiling an expression: the Caddyfile reports CEL's message at the
+// dedup line.
+func checkDedup(wc *WebhookConfig) error {
+	if wc.Dedup == nil {
+		return nil
+	}
+	if err := wc.Dedup.Validate(storage.OperatorLimits()); err != nil {
+		return fmt.Errorf("webhook %s: %w", wc.Name, err)
+	}
+	return nil
 }
 
 // checkRetentionDays holds a declared webhook to the operator's bound, as
@@ -114,6 +130,7 @@ func declaredWebhooks(configs []*WebhookConfig) ([]*storage.Webhook, error) {
 		w := &storage.Webhook{
 			ID: storage.DeclaredWebhookID(wc.Name), Name: wc.Name, Description: wc.Description,
 			Source: storage.SourceCaddyfile, Active: !wc.Disabled, RetentionDays: wc.RetentionDays,
+			Dedup: wc.Dedup,
 		}
 		for _, ec := range wc.Entrypoints {
 			if err := ds.entrypoint(wc.Name, ec); err != nil {

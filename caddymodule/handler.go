@@ -37,6 +37,10 @@ func init() {
 // entrypoint or webhook, 413 for a body over the app's max_body_size, 408
 // for a body not in within body_timeout, 503 when the bodies in flight hold
 // max_ingest_memory or when storage fails. In each of these nothing is stored.
+//
+// A webhook with a dedup answers a request whose id it saw within its
+// window with 200 and the event_id of the event first stored with that id;
+// nothing is stored (storage/dedup.go).
 type Handler struct {
 	app *App
 }
@@ -159,6 +163,11 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		ReceivedAt:    received,
 		Verified:      verified,
 	}
+	if route.Dedupes() {
+		if err := h.setDedupKey(route, ev); err != nil {
+			return err
+		}
+	}
 	if route.Filtered() {
 		// Only the targets whose filter matches get a delivery; the event
 		// is stored all the same, with none when no target matched.
@@ -171,7 +180,13 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
 	}
 
-	countEvent(route.Webhook)
+	if ev.Dedup.Repeat {
+		// A repeat within the webhook's dedup window: nothing was stored,
+		// and ev.ID is the event first stored with its id.
+		countDeduplicated(route.Webhook)
+	} else {
+		countEvent(route.Webhook)
+	}
 	// Stored: the body is no longer needed, and is given back before the
 	// answer so that a client that has its 200 finds the budget free.
 	held.release()

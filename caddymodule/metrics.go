@@ -82,7 +82,7 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 	for _, c := range []prometheus.Collector{
 		ingestAnswers, deliveryAttempts, verificationFailures,
 		attempts, attemptDuration, deliveriesExhausted, breakerOpenings, eventsIngested, eventsDropped,
-		eventsFiltered, filterErrors,
+		eventsFiltered, filterErrors, eventsDeduplicated,
 		stateCollector{data: data, logger: logger},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",

@@ -247,7 +247,7 @@ func (in *Intake) DedupKeys(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// dedupColumns are d as the webhooks table stores it: '' kind for none.
+// dedupColumns are d as the webhooks table stores it: an empty kind for none.
 func dedupColumns(d *Dedup) (kind, source string, window int64) {
 	if d == nil {
 		return "", "", 0

@@ -711,22 +711,45 @@ function health(st) {
 	return parts.length ? el('div', { class: 'chips' }, parts) : el('span', { class: 'muted' }, 'none yet');
 }
 
+// shortDuration drops the zero minutes and seconds of a Go duration
+// string: 48h0m0s reads 48h.
+function shortDuration(d) {
+	return d.replace(/(\d)h0m0s$/, '$1h').replace(/(\d)m0s$/, '$1m');
+}
+
 // webhookForm creates (wh null) or edits a webhook.
 function webhookForm(wh, onSubmit, onCancel) {
 	const name = el('input', { name: 'name', id: 'webhook-name', required: true, value: wh ? wh.name : '', autocomplete: 'off' });
 	const desc = el('input', { name: 'description', id: 'webhook-description', value: wh ? wh.description || '' : '', autocomplete: 'off' });
 	const ret = el('input', { name: 'retention_days', id: 'webhook-retention', type: 'number', min: '0', step: '1', value: wh ? String(wh.retention_days || 0) : '0' });
+	// Idempotent ingest: where a delivery's id is, and for how long it is
+	// remembered (blank: 24h).
+	const dd = wh && wh.dedup;
+	const dedupKind = el('select', { id: 'webhook-dedup-kind', name: 'dedup_kind' },
+		el('option', { value: '' }, 'none: every request is a new event'),
+		el('option', { value: 'header' }, 'a header'),
+		el('option', { value: 'expression' }, 'a CEL expression'));
+	dedupKind.value = dd ? dd.kind : '';
+	const dedupSource = el('input', { id: 'webhook-dedup-source', name: 'dedup_source', class: 'mono', spellcheck: 'false', autocomplete: 'off',
+		placeholder: 'X-GitHub-Delivery, or body.id', value: dd ? dd.source : '' });
+	const dedupWindow = el('input', { id: 'webhook-dedup-window', name: 'dedup_window', autocomplete: 'off', placeholder: '24h',
+		value: dd && dd.window ? shortDuration(dd.window) : '' });
 	const save = el('button', { type: 'submit', class: 'primary', id: wh ? 'save-webhook' : 'create-webhook' }, wh ? 'Save' : 'Create webhook');
 	const form = el('form', { class: 'panel form', id: wh ? 'edit-webhook-form' : 'new-webhook-form' },
 		el('h2', {}, wh ? 'Edit webhook' : 'New webhook'),
 		field('Name', name),
 		field('Description', desc, 'Optional.'),
 		field('Keep events for (days)', ret, '0 keeps them forever.'),
+		field('Deduplicate by', dedupKind, 'A request whose id was seen within the window gets the first event’s id, and nothing is stored or delivered.'),
+		field('Id', dedupSource, 'The header’s name, or a CEL expression giving a string or an int (body.id). No id: stored as any other.'),
+		field('Window', dedupWindow, 'How long an id is remembered: 1s to 720h. Blank: 24h.'),
 		el('div', { class: 'buttons' }, save, button('Cancel', () => { form.hidden = true; if (onCancel) onCancel(); })),
 		wh ? null : el('p', { class: 'muted small' }, 'The new webhook gets one entrypoint with a random key; add targets on its page.'));
 	form.addEventListener('submit', (ev) => {
 		ev.preventDefault();
-		onSubmit({ name: name.value.trim(), description: desc.value.trim(), retention_days: parseInt(ret.value || '0', 10) }, save);
+		const dedup = dedupKind.value ? { kind: dedupKind.value, source: dedupSource.value.trim() } : null;
+		if (dedup && dedupWindow.value.trim()) dedup.window = dedupWindow.value.trim();
+		onSubmit({ name: name.value.trim(), description: desc.value.trim(), retention_days: parseInt(ret.value || '0', 10), dedup }, save);
 	});
 	return form;
 }
@@ -868,6 +891,9 @@ function drawWebhookHead(box, wh, reload) {
 			wh.description ? [el('span', {}, wh.description), ' · '] : null,
 			'id ', mono(wh.id), ' · created ', when(wh.created_at),
 			' · events kept ', wh.retention_days ? `${wh.retention_days} days` : 'forever',
+			wh.dedup ? [' · ', el('span', { id: 'webhook-dedup', title: 'A request whose id was seen within the window is answered with the first event’s id; nothing is stored or delivered.' },
+				'deduplicated by ', wh.dedup.kind === 'header' ? 'header ' : '', el('code', {}, wh.dedup.source),
+				' for ', shortDuration(wh.dedup.window || '24h'))] : null,
 			wh.user_id ? [' · owner ', mono(shortID(wh.user_id), wh.user_id)] : null),
 		form);
 }
