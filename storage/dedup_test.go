@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -353,5 +354,44 @@ func TestMainDBWebhookDedup(t *testing.T) {
 	}
 	if got, _ := db.Webhook(ctx, declared.ID); got.Dedup == nil || *got.Dedup != *d {
 		t.Errorf("declared webhook read back with %+v, want %+v", got.Dedup, d)
+	}
+}
+
+// An intake.db from before dedup (schema version 1) gains the table on
+// open, its waiting entries replayed as before.
+func TestIntakeFromBeforeDedupMigrates(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	f, err := openSQLiteFile(filepath.Join(dir, intakeFileName), SynchronousFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, f.writer, intakeMigrations[:1]); err != nil {
+		t.Fatal(err)
+	}
+	wh := uuid.NewString()
+	ev := &Event{ID: uuid.NewString(), EntrypointID: "ep", EntrypointKey: "k", Method: "POST", Path: "/", Body: []byte(`{}`), ReceivedAt: time.Now()}
+	rec, err := newEventRecord(ev, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, _ := encodeIntakeDeliveries(rec)
+	if _, err := f.writer.Exec(sqlInsertIntake, 1, wh, ev.ID, ev.EntrypointID, ev.EntrypointKey,
+		ev.Method, ev.Path, "", string(rec.headers), ev.Body, "", "", ev.ReceivedAt.UnixNano(), "", string(ds)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.close(); err != nil {
+		t.Fatal(err)
+	}
+	r := newIntakeRig(t, dir, IntakeOptions{})
+	if got := r.intake.Replayed(); got.Events != 1 {
+		t.Errorf("replayed %+v, want the 1 entry written before the migration", got)
+	}
+	first := r.ingestKey(wh, "k", time.Hour, time.Now())
+	if again := r.ingestKey(wh, "k", time.Hour, time.Now()); !again.Dedup.Repeat || again.ID != first.ID {
+		t.Error("dedup does not work on a migrated intake")
+	}
+	if n := eventCount(t, r.events, wh); n != 2 {
+		t.Errorf("%d events, want the replayed one and the first copy", n)
 	}
 }
