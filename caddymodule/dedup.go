@@ -24,6 +24,27 @@ func countDeduplicated(webhook *storage.Webhook) {
 	eventsDeduplicated.WithLabelValues(w, id).Inc()
 }
 
+// lazyFilterEvent is the filter.Event of an ingest, built on first use and
+// shared by the dedup expression and the targets' filters (one parse of
+// the body, one EventBudget for all their evaluations).
+type lazyFilterEvent struct {
+	ev *storage.Event
+	fe *filter.Event
+}
+
+func (l *lazyFilterEvent) get() *filter.Event {
+	if l.fe == nil {
+		l.fe = filter.NewEvent(l.ev.Method, l.ev.Path, l.ev.Query, l.ev.Headers, l.ev.Body)
+	}
+	return l.fe
+}
+
+func (l *lazyFilterEvent) close() {
+	if l.fe != nil {
+		l.fe.Close()
+	}
+}
+
 // setDedupKey gives ev the dedup id of route's webhook, if it has a dedup
 // and ev yields an id: a missing header or an expression that fails or
 // gives no string or int leaves ev without one, stored as any other event
@@ -31,22 +52,11 @@ func countDeduplicated(webhook *storage.Webhook) {
 // expression that does not compile refuses the event with 503, as a
 // filter's does: storing it would store a repeat the webhook was told to
 // catch.
-func (h *Handler) setDedupKey(route storage.Route, ev *storage.Event) error {
+func (h *Handler) setDedupKey(route storage.Route, ev *storage.Event, event func() *filter.Event) error {
 	if err := route.DedupError(); err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: dedup: %w", route.Webhook.Name, err))
 	}
-	var fe *filter.Event
-	defer func() {
-		if fe != nil {
-			fe.Close()
-		}
-	}()
-	key, ok, err := route.DedupKey(ev.Headers, func() *filter.Event {
-		if fe == nil {
-			fe = filter.NewEvent(ev.Method, ev.Path, ev.Query, ev.Headers, ev.Body)
-		}
-		return fe
-	})
+	key, ok, err := route.DedupKey(ev.Headers, event)
 	if err != nil {
 		h.app.logger.Debug("the webhook's dedup expression gave no id: the event is stored without one",
 			zap.String("webhook", route.Webhook.Name), zap.Error(err))

@@ -312,3 +312,36 @@ func dedupMetrics(t *testing.T) map[string]float64 {
 	}
 	return out
 }
+
+// TestDedupWithFilters: a dedup expression and targets' filters over the
+// same body (one parse, shared): the repeat is caught, each event goes to
+// the targets whose filter matches.
+func TestDedupWithFilters(t *testing.T) {
+	g := startGateway(t, `
+		webhook shop {
+			dedup expression body.id
+			entrypoint shop-in
+			target orders database {
+				filter body.type == "order"
+			}
+			target refunds database {
+				filter body.type == "refund"
+			}
+		}
+`)
+	order := g.mustIngest("shop-in", `{"id": 7, "type": "order"}`)
+	if again := g.mustIngest("shop-in", `{"id": 7, "type": "order", "retry": true}`); again != order {
+		t.Errorf("the repeat answered %s, want %s", again, order)
+	}
+	refund := g.mustIngest("shop-in", `{"id": 8, "type": "refund"}`)
+	db := g.eventDB("shop")
+	if n := countRows(t, db, "events"); n != 2 {
+		t.Errorf("%d events, want 2", n)
+	}
+	for id, want := range map[string]string{order: "orders", refund: "refunds"} {
+		ds := queryDeliveries(t, db, id)
+		if len(ds) != 1 || ds[0].TargetID != storage.DeclaredTargetID(storage.DeclaredWebhookID("shop"), want) {
+			t.Errorf("event %s: deliveries %+v, want one to %s", id, ds, want)
+		}
+	}
+}

@@ -163,15 +163,20 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request) error {
 		ReceivedAt:    received,
 		Verified:      verified,
 	}
+	// What a dedup expression and the filters see of the event, built on
+	// first use: the body is parsed once for both, and not at all when
+	// neither reads it.
+	fe := lazyFilterEvent{ev: ev}
+	defer fe.close()
 	if route.Dedupes() {
-		if err := h.setDedupKey(route, ev); err != nil {
+		if err := h.setDedupKey(route, ev, fe.get); err != nil {
 			return err
 		}
 	}
 	if route.Filtered() {
 		// Only the targets whose filter matches get a delivery; the event
 		// is stored all the same, with none when no target matched.
-		if route, err = h.selectTargets(route, ev); err != nil {
+		if route, err = h.selectTargets(route, fe.get()); err != nil {
 			return err
 		}
 	}

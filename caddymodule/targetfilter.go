@@ -30,12 +30,10 @@ var (
 // event with 503: the provider sends it again once the filter is fixed,
 // where storing it would send it where the filter would not (or not where
 // it would).
-func (h *Handler) selectTargets(route storage.Route, ev *storage.Event) (storage.Route, error) {
+func (h *Handler) selectTargets(route storage.Route, fe *filter.Event) (storage.Route, error) {
 	if err := route.FilterError(); err != nil {
 		return route, caddyhttp.Error(http.StatusServiceUnavailable, fmt.Errorf("webhook %s: %w", route.Webhook.Name, err))
 	}
-	fe := filter.NewEvent(ev.Method, ev.Path, ev.Query, ev.Headers, ev.Body)
-	defer fe.Close()
 	return route.Select(fe, func(t storage.Target, err error) {
 		w, id, name := targetLabels(route.Webhook.Name, route.Webhook.ID, t.Name)
 		eventsFiltered.WithLabelValues(w, id, name).Inc()
