@@ -395,3 +395,25 @@ func TestIntakeFromBeforeDedupMigrates(t *testing.T) {
 		t.Errorf("%d events, want the replayed one and the first copy", n)
 	}
 }
+
+// A hostile id (a 1 MiB header) costs intake.db 71 bytes, and its
+// repeats are still caught.
+func TestDedupHostileKeyIsBounded(t *testing.T) {
+	r := newIntakeRig(t, t.TempDir(), IntakeOptions{})
+	wh := uuid.NewString()
+	huge := strings.Repeat("k", 1<<20)
+	first := r.ingestKey(wh, huge, time.Hour, time.Now())
+	if again := r.ingestKey(wh, huge, time.Hour, time.Now()); !again.Dedup.Repeat || again.ID != first.ID {
+		t.Error("the repeat of a long id was not caught")
+	}
+	if other := r.ingestKey(wh, huge[1:]+"x", time.Hour, time.Now()); other.Dedup.Repeat {
+		t.Error("another long id of the same length was taken for a repeat")
+	}
+	var longest int
+	if err := r.intake.file.reader.QueryRow("SELECT max(length(key)) FROM dedup").Scan(&longest); err != nil {
+		t.Fatal(err)
+	}
+	if longest != len("sha256:")+64 {
+		t.Errorf("the longest stored id is %d bytes, want %d", longest, len("sha256:")+64)
+	}
+}
