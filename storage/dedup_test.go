@@ -66,6 +66,11 @@ func TestDedupSameKeyThriceIsOneEvent(t *testing.T) {
 	if n := eventCount(t, r.events, wh); n != 1 {
 		t.Errorf("%d events in the event DB, want 1", n)
 	}
+	// The engine is told after the apply's lock is let go: wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for evs, _ := r.appliedCount(wh); evs == 0 && time.Now().Before(deadline); evs, _ = r.appliedCount(wh) {
+		time.Sleep(time.Millisecond)
+	}
 	if evs, ds := r.appliedCount(wh); evs != 1 || ds != 2 {
 		t.Errorf("the engine was told of %d events with %d deliveries, want 1 with 2", evs, ds)
 	}
