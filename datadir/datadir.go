@@ -148,8 +148,9 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	if err != nil {
 		return nil, err
 	}
-	// Before removeOrphans: a replayed event of a webhook deleted before
-	// the crash makes its file again, which removeOrphans then removes.
+	// Before removeOrphans: a webhook deleted before a crash may have events
+	// left in the intake; removeOrphans deletes its file, and the applier
+	// then drops them.
 	if err := d.openIntake(ctx); err != nil {
 		return nil, err
 	}
@@ -169,6 +170,9 @@ func Open(path string, opts Options) (d *Dir, err error) {
 		Logger:         opts.Logger.Named("engine"),
 		Recorded:       opts.Recorded,
 		Observer:       dirObserver{d: d, extra: extra},
+		// Its start-up scan has applied the replayed events of every webhook
+		// it knows: the intake's applier takes what is left.
+		Recovered: d.intake.ReleaseReplayed,
 	})
 	d.alerts = newAlertSender(d.engine.PostSigned, opts.Logger.Named("alerts"))
 	d.engine.SetSnapshot(snap)

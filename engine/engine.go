@@ -66,6 +66,9 @@ type Options struct {
 	// up, and of circuit breakers that open and close (observer.go).
 	// Default: NopObserver.
 	Observer Observer
+	// Recovered, if set, is called once the start-up scans of every
+	// webhook have read their event DBs (after Start).
+	Recovered func()
 	// MaxPerTarget bounds the http attempts in flight to one target, so that
 	// a target that answers slowly or never holds no more than its share of
 	// the workers. An attempt holds its slot from its in-flight mark to the

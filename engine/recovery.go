@@ -46,8 +46,11 @@ func (e *Engine) noteRecovered(found scanCounts) {
 func (e *Engine) logRecovered() {
 	r := &e.recovered
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	e.log().Info("recovered deliveries",
 		zap.Int("pending_run_now", r.found.runNow), zap.Int("retrying_on_timers", r.found.onTimers),
 		zap.Int("interrupted_attempts_counted", r.found.interrupted), zap.Int("webhooks_scanned", r.scanned))
+	r.mu.Unlock()
+	if e.opts.Recovered != nil {
+		e.opts.Recovered()
+	}
 }

@@ -120,6 +120,9 @@ type Intake struct {
 
 	seq      int64 // the last seq given; the group-commit leader's alone
 	replayed ReplayFigures
+	// holdReplayed keeps the applier off replayed entries until
+	// ReleaseReplayed (under mu).
+	holdReplayed bool
 
 	mu     sync.Mutex
 	queues map[string]*intakeQueue
@@ -423,7 +426,9 @@ func (in *Intake) queue(entries []*intakeEntry) {
 		q.entries = append(q.entries, e)
 		q.waiting.Add(1)
 		in.unapplied.Add(1)
-		if !q.inReady && q.retry == nil {
+		// A replayed entry (no event in memory) waits for a read of its
+		// webhook, or for ReleaseReplayed, unless a fresh one comes along.
+		if !q.inReady && q.retry == nil && (e.ev != nil || !in.holdReplayed) {
 			q.inReady = true
 			in.ready = append(in.ready, e.webhookID)
 		}

@@ -74,6 +74,15 @@ func (in *Intake) applyRetrying() {
 	}
 }
 
+// holds reports whether the intake holds events of webhook id not yet
+// applied.
+func (in *Intake) holds(id string) bool {
+	in.mu.Lock()
+	q := in.queues[id]
+	in.mu.Unlock()
+	return q != nil && q.waiting.Load() > 0
+}
+
 // flush applies what the intake holds for webhook id, waiting for an apply
 // of it under way: once it returns, the event DB holds every event of id
 // acknowledged before it was called.

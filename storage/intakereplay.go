@@ -51,11 +51,31 @@ func (in *Intake) replay(ctx context.Context) error {
 		in.seq = entries[len(entries)-1].seq
 		in.mu.Lock()
 		in.held += int64(len(entries)) * intakeEntryOverhead
+		in.holdReplayed = true
 		in.mu.Unlock()
 		in.queue(entries)
 	}
 	in.replayed = ReplayFigures{Events: len(entries), Webhooks: len(webhooks)}
 	return nil
+}
+
+// ReleaseReplayed lets the applier take the replayed entries that no read
+// has applied yet. Until then they wait for the reads of their webhooks:
+// the engine's recovery scan reads every webhook once at the start, and an
+// applier going through the same webhooks in another order would make
+// both open each event DB (past max_open_event_dbs, each evicting what the
+// other is about to use). Call it once that scan is done.
+func (in *Intake) ReleaseReplayed() {
+	in.mu.Lock()
+	in.holdReplayed = false
+	for id, q := range in.queues {
+		if len(q.entries) > 0 && !q.inReady && q.retry == nil {
+			q.inReady = true
+			in.ready = append(in.ready, id)
+		}
+	}
+	in.mu.Unlock()
+	signal(in.wake)
 }
 
 // Replayed reports what the intake held when it opened.

@@ -222,10 +222,16 @@ func ValidateID(id string) error {
 
 // Exists reports whether the event DB file of webhook id exists: a webhook
 // without one has no events, and nothing to recover.
+//
+// Events the intake holds for the webhook count: its file is made when
+// they are applied.
 func (m *WebhookDBManager) Exists(id string) bool {
 	path, err := m.EventDBPath(id)
 	if err != nil {
 		return false
+	}
+	if in := m.intake.Load(); in != nil && in.holds(id) {
+		return true
 	}
 	_, err = os.Stat(path)
 	return err == nil
