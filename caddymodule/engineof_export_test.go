@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"path/filepath"
 
 	"github.com/webhooker/caddy-webhooker/engine"
@@ -26,7 +27,7 @@ func EngineOf(path string) *engine.Engine {
 // ApplyIntake applies what the intake of the data directory open at path
 // holds to the event DBs, for tests that read those files directly.
 func ApplyIntake(path string) error {
-	var err error
+	err := fmt.Errorf("no data directory open at %s", path)
 	dataDirs.Range(func(key, value any) bool {
 		if key != filepath.Clean(path) {
 			return true

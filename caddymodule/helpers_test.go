@@ -259,7 +259,9 @@ func (g *gatewayTest) do(req *http.Request) (int, http.Header, []byte) {
 			// the event DB files, where the applier puts it next. A
 			// webhook whose file cannot be written keeps it in the
 			// intake: the tests of that look for themselves.
-			_ = caddymodule.ApplyIntake(g.dataDir)
+			if err := caddymodule.ApplyIntake(g.dataDir); err != nil {
+				g.t.Logf("apply the intake after %s %s: %v", req.Method, req.URL, err)
+			}
 		}
 		return resp.StatusCode, resp.Header, body
 	}
