@@ -27,7 +27,6 @@
 package filter
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -106,21 +105,45 @@ var env = func() *cel.Env {
 // Compile checks and compiles a filter's source. Its error is what a user
 // needs to fix it: CEL's message with line and column in the expression.
 func Compile(source string) (*Program, error) {
+	c, err := compile("filter", source, func(out *cel.Type) error {
+		if !out.IsExactType(cel.BoolType) && !out.IsExactType(cel.DynType) {
+			return fmt.Errorf("the expression gives %s, not a bool: compare it, such as body.action == \"opened\"", out)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Program{source: source, program: c.program, usesBody: c.usesBody}, nil
+}
+
+// compiled is an expression compiled by compile.
+type compiled struct {
+	program  cel.Program
+	usesBody bool
+}
+
+// compile checks and compiles source, an expression of kind (its errors'
+// prefix: "filter", "dedup expression"), in the one environment every
+// expression shares, with the same bounds and lint: its length, CEL's
+// checks, a result type output accepts, header names in canonical form, at
+// most maxAdds + operations, and CEL's cost limit.
+func compile(kind, source string, output func(*cel.Type) error) (compiled, error) {
 	if len(source) > MaxExpressionBytes {
-		return nil, fmt.Errorf("filter: %d bytes, at most %d", len(source), MaxExpressionBytes)
+		return compiled{}, fmt.Errorf("%s: %d bytes, at most %d", kind, len(source), MaxExpressionBytes)
 	}
 	if strings.TrimSpace(source) == "" {
-		return nil, errors.New("filter: empty expression")
+		return compiled{}, fmt.Errorf("%s: empty expression", kind)
 	}
 	ast, issues := env.Compile(source)
 	if issues != nil && issues.Err() != nil {
-		return nil, fmt.Errorf("filter: %s", strings.TrimSpace(issues.Err().Error()))
+		return compiled{}, fmt.Errorf("%s: %s", kind, strings.TrimSpace(issues.Err().Error()))
 	}
-	if out := ast.OutputType(); !out.IsExactType(cel.BoolType) && !out.IsExactType(cel.DynType) {
-		return nil, fmt.Errorf("filter: the expression gives %s, not a bool: compare it, such as body.action == \"opened\"", out)
+	if err := output(ast.OutputType()); err != nil {
+		return compiled{}, fmt.Errorf("%s: %w", kind, err)
 	}
-	p := &Program{source: source}
 	var (
+		c    compiled
 		lint error
 		adds int
 	)
@@ -128,7 +151,7 @@ func Compile(source string) (*Program, error) {
 		switch e.Kind() {
 		case celast.IdentKind:
 			if e.AsIdent() == "body" {
-				p.usesBody = true
+				c.usesBody = true
 			}
 		case celast.CallKind:
 			if e.AsCall().FunctionName() == operators.Add {
@@ -145,17 +168,17 @@ func Compile(source string) (*Program, error) {
 		}
 	}))
 	if lint != nil {
-		return nil, lint
+		return compiled{}, fmt.Errorf("%s: %s", kind, strings.TrimPrefix(lint.Error(), "filter: "))
 	}
 	if adds > maxAdds {
-		return nil, fmt.Errorf("filter: %d + operations, at most %d", adds, maxAdds)
+		return compiled{}, fmt.Errorf("%s: %d + operations, at most %d", kind, adds, maxAdds)
 	}
 	program, err := env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
 	if err != nil {
-		return nil, fmt.Errorf("filter: %w", err)
+		return compiled{}, fmt.Errorf("%s: %w", kind, err)
 	}
-	p.program = program
-	return p, nil
+	c.program = program
+	return c, nil
 }
 
 // checkHeaderName refuses header["x-github-event"]: the map is keyed by

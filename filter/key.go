@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"cel.dev/cel-go/cel"
-	celast "cel.dev/cel-go/common/ast"
-	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 )
 
@@ -25,53 +22,17 @@ type KeyProgram struct {
 // CompileKey checks and compiles a key expression. Its error is what a
 // user needs to fix it: CEL's message with line and column.
 func CompileKey(source string) (*KeyProgram, error) {
-	if len(source) > MaxExpressionBytes {
-		return nil, fmt.Errorf("dedup expression: %d bytes, at most %d", len(source), MaxExpressionBytes)
-	}
-	if strings.TrimSpace(source) == "" {
-		return nil, errors.New("dedup expression: empty expression")
-	}
-	ast, issues := env.Compile(source)
-	if issues != nil && issues.Err() != nil {
-		return nil, fmt.Errorf("dedup expression: %s", strings.TrimSpace(issues.Err().Error()))
-	}
-	out := ast.OutputType()
-	if !out.IsExactType(cel.StringType) && !out.IsExactType(cel.IntType) && !out.IsExactType(cel.UintType) &&
-		!out.IsExactType(cel.DynType) {
-		return nil, fmt.Errorf("dedup expression: the expression gives %s, not a string or an int: name the id, such as body.id", out)
-	}
-	// The same lint and bound as a filter's (see Compile).
-	var (
-		lint error
-		adds int
-	)
-	celast.PreOrderVisit(ast.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
-		switch e.Kind() {
-		case celast.CallKind:
-			if e.AsCall().FunctionName() == operators.Add {
-				adds++
-			}
-			if lint == nil {
-				lint = checkHeaderName(e.AsCall())
-			}
-		case celast.SelectKind:
-			s := e.AsSelect()
-			if lint == nil && isIdent(s.Operand(), "header") {
-				lint = headerNameError(s.FieldName())
-			}
+	c, err := compile("dedup expression", source, func(out *cel.Type) error {
+		if !out.IsExactType(cel.StringType) && !out.IsExactType(cel.IntType) && !out.IsExactType(cel.UintType) &&
+			!out.IsExactType(cel.DynType) {
+			return fmt.Errorf("the expression gives %s, not a string or an int: name the id, such as body.id", out)
 		}
-	}))
-	if lint != nil {
-		return nil, fmt.Errorf("dedup expression: %s", strings.TrimPrefix(lint.Error(), "filter: "))
-	}
-	if adds > maxAdds {
-		return nil, fmt.Errorf("dedup expression: %d + operations, at most %d", adds, maxAdds)
-	}
-	program, err := env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(interruptEvery))
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("dedup expression: %w", err)
+		return nil, err
 	}
-	return &KeyProgram{source: source, program: program}, nil
+	return &KeyProgram{source: source, program: c.program}, nil
 }
 
 // String returns the expression's source.
