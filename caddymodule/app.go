@@ -240,7 +240,8 @@ type TargetConfig struct {
 
 	// Options are an http target's delivery settings, as in the admin API:
 	// max_retries, timeout, backoff_initial, backoff_max, headers,
-	// breaker_threshold and breaker_cooldown, durations as strings. Default:
+	// breaker_threshold, breaker_cooldown, rate_limit ({"events": 50,
+	// "window": "1s"}) and max_in_flight, durations as strings. Default:
 	// each option's own default.
 	Options storage.TargetOptions `json:"options,omitzero"`
 
@@ -311,6 +312,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	declared, err := declaredWebhooks(a.Webhooks)
 	if err != nil {
+		return err
+	}
+	if err := checkMaxInFlight(declared, a.Workers); err != nil {
 		return err
 	}
 	a.declared = declared

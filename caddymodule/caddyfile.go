@@ -95,6 +95,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //				signing_secret          whsec_<base64>
 //				signing_secret_previous whsec_<base64> [until <RFC 3339 time>]
 //				breaker     <threshold> [<cooldown>]
+//				rate_limit  <events> <window>
+//				max_in_flight <n>
 //				filter      <cel>
 //				disabled
 //			}
@@ -478,6 +480,20 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 				return t, err
 			}
 			t.Filter = expr
+		case "rate_limit":
+			// Here, not in unmarshalTargetOption: the operational webhook
+			// has no delivery engine to pace it.
+			r, err := rateLimitArgs(d, where)
+			if err != nil {
+				return t, err
+			}
+			t.Options.RateLimit = r
+		case "max_in_flight":
+			n, err := intArg(d, 1)
+			if err != nil {
+				return t, err
+			}
+			t.Options.MaxInFlight = &n
 		default:
 			if err := unmarshalTargetOption(d, &t.Options, where); err != nil {
 				return t, err
@@ -688,6 +704,23 @@ func parseDuration(option, s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: want a duration over 0, not %s (leave the option out for its default)", option, s)
 	}
 	return v, nil
+}
+
+// rateLimitArgs reads rate_limit <events> <window>.
+func rateLimitArgs(d *caddyfile.Dispenser, where string) (*storage.RateLimit, error) {
+	var events, window string
+	if !d.AllArgs(&events, &window) {
+		return nil, d.Errf("%srate_limit: want <events> <window>, such as 50 1s", where)
+	}
+	n, err := strconv.Atoi(events)
+	if err != nil || n < 1 {
+		return nil, d.Errf("%srate_limit events %q: want a whole number, 1 or more", where, events)
+	}
+	w, err := parseDuration("rate_limit window", window)
+	if err != nil {
+		return nil, d.WrapErr(fmt.Errorf("%s%w", where, err))
+	}
+	return &storage.RateLimit{Events: n, Window: storage.Duration(w)}, nil
 }
 
 // intArg reads the option's one argument, a whole number of at least min.

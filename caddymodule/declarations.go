@@ -111,6 +111,19 @@ func checkTarget(webhook string, tc TargetConfig) error {
 	return nil
 }
 
+// checkMaxInFlight refuses a declared target's max_in_flight over the
+// workers: that many attempts could never be in flight at once.
+func checkMaxInFlight(declared []*storage.Webhook, workers int) error {
+	for _, w := range declared {
+		for _, t := range w.Targets {
+			if n := t.Options.MaxInFlight; n != nil && *n > workers {
+				return fmt.Errorf("webhook %s: target %s: max_in_flight %d is over workers %d", w.Name, t.Name, *n, workers)
+			}
+		}
+	}
+	return nil
+}
+
 func declaredTarget(webhookID string, tc TargetConfig) storage.Target {
 	return storage.Target{
 		ID: storage.DeclaredTargetID(webhookID, tc.Name), WebhookID: webhookID, Name: tc.Name,

@@ -125,7 +125,11 @@ func (e *Engine) runTask(t *Task, attempts int, slot string) (onward *deliveryRe
 	case storage.TargetHTTP:
 		if slot == "" {
 			ref := deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID, task: t, attempts: attempts}
-			switch e.slots.acquire(target.ID, ref) {
+			limit := 0 // the engine's target_concurrency
+			if n := target.Options.MaxInFlight; n != nil {
+				limit = min(*n, e.opts.Workers) // more could never be in flight
+			}
+			switch e.slots.acquire(target.ID, limit, ref) {
 			case parked:
 				return nil // still in hand, whole or by its ids (targetslots.go)
 			case overflowed:
@@ -169,6 +173,12 @@ func (e *Engine) currentTarget(t *Task) (storage.Target, string) {
 
 func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now time.Time) {
 	s := settingsOf(target)
+	// Paced before the breaker is asked, so that a probe it lets through
+	// is never put off and left unreported.
+	if ok, at := e.rates.take(target.ID, target.Options.RateLimit, now); !ok {
+		e.holdForRate(t, at)
+		return
+	}
 	br := e.breaker(target.ID, s)
 	if ok, at := br.allow(now); !ok {
 		e.hold(t, br, at)
@@ -230,6 +240,17 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 		return
 	}
 	result.Error = res.err.Error()
+	slow := res.statusCode == http.StatusTooManyRequests
+	retryDelay, hasRetryAfter := retryAfter(res.retryAfter, time.Now(), min(time.Second, s.backoff.Max), s.backoff.Max)
+	if slow || (res.statusCode == http.StatusServiceUnavailable && hasRetryAfter) {
+		// The target asks for less: all its deliveries wait, not only
+		// this one, for its Retry-After or else this attempt's backoff.
+		pause := s.backoff.Delay(attempt)
+		if hasRetryAfter {
+			pause = retryDelay
+		}
+		e.rates.slowDown(target.ID, time.Now().Add(pause))
+	}
 	switch {
 	case res.permanent:
 		e.finishLater(t, result, storage.DeliveryOutcome{Status: storage.DeliveryFailed, LastError: result.Error})
@@ -238,8 +259,8 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 			LastError: gaveUp(attempt, result.Error)})
 	default:
 		delay := s.backoff.Delay(attempt)
-		if d, ok := retryAfter(res.retryAfter, time.Now(), min(time.Second, s.backoff.Max), s.backoff.Max); ok {
-			delay = d
+		if hasRetryAfter {
+			delay = retryDelay
 		}
 		next := time.Now().Add(delay)
 		e.finishLater(t, result, storage.DeliveryOutcome{Status: storage.DeliveryRetrying, NextAttemptAt: next, LastError: result.Error})

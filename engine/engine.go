@@ -98,6 +98,10 @@ type Engine struct {
 	retries chan deliveryRef
 	// slots bounds the attempts in flight per target and parks the rest.
 	slots *targetSlots
+	// rates paces each target: its rate_limit and its 429s (ratelimit.go).
+	rates *targetRates
+	// rateHeld counts the deliveries put off for their target's rate.
+	rateHeld atomic.Int64
 
 	// owned holds the ids of deliveries the engine has in hand (queued,
 	// running, parked for a slot of their target, or waiting out a storage
@@ -209,6 +213,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		queue:       make(chan Task, opts.QueueSize),
 		retries:     make(chan deliveryRef, opts.RetryQueueSize),
 		slots:       newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
+		rates:       newTargetRates(),
 		faultTimers: make(map[string]*time.Timer),
 		breakers:    make(map[string]*breaker),
 		attempts:    ctx, abortAttempts: cancel,

@@ -50,7 +50,7 @@ type attemptResult struct {
 	// no connection was made and the circuit breaker learns nothing.
 	refused bool
 	// countsAgainstTarget failures say the target is unwell (network error,
-	// timeout, 5xx, 408, 429) and feed its circuit breaker.
+	// timeout, 5xx, 408) and feed its circuit breaker.
 	countsAgainstTarget bool
 }
 
@@ -237,8 +237,9 @@ func deliverHTTP(ctx context.Context, client *http.Client, s httpSettings, task 
 		r.err = fmt.Errorf("target answered %d (redirect to %q, not followed)", resp.StatusCode, resp.Header.Get("Location"))
 	default:
 		r.err = fmt.Errorf("target answered %d", resp.StatusCode)
-		r.countsAgainstTarget = resp.StatusCode >= 500 ||
-			resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout
+		// A 429 is not: the target is well and asks for less, which the
+		// engine gives it by slowing all its deliveries (targetRates).
+		r.countsAgainstTarget = resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout
 	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		r.retryAfter = resp.Header

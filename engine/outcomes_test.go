@@ -104,11 +104,11 @@ func TestParkedTasksAreKeptWholeWithinTheirBound(t *testing.T) {
 	}
 	size := taskSize(task("x").task)
 	s.taskBytes = 2*size + size/2 // room for two
-	if got := s.acquire("t", task("a")); got != slotTaken {
+	if got := s.acquire("t", 0, task("a")); got != slotTaken {
 		t.Fatalf("first acquire = %v, want a slot", got)
 	}
 	for _, id := range []string{"b", "c", "d"} {
-		if got := s.acquire("t", task(id)); got != parked {
+		if got := s.acquire("t", 0, task(id)); got != parked {
 			t.Fatalf("acquire %s = %v, want parked", id, got)
 		}
 	}

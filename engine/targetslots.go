@@ -40,7 +40,10 @@ type targetSlots struct {
 
 type targetQueue struct {
 	inFlight int // slots taken: attempts running, and slots handed on
-	parked   []deliveryRef
+	// max is the target's slots, as its last acquire had them: a lowered
+	// max_in_flight takes effect as attempts end (done).
+	max    int
+	parked []deliveryRef
 	// overflowed are the webhooks of deliveries let go because the FIFO was
 	// full: they are scanned once it drains, so that nothing waits for ever.
 	overflowed map[string]bool
@@ -79,7 +82,9 @@ const (
 // FIFO, or, when that is full, tells the caller to let the delivery go. A
 // ref that carries its task is parked whole while the tasks parked whole
 // stay within their bound, else by its ids only.
-func (s *targetSlots) acquire(targetID string, ref deliveryRef) parkOutcome {
+//
+// limit is the target's own max_in_flight, 0 for the engine's default.
+func (s *targetSlots) acquire(targetID string, limit int, ref deliveryRef) parkOutcome {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.targets[targetID]
@@ -87,7 +92,11 @@ func (s *targetSlots) acquire(targetID string, ref deliveryRef) parkOutcome {
 		q = &targetQueue{}
 		s.targets[targetID] = q
 	}
-	if q.inFlight < s.max {
+	q.max = s.max
+	if limit > 0 {
+		q.max = limit
+	}
+	if q.inFlight < q.max {
 		q.inFlight++
 		return slotTaken
 	}
@@ -123,7 +132,7 @@ func (s *targetSlots) done(targetID string) (next deliveryRef, ok bool, scan []s
 	if q == nil {
 		return deliveryRef{}, false, nil // a stop's late release: nothing to do
 	}
-	if len(q.parked) > 0 {
+	if len(q.parked) > 0 && (q.inFlight <= q.max || q.max == 0) {
 		next, ok = q.parked[0], true
 		q.parked[0] = deliveryRef{}
 		q.parked = q.parked[1:]

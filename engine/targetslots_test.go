@@ -280,19 +280,19 @@ func TestTargetSlotsParkInOrderAndHandTheSlotOn(t *testing.T) {
 	s := newTargetSlots(2, 3)
 	ref := func(id string) deliveryRef { return deliveryRef{webhookID: "w" + id, deliveryID: id} }
 	for _, id := range []string{"a", "b"} {
-		if got := s.acquire("t", ref(id)); got != slotTaken {
+		if got := s.acquire("t", 0, ref(id)); got != slotTaken {
 			t.Fatalf("acquire %s = %v, want a slot", id, got)
 		}
 	}
 	for _, id := range []string{"c", "d", "e"} {
-		if got := s.acquire("t", ref(id)); got != parked {
+		if got := s.acquire("t", 0, ref(id)); got != parked {
 			t.Fatalf("acquire %s = %v, want parked", id, got)
 		}
 	}
-	if got := s.acquire("t", ref("f")); got != overflowed {
+	if got := s.acquire("t", 0, ref("f")); got != overflowed {
 		t.Fatalf("acquire beyond the FIFO = %v, want overflowed", got)
 	}
-	if got := s.acquire("other", ref("g")); got != slotTaken {
+	if got := s.acquire("other", 0, ref("g")); got != slotTaken {
 		t.Errorf("another target's first delivery = %v, want a slot", got)
 	}
 	for _, want := range []string{"c", "d"} {

@@ -214,6 +214,29 @@ type TargetOptions struct {
 	// back before a probe. A duration string such as "30s". Default: "30s".
 	// 10ms to 24h (tenants: 1s to 24h).
 	BreakerCooldown Duration `json:"breaker_cooldown,omitempty"`
+
+	// RateLimit bounds how fast deliveries go to the target: a token
+	// bucket of Events tokens refilled at Events per Window, so that a
+	// burst of up to Events goes at once and a backlog drains at the rate.
+	// A delivery whose turn comes while the bucket is empty waits in its
+	// event DB (retrying, no attempt counted) until its token is due.
+	// Events 1 to 1,000,000 (tenants: 10,000); Window 1s to 1h. Default:
+	// none (as fast as the workers go). Example: {"events": 50, "window": "1s"}.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// MaxInFlight is the most attempts of the target in flight at once;
+	// the deliveries beyond wait in line for a slot. 1 to 4096 (tenants:
+	// 64), and never more than the engine's workers. Default: the engine's
+	// target_concurrency (a quarter of the workers).
+	MaxInFlight *int `json:"max_in_flight,omitempty"`
+}
+
+// RateLimit is a target's rate limit (TargetOptions.RateLimit).
+type RateLimit struct {
+	// Events is the bucket's size: the burst, and the events per Window.
+	Events int `json:"events"`
+	// Window is the time in which Events tokens come back, such as "1s".
+	Window Duration `json:"window"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string, such

@@ -34,6 +34,12 @@ type Limits struct {
 	// BreakerCooldownMin and BreakerCooldownMax bound breaker_cooldown; 0
 	// (the default) is allowed.
 	BreakerCooldownMin, BreakerCooldownMax time.Duration
+	// RateEventsMax bounds rate_limit's events (at least 1); RateWindowMin
+	// and RateWindowMax its window.
+	RateEventsMax                int
+	RateWindowMin, RateWindowMax time.Duration
+	// MaxInFlight is the most max_in_flight may be (at least 1).
+	MaxInFlight int
 	// Headers is the most headers a target may set; HeaderNameBytes and
 	// HeaderValueBytes bound each name and value, HeadersBytes all of them.
 	Headers, HeaderNameBytes, HeaderValueBytes, HeadersBytes int
@@ -62,6 +68,10 @@ func OperatorLimits() Limits {
 		BreakerThresholdMax: 1000,
 		BreakerCooldownMin:  10 * time.Millisecond,
 		BreakerCooldownMax:  24 * time.Hour,
+		RateEventsMax:       1_000_000,
+		RateWindowMin:       time.Second,
+		RateWindowMax:       time.Hour,
+		MaxInFlight:         4096,
 		Headers:             32,
 		HeaderNameBytes:     256,
 		HeaderValueBytes:    8 << 10,
@@ -82,6 +92,10 @@ func TenantLimits() Limits {
 	l.BackoffInitialMin = time.Second
 	l.BackoffMax = 24 * time.Hour
 	l.BreakerCooldownMin = time.Second
+	// A tenant's target may not take more than a default target's share
+	// of the default workers, nor a bucket big enough to be no limit.
+	l.RateEventsMax = 10_000
+	l.MaxInFlight = 64
 	l.FilterBytes = 1024
 	l.DedupWindowMax = 7 * 24 * time.Hour
 	return l
@@ -194,6 +208,9 @@ func (o TargetOptions) validate(l Limits) error {
 			return err
 		}
 	}
+	if err := validateRate(o, l); err != nil {
+		return err
+	}
 	if o.BackoffMax > 0 && o.BackoffInitial > o.BackoffMax {
 		return fmt.Errorf("backoff_initial %s is over backoff_max %s",
 			time.Duration(o.BackoffInitial), time.Duration(o.BackoffMax))
@@ -205,6 +222,24 @@ func (o TargetOptions) validate(l Limits) error {
 		return err
 	}
 	return validateSigning(o)
+}
+
+// validateRate checks rate_limit and max_in_flight: unlike the other
+// numbers, 0 has no meaning here (no token ever, no slot ever), so they
+// start at 1; absent is the default.
+func validateRate(o TargetOptions, l Limits) error {
+	if r := o.RateLimit; r != nil {
+		if r.Events < 1 || r.Events > l.RateEventsMax {
+			return fmt.Errorf("rate_limit events %d: want 1 to %d (%s limits)", r.Events, l.RateEventsMax, l.Name)
+		}
+		if w := time.Duration(r.Window); w < l.RateWindowMin || w > l.RateWindowMax {
+			return fmt.Errorf("rate_limit window %s: want %s to %s (%s limits)", w, l.RateWindowMin, l.RateWindowMax, l.Name)
+		}
+	}
+	if n := o.MaxInFlight; n != nil && (*n < 1 || *n > l.MaxInFlight) {
+		return fmt.Errorf("max_in_flight %d: want 1 to %d (%s limits)", *n, l.MaxInFlight, l.Name)
+	}
+	return nil
 }
 
 // intIn checks an optional whole-number option: nil (the default) or 0 to max.

@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// The bucket lets a burst of events go, then one per interval; those put
+// off are given turns one interval apart, so that they come back one at a
+// time and each finds its token.
+func TestTargetRatesBurstThenTurnsOneTokenApart(t *testing.T) {
+	rs := newTargetRates()
+	limit := &storage.RateLimit{Events: 4, Window: storage.Duration(time.Second)}
+	now := time.Unix(1000, 0)
+	for i := range 4 {
+		if ok, _ := rs.take("t", limit, now); !ok {
+			t.Fatalf("take %d of the burst refused", i)
+		}
+	}
+	var turns []time.Time
+	for i := range 3 {
+		ok, at := rs.take("t", limit, now)
+		if ok {
+			t.Fatalf("take %d past the burst allowed", i)
+		}
+		turns = append(turns, at)
+	}
+	for i, want := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, 750 * time.Millisecond} {
+		if got := turns[i].Sub(now); got != want {
+			t.Errorf("turn %d in %s, want %s", i, got, want)
+		}
+	}
+	// Each comes back at its turn and finds its token.
+	for i, at := range turns {
+		if ok, _ := rs.take("t", limit, at); !ok {
+			t.Errorf("delivery back at its turn %d refused", i)
+		}
+	}
+	// A changed limit starts a full bucket.
+	bigger := &storage.RateLimit{Events: 10, Window: storage.Duration(time.Second)}
+	for i := range 10 {
+		if ok, _ := rs.take("t", bigger, turns[2]); !ok {
+			t.Fatalf("take %d of the new burst refused", i)
+		}
+	}
+	// Unlimited targets are not kept.
+	if ok, _ := rs.take("free", nil, now); !ok {
+		t.Fatal("unlimited target refused")
+	}
+	if _, kept := rs.targets["free"]; kept {
+		t.Error("an unlimited target got a bucket")
+	}
+}
+
+// A slow-down holds every delivery of its target until it ends, limited or
+// not, and is forgotten after for an unlimited target.
+func TestTargetRatesSlowDownHoldsAllUntilItEnds(t *testing.T) {
+	rs := newTargetRates()
+	now := time.Unix(1000, 0)
+	until := now.Add(3 * time.Second)
+	rs.slowDown("t", until)
+	rs.slowDown("t", now.Add(time.Second)) // an earlier one does not shorten it
+	for i := range 3 {
+		ok, at := rs.take("t", nil, now.Add(time.Duration(i)*time.Second))
+		if ok || !at.Equal(until) {
+			t.Fatalf("take %d during the slow-down: ok=%v at=%s, want held until %s", i, ok, at, until)
+		}
+	}
+	if ok, _ := rs.take("t", nil, until); !ok {
+		t.Fatal("take when the slow-down ended refused")
+	}
+	if _, kept := rs.targets["t"]; kept {
+		t.Error("an unlimited target is kept after its slow-down")
+	}
+}
+
+// A backlog behind a rate-limited target waits in its event DB, not in
+// memory: the burst goes, every other delivery is put off (retrying, no
+// attempt counted, its turn stored), nothing is parked or in hand.
+func TestRateLimitedBacklogWaitsInTheDatabase(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, nil)
+	env := newEnv(t)
+	o := quick(3)
+	o.RateLimit = &storage.RateLimit{Events: 5, Window: storage.Duration(time.Hour)}
+	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
+	e := env.start(snap, Options{Workers: 8})
+
+	const events = 2000
+	var sent []ingested
+	for i := range events {
+		sent = append(sent, env.send(e, snap, "paced-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
+	}
+	waitFor(t, "every delivery past the burst put off", func() bool {
+		return e.rateHeld.Load() == events-5
+	}, 60*time.Second)
+	if n := tg.count(); n != 5 {
+		t.Errorf("target received %d, want the burst of 5", n)
+	}
+	if n := e.ParkedDeliveries(); n != 0 {
+		t.Errorf("%d deliveries parked in memory", n)
+	}
+	inHand := 0
+	e.owned.Range(func(any, any) bool { inHand++; return true })
+	if inHand != 0 {
+		t.Errorf("%d deliveries in hand", inHand)
+	}
+	turns := make(map[time.Time]bool)
+	held := 0
+	for _, in := range sent {
+		d := env.delivery(in.webhookID, in.deliveries[0].ID)
+		if d.Status == storage.DeliveryDelivered {
+			continue
+		}
+		held++
+		if d.Status != storage.DeliveryRetrying || d.Attempts != 0 || !d.NextAttemptAt.After(time.Now()) {
+			t.Fatalf("held delivery: status %s, %d attempts, next %s; want retrying, 0, in the future",
+				d.Status, d.Attempts, d.NextAttemptAt)
+		}
+		turns[d.NextAttemptAt] = true
+	}
+	if held != events-5 || len(turns) != held {
+		t.Errorf("%d held with %d distinct turns, want %d each", held, len(turns), events-5)
+	}
+	env.noErrorLogs()
+}
+
+// A rate-limited target gets its deliveries at its rate: the burst at once,
+// then one per interval, every one delivered.
+func TestRateLimitPacesDeliveries(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, nil)
+	env := newEnv(t)
+	o := quick(3)
+	o.RateLimit = &storage.RateLimit{Events: 20, Window: storage.Duration(time.Second)}
+	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
+	e := env.start(snap, Options{Workers: 16})
+	const events = 60
+	var sent []ingested
+	for i := range events {
+		sent = append(sent, env.send(e, snap, "paced-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
+	}
+	for _, in := range sent {
+		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered, 30*time.Second)
+	}
+	got := tg.all()
+	if len(got) != events {
+		t.Fatalf("target received %d, want %d", len(got), events)
+	}
+	// 20 at once, then 40 more at 20/s: at least 2 s (less a margin for
+	// the clock's grain), and no second holds more than burst + rate.
+	if span := got[len(got)-1].at.Sub(got[0].at); span < 1900*time.Millisecond {
+		t.Errorf("%d deliveries in %s: faster than 20/s after the burst", events, span)
+	}
+	for i := range got {
+		n := 0
+		for j := i; j < len(got) && got[j].at.Sub(got[i].at) < time.Second; j++ {
+			n++
+		}
+		if n > 41 {
+			t.Errorf("%d deliveries within 1s from arrival %d: over burst 20 + rate 20", n, i)
+		}
+	}
+	for _, in := range sent {
+		if d := env.delivery(in.webhookID, in.deliveries[0].ID); d.Attempts != 1 {
+			t.Errorf("delivery %s: %d attempts, want 1 (waiting for a token is no attempt)", d.ID, d.Attempts)
+		}
+	}
+}
+
+// A 429 with Retry-After holds the target's other deliveries too until it
+// has passed, and does not open the circuit breaker, even at threshold 1.
+func TestTooManyRequestsSlowsTheWholeTargetWithoutOpeningTheBreaker(t *testing.T) {
+	t.Parallel()
+	var throttled atomic.Int64
+	tg := newTarget(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			throttled.Store(time.Now().UnixNano())
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	env := newEnv(t)
+	o := quick(3)
+	o.BackoffMax = storage.Duration(10 * time.Second) // lets Retry-After: 1 stand
+	o.BreakerThreshold = intp(1)
+	snap := env.configure(webhook("busy", httpTarget("recv", tg.URL, o)))
+	e := env.start(snap, Options{Workers: 4})
+	first := env.send(e, snap, "busy-in", []byte(`{"i":0}`), nil)
+	waitFor(t, "the 429", func() bool { return throttled.Load() != 0 }, waitTimeout)
+	var later []ingested
+	for i := range 5 {
+		later = append(later, env.send(e, snap, "busy-in", []byte(`{"i":`+strconv.Itoa(i+1)+`}`), nil))
+	}
+	env.waitStatus(first.webhookID, first.deliveries[0].ID, storage.DeliveryDelivered)
+	for _, in := range later {
+		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered)
+	}
+	at429 := time.Unix(0, throttled.Load())
+	for i, r := range tg.all()[1:] {
+		if r.at.Sub(at429) < 900*time.Millisecond {
+			t.Errorf("request %d came %s after the 429 with Retry-After: 1", i+2, r.at.Sub(at429))
+		}
+	}
+	if state := e.BreakerState(first.targets[0].ID); state != "closed" {
+		t.Errorf("breaker %s after a 429 at threshold 1, want closed", state)
+	}
+	if e.rateHeld.Load() == 0 {
+		t.Error("no delivery was put off by the slow-down")
+	}
+}
+
+// max_in_flight is the target's slot count, over the engine's default.
+func TestMaxInFlightBoundsTheTargetsAttempts(t *testing.T) {
+	t.Parallel()
+	tp := newTarpit(t)
+	env := newEnv(t)
+	o := quick(3)
+	o.MaxInFlight = intp(2)
+	snap := env.configure(webhook("narrow", httpTarget("slow", tp.URL, o)))
+	e := env.start(snap, Options{Workers: 16, MaxPerTarget: 8})
+	var sent []ingested
+	for i := range 10 {
+		sent = append(sent, env.send(e, snap, "narrow-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
+	}
+	waitFor(t, "two in flight and eight parked", func() bool {
+		return tp.current.Load() == 2 && e.ParkedDeliveries() == 8
+	}, waitTimeout)
+	tp.open()
+	for _, in := range sent {
+		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered)
+	}
+	if m := tp.maxSeen.Load(); m != 2 {
+		t.Errorf("%d attempts at once, want max_in_flight 2", m)
+	}
+}
+
+// waitStatusWithin is waitStatus with its own timeout, for deliveries that
+// a rate limit spreads over seconds.
+func (env *testEnv) waitStatusWithin(webhookID, id string, status storage.DeliveryStatus, timeout time.Duration) {
+	env.t.Helper()
+	waitFor(env.t, "delivery "+id+" to be "+string(status), func() bool {
+		return env.delivery(webhookID, id).Status == status
+	}, timeout)
+}
