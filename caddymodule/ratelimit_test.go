@@ -1,0 +1,103 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestRateLimitedTargetArrivalRate is the must-show of issue 14: a target
+// limited to `rate_limit 50 1s` gets 1,000 events through a real Caddy.
+// Its arrivals are timed where they land: after the burst (the bucket's 50)
+// the rest come at 50/s within ±15 %, and no second holds more than the
+// burst + 50. The deadline is generous for a loaded machine; the rate is
+// the feature, not a performance goal.
+func TestRateLimitedTargetArrivalRate(t *testing.T) {
+	const (
+		events = 1000
+		rate   = 50 // per second, and the burst
+	)
+	var (
+		mu       sync.Mutex
+		arrivals []time.Time
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		arrivals = append(arrivals, time.Now())
+		mu.Unlock()
+	}))
+	defer receiver.Close()
+	g := startGateway(t, `
+		webhook paced {
+			entrypoint paced-in
+			target slow http `+receiver.URL+` {
+				rate_limit 50 1s
+			}
+		}
+`)
+	// Sent by a few clients at once, far faster than 50/s, so that the
+	// target is behind for the whole run.
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				g.mustIngest("paced-in", fmt.Sprintf(`{"i":%d}`, i))
+			}
+		}()
+	}
+	sendStart := time.Now()
+	for i := range events {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	t.Logf("%d events ingested in %s", events, time.Since(sendStart).Round(time.Millisecond))
+
+	db := g.eventDB("paced")
+	deadline := time.Now().Add(120 * time.Second)
+	for countDelivered(t, db) < events {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delivered after 120 s", countDelivered(t, db), events)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	got := append([]time.Time(nil), arrivals...)
+	mu.Unlock()
+	if len(got) != events {
+		t.Fatalf("the target received %d requests, want %d (one each)", len(got), events)
+	}
+	span := got[len(got)-1].Sub(got[0])
+	measured := float64(events-rate) / span.Seconds()
+	t.Logf("arrivals: %d in %s; after the burst of %d: %.2f/s", events, span.Round(time.Millisecond), rate, measured)
+	if measured < rate*0.85 || measured > rate*1.15 {
+		t.Errorf("arrival rate %.2f/s, want 50/s ±15 %%", measured)
+	}
+	busiest := 0
+	for i := range got {
+		j := i
+		for j < len(got) && got[j].Sub(got[i]) < time.Second {
+			j++
+		}
+		busiest = max(busiest, j-i)
+	}
+	t.Logf("busiest second: %d arrivals", busiest)
+	if busiest > 2*rate {
+		t.Errorf("%d arrivals within one second, over the burst + rate (%d)", busiest, 2*rate)
+	}
+	var attempts int
+	if err := db.QueryRow(`SELECT max(attempts) FROM deliveries`).Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 1 {
+		t.Errorf("a delivery took %d attempts: waiting for a token must count none", attempts)
+	}
+}
