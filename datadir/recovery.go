@@ -82,7 +82,9 @@ func (d *Dir) OldestOpenDelivery(ctx context.Context) (map[string]time.Time, err
 	out := make(map[string]time.Time)
 	var errs []error
 	for _, w := range d.engine.Snapshot().Webhooks() {
-		st, err := d.events.Stats(ctx, w.ID)
+		// What is applied: a scrape must not apply the intake's backlog
+		// (intake_events counts it).
+		st, err := d.events.AppliedStats(ctx, w.ID)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -90,7 +92,7 @@ func (d *Dir) OldestOpenDelivery(ctx context.Context) (map[string]time.Time, err
 		if st.Deliveries[storage.DeliveryPending]+st.Deliveries[storage.DeliveryRetrying] == 0 {
 			continue
 		}
-		err = d.events.With(ctx, w.ID, func(db *storage.WebhookDB) error {
+		err = d.events.WithDelivered(ctx, w.ID, func(db *storage.WebhookDB) error {
 			at, ok, err := db.OldestOpenDeliveryAt(ctx)
 			if ok {
 				out[w.ID] = at

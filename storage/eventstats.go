@@ -265,14 +265,24 @@ func (m *WebhookDBManager) Stats(ctx context.Context, id string) (EventStats, er
 			return EventStats{}, err
 		}
 	}
+	return m.AppliedStats(ctx, id)
+}
+
+// AppliedStats is Stats of what is in the event DB, without applying what
+// the intake holds for it first: for a metrics scrape, which must stay
+// cheap whatever the intake holds (intake_events counts that).
+func (m *WebhookDBManager) AppliedStats(ctx context.Context, id string) (EventStats, error) {
+	if _, err := m.EventDBPath(id); err != nil {
+		return EventStats{}, err
+	}
 	if c, ok := m.stats.get(id); ok {
 		return c.stats(), nil
 	}
-	if !m.Exists(id) {
+	if !m.fileExists(id) {
 		return eventCounts{}.stats(), nil
 	}
 	var st EventStats
-	err := m.With(ctx, id, func(db *WebhookDB) error {
+	err := m.withDB(ctx, id, func(db *WebhookDB) error {
 		var err error
 		st, err = db.Stats(ctx)
 		return err

@@ -398,3 +398,41 @@ func TestIntakeBoundsMemory(t *testing.T) {
 		t.Errorf("figures once everything is applied: %+v, want nothing held or unapplied", f)
 	}
 }
+
+// TestAppliedStatsLeaveTheIntakeAlone: Stats applies what the intake holds
+// for the webhook first, AppliedStats (a metrics scrape's) does not: with
+// the webhook's apply held, it answers at once, with what is applied.
+func TestAppliedStatsLeaveTheIntakeAlone(t *testing.T) {
+	r := newIntakeRig(t, t.TempDir(), IntakeOptions{})
+	wh := uuid.NewString()
+	r.ingest(wh, `{}`)
+	if err := r.intake.ApplyAll(); err != nil {
+		t.Fatal(err)
+	}
+	r.intake.mu.Lock()
+	q := r.intake.queues[wh]
+	r.intake.mu.Unlock()
+	q.apply.Lock() // as an apply under way would
+	r.ingest(wh, `{}`)
+	got := make(chan EventStats, 1)
+	go func() {
+		st, err := r.events.AppliedStats(context.Background(), wh)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- st
+	}()
+	select {
+	case st := <-got:
+		if st.Events != 1 {
+			t.Errorf("AppliedStats: %d events, want the 1 applied", st.Events)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AppliedStats waited for the intake's apply")
+	}
+	q.apply.Unlock()
+	st, err := r.events.Stats(context.Background(), wh)
+	if err != nil || st.Events != 2 {
+		t.Errorf("Stats: %d events (%v), want both", st.Events, err)
+	}
+}

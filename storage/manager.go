@@ -226,12 +226,17 @@ func ValidateID(id string) error {
 // Events the intake holds for the webhook count: its file is made when
 // they are applied.
 func (m *WebhookDBManager) Exists(id string) bool {
+	if in := m.intake.Load(); in != nil && in.holds(id) {
+		return true
+	}
+	return m.fileExists(id)
+}
+
+// fileExists reports whether the event DB file of webhook id exists.
+func (m *WebhookDBManager) fileExists(id string) bool {
 	path, err := m.EventDBPath(id)
 	if err != nil {
 		return false
-	}
-	if in := m.intake.Load(); in != nil && in.holds(id) {
-		return true
 	}
 	_, err = os.Stat(path)
 	return err == nil
