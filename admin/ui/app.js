@@ -1023,6 +1023,8 @@ function deliverySettings(t) {
 		o.max_retries != null ? `${o.max_retries} retries` : 'default retries',
 		o.timeout ? `timeout ${o.timeout}` : null,
 		o.backoff_initial ? `first retry after ${o.backoff_initial}` : null,
+		o.rate_limit ? `at most ${o.rate_limit.events} per ${o.rate_limit.window}` : null,
+		o.max_in_flight != null ? `${o.max_in_flight} in flight at most` : null,
 		o.headers && Object.keys(o.headers).length ? `${Object.keys(o.headers).length} headers` : null,
 	].filter(Boolean);
 	return el('span', { class: 'small' }, parts.join(' · '));
@@ -1102,7 +1104,7 @@ function drawTargets(box, wh, reload) {
 }
 
 // targetForm adds (t null) or edits a target. Options the form does not
-// show (breaker settings) are kept as they are; headers are left out of the
+// show (breaker settings, rate_limit, max_in_flight) are kept as they are; headers are left out of the
 // change, which keeps them: the API shows their values masked.
 function targetForm(wh, t, done, cancel) {
 	const o = (t && t.options) || {};
