@@ -61,6 +61,9 @@ type config struct {
 
 	manyWebhooks int
 	manyDuration time.Duration
+
+	rateLimitRate   int
+	rateLimitEvents int
 }
 
 // shortValues are the -short defaults of the flags not given explicitly.
@@ -74,6 +77,7 @@ var shortValues = map[string]string{
 	"retry-events":      "2",
 	"many-webhooks":     "2000",
 	"many-duration":     "3s",
+	"ratelimit-events":  "300",
 }
 
 // check is one row group of the table.
@@ -94,6 +98,7 @@ var checks = []check{
 	{"reload", "correctness", "config reloads through the admin API under load", checkReload},
 	{"retry", "correctness", "retry attempts against the configured backoff", checkRetry},
 	{"many", "performance", "startup, fds, RSS and spread ingest with many webhooks", checkMany},
+	{"ratelimit", "correctness", "a rate-limited target's arrival rate while events come in far faster", checkRateLimit},
 }
 
 func main() {
@@ -139,6 +144,8 @@ func main() {
 
 	flag.IntVar(&cfg.manyWebhooks, "many-webhooks", 10000, "many: declared webhooks")
 	flag.DurationVar(&cfg.manyDuration, "many-duration", 5*time.Second, "many: duration of the spread ingest")
+	flag.IntVar(&cfg.rateLimitRate, "ratelimit-rate", 50, "ratelimit: the target's rate_limit, events per second (and burst)")
+	flag.IntVar(&cfg.rateLimitEvents, "ratelimit-events", 1000, "ratelimit: events sent")
 	flag.Parse()
 
 	if cfg.short {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -249,4 +250,39 @@ func (env *testEnv) waitStatusWithin(webhookID, id string, status storage.Delive
 	waitFor(env.t, "delivery "+id+" to be "+string(status), func() bool {
 		return env.delivery(webhookID, id).Status == status
 	}, timeout)
+}
+
+// Deliveries put off for their target's rate are durable: a new engine on
+// the same event DBs (a restart) finds them at their turns and delivers
+// each once.
+func TestRateLimitedDeliveriesSurviveARestart(t *testing.T) {
+	t.Parallel()
+	tg := newTarget(t, nil)
+	env := newEnv(t)
+	o := quick(3)
+	o.RateLimit = &storage.RateLimit{Events: 2, Window: storage.Duration(time.Second)}
+	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
+	first := env.engine(snap, Options{Workers: 4})
+	first.Start()
+	const events = 8
+	var sent []ingested
+	for i := range events {
+		sent = append(sent, env.send(first, snap, "paced-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
+	}
+	waitFor(t, "the deliveries past the burst put off", func() bool {
+		return first.rateHeld.Load() == events-2
+	}, waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	first.Stop(ctx)
+	delivered := tg.count()
+
+	env.start(snap, Options{Workers: 4})
+	for _, in := range sent {
+		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered, 30*time.Second)
+	}
+	if n := tg.count(); n != events {
+		t.Errorf("target received %d (%d before the restart), want %d: each once", n, delivered, events)
+	}
+	env.noErrorLogs()
 }
