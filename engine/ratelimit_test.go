@@ -175,15 +175,33 @@ func TestRateLimitPacesDeliveries(t *testing.T) {
 }
 
 // A 429 with Retry-After holds the target's other deliveries too until it
-// has passed, and does not open the circuit breaker, even at threshold 1.
+// has passed, and does not open the circuit breaker, even at threshold 1; a
+// 503 with Retry-After holds them too (and counts against the breaker, as
+// any 5xx: threshold 0 keeps it out of the way here).
 func TestTooManyRequestsSlowsTheWholeTargetWithoutOpeningTheBreaker(t *testing.T) {
 	t.Parallel()
+	for _, c := range []struct {
+		name      string
+		status    int
+		threshold int
+	}{
+		{"429", http.StatusTooManyRequests, 1},
+		{"503 with Retry-After", http.StatusServiceUnavailable, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			slowedByRetryAfter(t, c.status, c.threshold)
+		})
+	}
+}
+
+func slowedByRetryAfter(t *testing.T, status, threshold int) {
 	var throttled atomic.Int64
 	tg := newTarget(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
 			throttled.Store(time.Now().UnixNano())
 			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusTooManyRequests)
+			w.WriteHeader(status)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
@@ -191,11 +209,11 @@ func TestTooManyRequestsSlowsTheWholeTargetWithoutOpeningTheBreaker(t *testing.T
 	env := newEnv(t)
 	o := quick(3)
 	o.BackoffMax = storage.Duration(10 * time.Second) // lets Retry-After: 1 stand
-	o.BreakerThreshold = intp(1)
+	o.BreakerThreshold = intp(threshold)
 	snap := env.configure(webhook("busy", httpTarget("recv", tg.URL, o)))
 	e := env.start(snap, Options{Workers: 4})
 	first := env.send(e, snap, "busy-in", []byte(`{"i":0}`), nil)
-	waitFor(t, "the 429", func() bool { return throttled.Load() != 0 }, waitTimeout)
+	waitFor(t, "the answer with Retry-After", func() bool { return throttled.Load() != 0 }, waitTimeout)
 	var later []ingested
 	for i := range 5 {
 		later = append(later, env.send(e, snap, "busy-in", []byte(`{"i":`+strconv.Itoa(i+1)+`}`), nil))
@@ -204,14 +222,14 @@ func TestTooManyRequestsSlowsTheWholeTargetWithoutOpeningTheBreaker(t *testing.T
 	for _, in := range later {
 		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered)
 	}
-	at429 := time.Unix(0, throttled.Load())
+	at := time.Unix(0, throttled.Load())
 	for i, r := range tg.all()[1:] {
-		if r.at.Sub(at429) < 900*time.Millisecond {
-			t.Errorf("request %d came %s after the 429 with Retry-After: 1", i+2, r.at.Sub(at429))
+		if r.at.Sub(at) < 900*time.Millisecond {
+			t.Errorf("request %d came %s after the %d with Retry-After: 1", i+2, r.at.Sub(at), status)
 		}
 	}
-	if state := e.BreakerState(first.targets[0].ID); state != "closed" {
-		t.Errorf("breaker %s after a 429 at threshold 1, want closed", state)
+	if state := e.BreakerState(first.targets[0].ID); threshold > 0 && state != "closed" {
+		t.Errorf("breaker %s after a %d at threshold %d, want closed", state, status, threshold)
 	}
 	if e.rateHeld.Load() == 0 {
 		t.Error("no delivery was put off by the slow-down")
@@ -285,4 +303,31 @@ func TestRateLimitedDeliveriesSurviveARestart(t *testing.T) {
 		t.Errorf("target received %d (%d before the restart), want %d: each once", n, delivered, events)
 	}
 	env.noErrorLogs()
+}
+
+// A lowered max_in_flight takes effect as attempts end: the slots over the
+// new count are given back, not handed to the deliveries parked behind.
+func TestLoweredMaxInFlightTakesEffectAsAttemptsEnd(t *testing.T) {
+	s := newTargetSlots(8, 100)
+	ref := func(id string) deliveryRef { return deliveryRef{webhookID: "w", deliveryID: id} }
+	for _, id := range []string{"a", "b", "c"} {
+		if got := s.acquire("t", 3, ref(id)); got != slotTaken {
+			t.Fatalf("acquire %s at max_in_flight 3: %v, want a slot", id, got)
+		}
+	}
+	if got := s.acquire("t", 1, ref("d")); got != parked {
+		t.Fatalf("acquire at max_in_flight 1 with 3 in flight: %v, want parked", got)
+	}
+	for i := range 2 {
+		if _, ok, _ := s.done("t"); ok {
+			t.Fatalf("end %d: a slot over max_in_flight 1 was handed on", i+1)
+		}
+	}
+	next, ok, _ := s.done("t")
+	if !ok || next.deliveryID != "d" {
+		t.Fatalf("last end: handed on %v %q, want the parked d", ok, next.deliveryID)
+	}
+	if n := s.inFlight("t"); n != 1 {
+		t.Errorf("%d in flight, want 1", n)
+	}
 }
