@@ -125,10 +125,17 @@ func TestIntakeReadsSeeEveryAcknowledgedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The engine hears of each event's pending delivery, with its target,
-	// in the order received.
-	r.mu.Lock()
-	told := r.applied[wh]
-	r.mu.Unlock()
+	// in the order received. It is told after the apply's lock is let go:
+	// the last may come just after With's read.
+	var told []AppliedEvent
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r.mu.Lock()
+		told = r.applied[wh]
+		r.mu.Unlock()
+		if len(told) >= len(ids) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(told) != len(ids) {
 		t.Fatalf("Applied told %d events, want %d", len(told), len(ids))
 	}

@@ -2,10 +2,7 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 )
 
@@ -63,7 +60,7 @@ func (in *Intake) syncRound() {
 
 	var failed []string
 	for id := range dirty {
-		if err := in.events.syncFile(id); err != nil {
+		if err := in.events.syncEventDB(id); err != nil {
 			failed = append(failed, id)
 			if in.opts.Trouble != nil {
 				in.opts.Trouble(id, 0, err)
@@ -140,30 +137,17 @@ func (in *Intake) forget(seqs []int64) error {
 	return nil
 }
 
-// syncFile fsyncs the event DB of webhook id, its -wal first: what the
+// syncEventDB fsyncs the event DB of webhook id, its -wal first: what the
 // applier committed there without an fsync is then durable. A file that is
 // gone was closed (closing checkpoints it, fsynced) or deleted with its
-// webhook: there is nothing to sync.
-func (m *WebhookDBManager) syncFile(id string) error {
+// webhook: there is nothing to sync (syncFile).
+func (m *WebhookDBManager) syncEventDB(id string) error {
 	path, err := m.EventDBPath(id)
 	if err != nil {
 		return err
 	}
-	for _, p := range []string{path + "-wal", path} {
-		f, err := os.OpenFile(p, os.O_RDWR, 0)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
-		}
-		err = f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
-		}
+	if err := syncFile(path + "-wal"); err != nil {
+		return err
 	}
-	return nil
+	return syncFile(path)
 }
