@@ -253,9 +253,9 @@ func TestStopKeepsRetryingDeliveriesForTheNextStart(t *testing.T) {
 	e := env.start(snap, Options{})
 	in := env.send(e, snap, "shop-in", []byte(`{}`), nil)
 	d := env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryRetrying)
-	if e.PendingTimers() != 1 {
-		t.Errorf("%d timers, want 1", e.PendingTimers())
-	}
+	// The outcome is committed before its retry is scheduled (outcomes.go):
+	// the status can be read a moment before the due time is set.
+	waitFor(t, "its retry timer", func() bool { return e.PendingTimers() == 1 }, waitTimeout)
 	e.Stop(context.Background())
 	if e.PendingTimers() != 0 {
 		t.Errorf("%d timers left after Stop", e.PendingTimers())
