@@ -54,6 +54,14 @@ type App struct {
 	// 268435456 (256 MiB), or MaxBodySize if larger.
 	MaxIngestMemory int64 `json:"max_ingest_memory,omitempty"`
 
+	// IntakeMemory bounds the bytes of acknowledged events the shared
+	// intake holds in memory until they are applied to their event
+	// databases; past it, ingest waits for the applier. A larger bound lets
+	// load spread over many webhooks run faster (each event database opened
+	// takes more events at once). At least 1 MiB. Default: 67108864
+	// (64 MiB). Takes effect at the next start.
+	IntakeMemory int64 `json:"intake_memory,omitempty"`
+
 	// BodyTimeout is how long a client may take to send a request body,
 	// from its first read; a slower one gets 408, its connection is closed
 	// and nothing is stored. A duration string such as "30s", or an integer
@@ -284,6 +292,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxIngestMemory == 0 {
 		a.MaxIngestMemory = max(DefaultMaxIngestMemory, a.MaxBodySize)
 	}
+	if a.IntakeMemory == 0 {
+		a.IntakeMemory = storage.DefaultIntakeMemory
+	}
 	if a.BodyTimeout == 0 {
 		a.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
@@ -355,6 +366,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	data, err := acquireDataDir(a.DataDir, datadir.Options{
 		Synchronous:     storage.Synchronous(a.Synchronous),
 		MaxOpenEventDBs: a.MaxOpenEventDBs,
+		IntakeMemory:    a.IntakeMemory,
 		Workers:         a.Workers, QueueSize: a.QueueSize, RetryQueueSize: a.RetryQueueSize,
 		MaxPerTarget:    a.TargetConcurrency,
 		StopGracePeriod: time.Duration(a.StopGracePeriod),
@@ -386,6 +398,9 @@ func (a *App) Validate() error {
 		}
 	}
 	if err := checkIngestMemory(a.MaxBodySize, a.MaxIngestMemory); err != nil {
+		return err
+	}
+	if err := checkIntakeMemory(a.IntakeMemory); err != nil {
 		return err
 	}
 	if a.BodyTimeout < 0 {

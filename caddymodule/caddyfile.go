@@ -45,6 +45,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		data_dir           <path>
 //		max_body_size      <size>
 //		max_ingest_memory  <size>
+//		intake_memory      <size>
 //		body_timeout       <duration>
 //		synchronous        full|normal
 //		max_open_event_dbs <n>
@@ -135,11 +136,17 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.DataDir) {
 				return d.ArgErr()
 			}
-		case "max_body_size", "max_ingest_memory":
-			field := map[string]*int64{"max_body_size": &a.MaxBodySize, "max_ingest_memory": &a.MaxIngestMemory}[option]
+		case "max_body_size", "max_ingest_memory", "intake_memory":
+			field := map[string]*int64{"max_body_size": &a.MaxBodySize, "max_ingest_memory": &a.MaxIngestMemory,
+				"intake_memory": &a.IntakeMemory}[option]
 			n, err := sizeArg(d)
 			if err != nil {
 				return err
+			}
+			if option == "intake_memory" {
+				if err := checkIntakeMemory(n); err != nil {
+					return d.Err(err.Error())
+				}
 			}
 			*field = n
 		case "body_timeout", "stop_grace_period":

@@ -21,6 +21,18 @@ import (
 // that is larger, so that one body of the largest size always fits.
 const DefaultMaxIngestMemory = 256 << 20
 
+// minIntakeMemory is the least intake_memory accepted.
+const minIntakeMemory = 1 << 20
+
+// checkIntakeMemory refuses an intake_memory under 1 MiB (0 is the
+// default, set by Provision).
+func checkIntakeMemory(n int64) error {
+	if n != 0 && n < minIntakeMemory {
+		return fmt.Errorf("intake_memory (%d bytes) must be at least 1MiB", n)
+	}
+	return nil
+}
+
 // DefaultBodyTimeout is how long a client may take to send a body unless
 // body_timeout says otherwise.
 const DefaultBodyTimeout = 30 * time.Second

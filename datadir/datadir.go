@@ -30,6 +30,9 @@ type Options struct {
 	Synchronous storage.Synchronous
 	// MaxOpenEventDBs bounds the event DBs kept open at once.
 	MaxOpenEventDBs int
+	// IntakeMemory bounds the acknowledged events the intake holds in
+	// memory until applied (storage.DefaultIntakeMemory when zero).
+	IntakeMemory int64
 	// Workers, QueueSize, RetryQueueSize and MaxPerTarget size the engine
 	// (see engine.Options); zero values mean the engine's defaults.
 	Workers, QueueSize, RetryQueueSize, MaxPerTarget int

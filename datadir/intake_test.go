@@ -113,3 +113,20 @@ func TestBusyWebhookDedupsThroughTheIntake(t *testing.T) {
 		t.Errorf("%d events stored, want 2 (one plain, one of the 32 repeats)", n)
 	}
 }
+
+// TestIntakeMemoryOption: the Dir's IntakeMemory is the intake's bound,
+// and zero is the default.
+func TestIntakeMemoryOption(t *testing.T) {
+	for _, c := range []struct{ set, want int64 }{{0, storage.DefaultIntakeMemory}, {256 << 20, 256 << 20}} {
+		d, err := Open(t.TempDir(), Options{IntakeMemory: c.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.IntakeFigures().Memory; got != c.want {
+			t.Errorf("IntakeMemory %d: the intake's bound is %d, want %d", c.set, got, c.want)
+		}
+		if err := d.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -501,6 +501,7 @@ func closeApplyBudget(ctx context.Context) time.Duration {
 
 // IntakeFigures are what an Intake has done so far.
 type IntakeFigures struct {
+	Memory     int64 // the bound on Held (IntakeOptions.Memory)
 	Held       int64 // bytes of entries not yet applied
 	Unapplied  int64 // entries not yet applied to their event DB
 	Waiting    int   // entries not yet synced into their event DB (unapplied ones included)
@@ -517,7 +518,7 @@ func (in *Intake) Figures() IntakeFigures {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return IntakeFigures{
-		Held: in.held, Unapplied: in.unapplied.Load(), Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
+		Memory: in.opts.Memory, Held: in.held, Unapplied: in.unapplied.Load(), Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
 		SyncRounds: in.syncRounds.Load(), Forgotten: in.forgotten.Load(),
 		Deduplicated: in.deduplicated.Load(), DedupPruned: in.dedupPruned.Load(),
 	}
