@@ -18,12 +18,7 @@ import (
 // line of the mistake: none waits for Provision, which knows no line.
 // Lines count from 1; the webhooker block's first line is line 3.
 func TestCaddyfileMistakesNameTheirLine(t *testing.T) {
-	for _, c := range []struct {
-		name  string
-		block string // lines of the webhooker block, from line 3
-		line  int
-		want  string
-	}{
+	checkCaddyfileMistakes(t, []caddyfileMistake{
 		{"data_dir twice", "data_dir /a\ndata_dir /b", 4, "data_dir is set twice"},
 		{"workers 0", "workers 0", 3, "workers 0: want a whole number, 1 or more (leave the option out for its default)"},
 		{"queue_size 0", "workers 4\nqueue_size 0", 4, "queue_size 0: want a whole number, 1 or more"},
@@ -84,21 +79,7 @@ func TestCaddyfileMistakesNameTheirLine(t *testing.T) {
 		{"tenant quota unknown", "tenant_quotas {\n\tusers 5\n}", 4, `unrecognized quota "users"`},
 		{"target policy denies a target declared before it", "webhook a {\n\ttarget t http http://10.1.2.3/in\n}\ntarget_policy {\n\tdeny 10.0.0.0/8\n}", 4,
 			"webhook a: target t: target policy: 10.1.2.3 is in the denied range 10.0.0.0/8"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := adaptWebhooker(t, "{\n\twebhooker {\n"+c.block+"\n\t}\n}\n")
-			if err == nil {
-				t.Fatalf("adapted without an error")
-			}
-			t.Logf("%s", err)
-			if !strings.Contains(err.Error(), c.want) {
-				t.Errorf("the error does not say %q", c.want)
-			}
-			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
-				t.Errorf("the error is not at %s", at)
-			}
-		})
-	}
+	})
 }
 
 // TestCaddyfileSecondWebhookerOption checks that a second webhooker global
@@ -157,13 +138,7 @@ func TestJSONConfigSameChecks(t *testing.T) {
 			}
 			dir := t.TempDir()
 			app.DataDir = dir
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			err := app.Provision(ctx)
-			if err == nil {
-				err = app.Validate()
-			}
-			_ = app.Cleanup()
+			err := provisionApp(&app)
 			t.Logf("%v", err)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %v, want one saying %q", err, c.want)
@@ -173,4 +148,47 @@ func TestJSONConfigSameChecks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// caddyfileMistake is a webhooker block with one mistake, and where and
+// how it must be refused.
+type caddyfileMistake struct {
+	name  string
+	block string // lines of the webhooker block, from line 3
+	line  int
+	want  string
+}
+
+// checkCaddyfileMistakes adapts each block with Caddy's real Caddyfile
+// adapter and checks that it is refused, saying want, at its line.
+func checkCaddyfileMistakes(t *testing.T, mistakes []caddyfileMistake) {
+	t.Helper()
+	for _, c := range mistakes {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := adaptWebhooker(t, "{\n\twebhooker {\n"+c.block+"\n\t}\n}\n")
+			if err == nil {
+				t.Fatal("adapted without an error")
+			}
+			t.Logf("%s", err)
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("the error does not say %q", c.want)
+			}
+			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
+				t.Errorf("the error is not at %s", at)
+			}
+		})
+	}
+}
+
+// provisionApp provisions and validates app as Caddy would a JSON config,
+// then cleans it up, and returns the first error.
+func provisionApp(app *caddymodule.App) error {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	err := app.Provision(ctx)
+	if err == nil {
+		err = app.Validate()
+	}
+	_ = app.Cleanup()
+	return err
 }

@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -64,11 +63,7 @@ func TestCaddyfileDedup(t *testing.T) {
 // TestCaddyfileDedupMistakesNameTheirLine: each mistake of a dedup line is
 // refused with its file and line, an expression's with CEL's message.
 func TestCaddyfileDedupMistakesNameTheirLine(t *testing.T) {
-	for _, c := range []struct {
-		name, block string
-		line        int
-		want        string
-	}{
+	checkCaddyfileMistakes(t, []caddyfileMistake{
 		{"twice", "webhook a {\n\tdedup header X-Id\n\tdedup header X-Other\n}", 5, "webhook a: dedup is set twice"},
 		{"no kind", "webhook a {\n\tdedup\n}", 4, "wrong argument count"},
 		{"no source", "webhook a {\n\tdedup header\n}", 4, "wrong argument count"},
@@ -81,21 +76,7 @@ func TestCaddyfileDedupMistakesNameTheirLine(t *testing.T) {
 		{"window under 1s", "webhook a {\n\tdedup header X-Id 10ms\n}", 4, "dedup window 10ms: between 1s and 720h0m0s (operator limits)"},
 		{"window over 30d", "webhook a {\n\tdedup header X-Id 31d\n}", 4, "between 1s and 720h0m0s"},
 		{"window 0", "webhook a {\n\tdedup header X-Id 0s\n}", 4, "want a duration over 0"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := adaptWebhooker(t, "{\n\twebhooker {\n"+c.block+"\n\t}\n}\n")
-			if err == nil {
-				t.Fatal("adapted without an error")
-			}
-			t.Logf("%s", err)
-			if !strings.Contains(err.Error(), c.want) {
-				t.Errorf("the error does not say %q", c.want)
-			}
-			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
-				t.Errorf("the error is not at %s", at)
-			}
-		})
-	}
+	})
 }
 
 // TestJSONConfigDedupChecked: a JSON config's dedup gets the Caddyfile's
@@ -116,13 +97,7 @@ func TestJSONConfigDedupChecked(t *testing.T) {
 				t.Fatal(err)
 			}
 			app.DataDir = t.TempDir()
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			err := app.Provision(ctx)
-			if err == nil {
-				err = app.Validate()
-			}
-			_ = app.Cleanup()
+			err := provisionApp(&app)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)

@@ -1,8 +1,6 @@
 package caddymodule_test
 
 import (
-	"context"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -17,11 +15,7 @@ func TestCaddyfileRateLimitOptions(t *testing.T) {
 	in := func(opts string) string {
 		return "webhook a {\n\ttarget t http https://example.com/ {\n" + opts + "\n\t}\n}"
 	}
-	for _, c := range []struct {
-		name, block string
-		line        int
-		want        string
-	}{
+	checkCaddyfileMistakes(t, []caddyfileMistake{
 		{"rate_limit one argument", in("\t\trate_limit 50"), 5, "rate_limit: want <events> <window>, such as 50 1s"},
 		{"rate_limit events 0", in("\t\trate_limit 0 1s"), 5, `rate_limit events "0": want a whole number, 1 or more`},
 		{"rate_limit events not a number", in("\t\trate_limit many 1s"), 5, `rate_limit events "many"`},
@@ -34,21 +28,7 @@ func TestCaddyfileRateLimitOptions(t *testing.T) {
 		{"max_in_flight over the bound", in("\t\tmax_in_flight 5000"), 5, "max_in_flight 5000: want 1 to 4096 (operator limits)"},
 		{"rate_limit on a database target", "webhook a {\n\ttarget t database {\n\t\trate_limit 5 1s\n\t}\n}", 5,
 			"rate_limit is an option of http targets"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := adaptWebhooker(t, "{\n\twebhooker {\n"+c.block+"\n\t}\n}\n")
-			if err == nil {
-				t.Fatalf("adapted without an error")
-			}
-			t.Logf("%s", err)
-			if !strings.Contains(err.Error(), c.want) {
-				t.Errorf("the error does not say %q", c.want)
-			}
-			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
-				t.Errorf("the error is not at %s", at)
-			}
-		})
-	}
+	})
 	raw, err := adaptWebhooker(t, "{\n\twebhooker {\n"+in("\t\trate_limit 5000 1m\n\t\tmax_in_flight 4")+"\n\t}\n}\n")
 	if err != nil {
 		t.Fatal(err)
@@ -75,13 +55,7 @@ func TestJSONConfigRateLimitChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			app.DataDir = t.TempDir()
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			err := app.Provision(ctx)
-			if err == nil {
-				err = app.Validate()
-			}
-			_ = app.Cleanup()
+			err := provisionApp(&app)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %v, want one saying %q", err, c.want)
 			}

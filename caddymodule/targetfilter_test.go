@@ -1,7 +1,6 @@
 package caddymodule_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -73,11 +72,7 @@ func TestCaddyfileFilter(t *testing.T) {
 // is a Caddyfile error with CEL's message and the file and line of the
 // filter.
 func TestCaddyfileFilterMistakesNameTheirLine(t *testing.T) {
-	for _, c := range []struct {
-		name, block string
-		line        int
-		want        string
-	}{
+	checkCaddyfileMistakes(t, []caddyfileMistake{
 		{"syntax", "webhook a {\n\ttarget t database {\n\t\tfilter body.action ==\n\t}\n}", 5,
 			"webhook a: target t: filter: ERROR: <input>:1:15: Syntax error"},
 		{"unknown variable", "webhook a {\n\ttarget t http https://example.com/ {\n\t\ttimeout 5s\n\t\tfilter request.method == 'POST'\n\t}\n}", 6,
@@ -88,21 +83,7 @@ func TestCaddyfileFilterMistakesNameTheirLine(t *testing.T) {
 		{"filter twice", "webhook a {\n\ttarget t log {\n\t\tfilter true\n\t\tfilter false\n\t}\n}", 6, "filter is set twice"},
 		{"no expression", "webhook a {\n\ttarget t log {\n\t\tfilter\n\t}\n}", 5, "wrong argument count"},
 		{"too long", "webhook a {\n\ttarget t log {\n\t\tfilter method == '" + strings.Repeat("a", 4100) + "'\n\t}\n}", 5, "at most 4096"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := adaptWebhooker(t, "{\n\twebhooker {\n"+c.block+"\n\t}\n}\n")
-			if err == nil {
-				t.Fatal("adapted without an error")
-			}
-			t.Logf("%s", err)
-			if !strings.Contains(err.Error(), c.want) {
-				t.Errorf("the error does not say %q", c.want)
-			}
-			if at := fmt.Sprintf("Caddyfile:%d", c.line); !strings.HasSuffix(err.Error(), ", at "+at) {
-				t.Errorf("the error is not at %s", at)
-			}
-		})
-	}
+	})
 }
 
 // TestJSONConfigFilterChecked: a JSON config's filter is compiled by
@@ -120,13 +101,7 @@ func TestJSONConfigFilterChecked(t *testing.T) {
 				t.Fatal(err)
 			}
 			app.DataDir = t.TempDir()
-			ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-			defer cancel()
-			err := app.Provision(ctx)
-			if err == nil {
-				err = app.Validate()
-			}
-			_ = app.Cleanup()
+			err := provisionApp(&app)
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("refused: %v", err)
