@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -57,14 +56,7 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 	}))
 	defer target.Close()
 
-	adminPort, sitePort := freePort(t), freePort(t)
-	dataDir := filepath.Join(dir, "data")
-	caddyfile := filepath.Join(dir, "Caddyfile")
-	config := fmt.Sprintf(`{
-	admin localhost:%d
-	webhooker {
-		data_dir %s
-		# Fewer workers than ingest needs: deliveries are owed at the kill.
+	g := newBinaryGateway(t, bin, dir, fmt.Sprintf(`		# Fewer workers than ingest needs: deliveries are owed at the kill.
 		workers 2
 		webhook crash {
 			entrypoint crash-key
@@ -74,26 +66,11 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 			}
 			target archive database
 		}
-	}
-}
-
-http://:%d {
-	webhooker /hooks/*
-}
-`, adminPort, dataDir, target.URL, sitePort)
-	if err := os.WriteFile(caddyfile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	entrypoint := fmt.Sprintf("http://127.0.0.1:%d/hooks/crash-key", sitePort)
+`, target.URL))
+	dataDir, entrypoint := g.dataDir, g.hooks+"crash-key"
 
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", caddyfile)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, logs := g.start(t)
 		waitUntil(t, 30*time.Second, func() bool {
 			resp, err := http.Post(entrypoint, "application/json", strings.NewReader(`{"n":-1}`))
 			if err != nil {

@@ -73,14 +73,7 @@ func TestTargetThatKillsCaddyEndsAfterMaxRetries(t *testing.T) {
 		return false
 	}
 
-	adminPort, sitePort := freePort(t), freePort(t)
-	dataDir := filepath.Join(dir, "data")
-	caddyfile := filepath.Join(dir, "Caddyfile")
-	config := fmt.Sprintf(`{
-	admin localhost:%d
-	webhooker {
-		data_dir %s
-		webhook deadly {
+	g := newBinaryGateway(t, bin, dir, fmt.Sprintf(`		webhook deadly {
 			entrypoint deadly-key
 			target killer http %s {
 				max_retries 2
@@ -91,17 +84,9 @@ func TestTargetThatKillsCaddyEndsAfterMaxRetries(t *testing.T) {
 			entrypoint fine-key
 			target sink http %s
 		}
-	}
-}
-
-http://:%d {
-	webhooker /hooks/*
-}
-`, adminPort, dataDir, killer.URL, healthy.URL, sitePort)
-	if err := os.WriteFile(caddyfile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	entrypoint := func(key string) string { return fmt.Sprintf("http://127.0.0.1:%d/hooks/%s", sitePort, key) }
+`, killer.URL, healthy.URL))
+	dataDir := g.dataDir
+	entrypoint := func(key string) string { return g.hooks + key }
 	post := func(key, body string) (int, error) {
 		resp, err := http.Post(entrypoint(key), "application/json", strings.NewReader(body))
 		if err != nil {
@@ -117,13 +102,7 @@ http://:%d {
 		logs   *bytes.Buffer
 	}
 	start := func() process {
-		cmd := exec.Command(bin, "run", "--config", caddyfile)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-		logs := &bytes.Buffer{}
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, logs := g.start(t)
 		running.Store(cmd.Process)
 		p := process{cmd: cmd, exited: make(chan struct{}), logs: logs}
 		go func() { _ = cmd.Wait(); close(p.exited) }()

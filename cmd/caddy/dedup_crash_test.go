@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,30 +41,14 @@ func TestDedupCaughtAfterSIGKILL(t *testing.T) {
 	}))
 	defer target.Close()
 
-	adminPort, sitePort := freePort(t), freePort(t)
-	dataDir := filepath.Join(dir, "data")
-	caddyfile := filepath.Join(dir, "Caddyfile")
-	config := fmt.Sprintf(`{
-	admin localhost:%d
-	webhooker {
-		data_dir %s
-		webhook github {
+	g := newBinaryGateway(t, bin, dir, fmt.Sprintf(`		webhook github {
 			dedup header X-GitHub-Delivery
 			entrypoint github-in
 			target ci http %s
 			target archive database
 		}
-	}
-}
-
-http://:%d {
-	webhooker /hooks/*
-}
-`, adminPort, dataDir, target.URL, sitePort)
-	if err := os.WriteFile(caddyfile, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	entrypoint := fmt.Sprintf("http://127.0.0.1:%d/hooks/github-in", sitePort)
+`, target.URL))
+	dataDir, entrypoint := g.dataDir, g.hooks+"github-in"
 	send := func(delivery string) (int, string) {
 		req, err := http.NewRequest(http.MethodPost, entrypoint, strings.NewReader(`{"ref":"refs/heads/main"}`))
 		if err != nil {
@@ -87,13 +69,7 @@ http://:%d {
 		return resp.StatusCode, ack.EventID
 	}
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "run", "--config", caddyfile)
-		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, logs := g.start(t)
 		// The readiness probe is a delivery of its own, deduplicated too.
 		waitUntil(t, 30*time.Second, func() bool {
 			status, _ := send("probe")
