@@ -79,13 +79,7 @@ func (e *env) ingestFilterOnce(size int, filtered bool) (*ingestRun, error) {
 	}, nil)
 	after := p.stats()
 	run := &ingestRun{size: size, st: st, cores: cores(before, after), rssKB: after.rssKB}
-	p.stop() // the event DB is read once Caddy has let go of it
-	ids, err := storedEvents(s.dataDir, "bench")
-	if err != nil {
-		return nil, err
-	}
-	run.stored = len(ids)
-	if run.states, err = deliveryStates(s.dataDir, "bench"); err != nil {
+	if err := run.readStored(p, s.dataDir); err != nil {
 		return nil, err
 	}
 	logf("   %s ingest, filter %v: %.0f req/s, p50 %s, p99 %s, %s", sizeText(size), filtered, st.okRate(),

@@ -19,6 +19,20 @@ type ingestRun struct {
 	states map[string]int
 }
 
+// readStored stops p, then reads what webhook "bench" stored: its events
+// and its deliveries by status (the event DB is read once Caddy has let go
+// of it).
+func (run *ingestRun) readStored(p *caddyProc, dataDir string) error {
+	p.stop()
+	ids, err := storedEvents(dataDir, "bench")
+	if err != nil {
+		return err
+	}
+	run.stored = len(ids)
+	run.states, err = deliveryStates(dataDir, "bench")
+	return err
+}
+
 // checkIngest runs, for 1 KiB and 64 KiB bodies, the same full-speed load
 // (cfg.loadConn connections, no rate limit) against the same binary
 // answering `respond 200` on the route and against webhooker ingest with
@@ -95,13 +109,7 @@ func (e *env) ingestOnce(plain bool, size int) (*ingestRun, error) {
 	kind := "respond 200"
 	if !plain {
 		kind = "ingest"
-		p.stop() // the event DB is read once Caddy has let go of it
-		ids, err := storedEvents(s.dataDir, "bench")
-		if err != nil {
-			return nil, err
-		}
-		run.stored = len(ids)
-		if run.states, err = deliveryStates(s.dataDir, "bench"); err != nil {
+		if err := run.readStored(p, s.dataDir); err != nil {
 			return nil, err
 		}
 	}

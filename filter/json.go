@@ -111,18 +111,12 @@ func (p *jsonParser) object(depth int) (any, bool) {
 			return nil, false
 		}
 		m[k] = v // a key given twice: the last one, as encoding/json
-		p.space()
-		if p.i >= len(p.b) {
+		end, ok := p.afterItem('}')
+		if !ok {
 			return nil, false
 		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
+		if end {
 			return m, true
-		default:
-			return nil, false
 		}
 	}
 }
@@ -144,20 +138,32 @@ func (p *jsonParser) array(depth int) (any, bool) {
 			return nil, false
 		}
 		a = append(a, v)
-		p.space()
-		if p.i >= len(p.b) {
+		end, ok := p.afterItem(']')
+		if !ok {
 			return nil, false
 		}
-		switch p.b[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
+		if end {
 			return a, true
-		default:
-			return nil, false
 		}
 	}
+}
+
+// afterItem reads what follows an item of an object or an array: a comma,
+// another item to come, or closer, the end. Anything else is not JSON.
+func (p *jsonParser) afterItem(closer byte) (end, ok bool) {
+	p.space()
+	if p.i >= len(p.b) {
+		return false, false
+	}
+	switch p.b[p.i] {
+	case ',':
+		p.i++
+		return false, true
+	case closer:
+		p.i++
+		return true, true
+	}
+	return false, false
 }
 
 // str reads the string at p.i (on its opening quote).
