@@ -153,8 +153,6 @@ type Intake struct {
 	// Figures, for tests and metrics.
 	unapplied    atomic.Int64 // entries committed and not yet applied
 	appliedTotal atomic.Int64
-	syncRounds   atomic.Int64
-	forgotten    atomic.Int64 // entries removed from the intake
 	deduplicated atomic.Int64 // repeats answered with their original event
 	dedupPruned  atomic.Int64 // expired dedup keys removed
 }
@@ -501,13 +499,11 @@ func closeApplyBudget(ctx context.Context) time.Duration {
 
 // IntakeFigures are what an Intake has done so far.
 type IntakeFigures struct {
-	Memory     int64 // the bound on Held (IntakeOptions.Memory)
-	Held       int64 // bytes of entries not yet applied
-	Unapplied  int64 // entries not yet applied to their event DB
-	Waiting    int   // entries not yet synced into their event DB (unapplied ones included)
-	Applied    int64 // entries applied since open
-	SyncRounds int64
-	Forgotten  int64 // entries removed from the intake once synced
+	Memory    int64 // the bound on Held (IntakeOptions.Memory)
+	Held      int64 // bytes of entries not yet applied
+	Unapplied int64 // entries not yet applied to their event DB
+	Waiting   int   // entries not yet synced into their event DB (unapplied ones included)
+	Applied   int64 // entries applied since open
 	// Deduplicated counts the repeats answered with their original event,
 	// DedupPruned the expired dedup keys removed (dedup.go).
 	Deduplicated, DedupPruned int64
@@ -519,7 +515,6 @@ func (in *Intake) Figures() IntakeFigures {
 	defer in.mu.Unlock()
 	return IntakeFigures{
 		Memory: in.opts.Memory, Held: in.held, Unapplied: in.unapplied.Load(), Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
-		SyncRounds: in.syncRounds.Load(), Forgotten: in.forgotten.Load(),
 		Deduplicated: in.deduplicated.Load(), DedupPruned: in.dedupPruned.Load(),
 	}
 }

@@ -275,7 +275,7 @@ func TestIntakeReplaysWhatWasNotApplied(t *testing.T) {
 	}
 	// The applier leaves them to the reads of their webhooks until
 	// ReleaseReplayed: a round of it applies none.
-	again.applyReady()
+	again.applyReadyUntil(context.Background())
 	if f := again.Figures(); f.Unapplied != 8 {
 		t.Errorf("%d replayed events unapplied after an applier round before ReleaseReplayed, want 8", f.Unapplied)
 	}

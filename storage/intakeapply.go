@@ -32,11 +32,8 @@ func (in *Intake) applyLoop() {
 	}
 }
 
-// applyReady applies the entries of every ready webhook, in the order they
-// became ready, until none is.
-func (in *Intake) applyReady() { in.applyReadyUntil(context.Background()) }
-
-// applyReadyUntil is applyReady, which stops early when ctx ends.
+// applyReadyUntil applies the entries of every ready webhook, in the order
+// they became ready, until none is or ctx ends.
 func (in *Intake) applyReadyUntil(ctx context.Context) {
 	for ctx.Err() == nil {
 		in.mu.Lock()
