@@ -23,6 +23,9 @@ import (
 // if it is still open. The body is read only when the attempt goes ahead.
 // It returns the parked delivery to run next, if the slot it held passes on.
 func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
+	if ref.line != "" {
+		return e.runLine(ref.webhookID, ref.line)
+	}
 	if !e.webhookLive(ref.webhookID) {
 		e.release(ref.deliveryID) // deleted meanwhile: its event DB is gone
 		return e.endSlot(ref.slot)
@@ -78,7 +81,7 @@ func (e *Engine) runRef(ref deliveryRef) (onward *deliveryRef) {
 		return e.endSlot(ref.slot)
 	}
 	if !open {
-		e.release(ref.deliveryID)
+		e.releaseDone(ref.webhookID, ref.deliveryID)
 		return e.endSlot(ref.slot)
 	}
 	return e.runTask(&task, attempts, ref.slot)
@@ -199,7 +202,7 @@ func (e *Engine) attemptHTTP(t *Task, target storage.Target, attempts int, now t
 	if err := e.markInFlight(t, now); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			// Not open any more (cancelled while queued): nothing to send.
-			e.release(t.DeliveryID)
+			e.releaseDone(t.WebhookID, t.DeliveryID)
 			return
 		}
 		e.storageTrouble(t, "marking an attempt in flight", err)
@@ -292,14 +295,14 @@ func (e *Engine) finish(t *Task, r storage.DeliveryResult, out storage.DeliveryO
 	if !applied {
 		// Cancelled while the attempt was in flight: it stays as the
 		// operator left it, and nothing comes due.
-		e.release(t.DeliveryID)
+		e.releaseDone(t.WebhookID, t.DeliveryID)
 		return
 	}
 	if out.Status == storage.DeliveryRetrying {
 		e.schedule(deliveryRef{webhookID: t.WebhookID, deliveryID: t.DeliveryID}, out.NextAttemptAt)
 		return
 	}
-	e.release(t.DeliveryID)
+	e.releaseDone(t.WebhookID, t.DeliveryID)
 }
 
 // hold puts off a delivery that its target's open circuit breaker stops,
@@ -311,7 +314,7 @@ func (e *Engine) hold(t *Task, br *breaker, until time.Time) {
 	})
 	if errors.Is(err, storage.ErrNotFound) && e.webhookLive(t.WebhookID) {
 		// Not open any more (cancelled meanwhile): nothing to hold.
-		e.release(t.DeliveryID)
+		e.releaseDone(t.WebhookID, t.DeliveryID)
 		return
 	}
 	if err != nil {

@@ -102,6 +102,8 @@ type Engine struct {
 	rates *targetRates
 	// rateHeld counts the deliveries put off for their target's rate.
 	rateHeld atomic.Int64
+	// lines are the lines of the ordered targets (ordered.go).
+	lines *lines
 
 	// owned holds the ids of deliveries the engine has in hand (queued,
 	// running, parked for a slot of their target, or waiting out a storage
@@ -179,6 +181,9 @@ type deliveryRef struct {
 	task      *Task
 	attempts  int
 	taskBytes int
+	// line, when set, names an ordered target whose line to check
+	// (runLine): deliveryID is then empty.
+	line string
 }
 
 // New makes an engine for the event DBs of events. Call SetSnapshot, then Start.
@@ -214,6 +219,7 @@ func New(events *storage.WebhookDBManager, opts Options) *Engine {
 		retries:     make(chan deliveryRef, opts.RetryQueueSize),
 		slots:       newTargetSlots(opts.MaxPerTarget, DefaultMaxParkedPerTarget),
 		rates:       newTargetRates(),
+		lines:       newLines(),
 		faultTimers: make(map[string]*time.Timer),
 		breakers:    make(map[string]*breaker),
 		attempts:    ctx, abortAttempts: cancel,
@@ -260,7 +266,10 @@ func (e *Engine) CheckTargetURL(ctx context.Context, rawURL string, tenant bool)
 // SetSnapshot puts a new configuration in force. Attempts read the target's
 // settings from the snapshot when they start, so a changed target applies to
 // its next attempt.
-func (e *Engine) SetSnapshot(s *storage.Snapshot) { e.snapshot.Store(s) }
+func (e *Engine) SetSnapshot(s *storage.Snapshot) {
+	e.snapshot.Store(s)
+	e.linesUnordered(s)
+}
 
 // Snapshot is the configuration in force (nil before SetSnapshot).
 func (e *Engine) Snapshot() *storage.Snapshot { return e.snapshot.Load() }
@@ -365,6 +374,11 @@ func (e *Engine) stopped() bool {
 // the queue is left to the event DB, which is scanned once there is room.
 func (e *Engine) Notify(tasks []Task) {
 	for _, t := range tasks {
+		if e.orderedTarget(t.WebhookID, t.Target.ID) {
+			// Not taken in hand: it goes when it is the head of its line.
+			e.joinedLine(t.WebhookID, t.Target.ID)
+			continue
+		}
 		if _, inHand := e.owned.LoadOrStore(t.DeliveryID, struct{}{}); inHand {
 			continue
 		}
@@ -434,8 +448,12 @@ func (e *Engine) endSlot(targetID string) *deliveryRef {
 // target.
 func (e *Engine) ParkedDeliveries() int { return e.slots.parkedCount() }
 
-// release lets go of a delivery: a later scan may pick it up again.
+// release lets go of a delivery: a later scan may pick it up again. The
+// line of an ordered target whose head it was holds nothing now, and waits
+// for whatever made its webhook due to read it (releaseDone, when the
+// delivery is done with, checks the line at once).
 func (e *Engine) release(deliveryID string) {
+	e.lines.letGo(deliveryID, false)
 	e.owned.Delete(deliveryID)
 	e.storageFaults.Delete(deliveryID)
 	e.cancelled.Delete(deliveryID)
@@ -445,11 +463,14 @@ func (e *Engine) release(deliveryID string) {
 // in its event DB, and tells the schedule of its webhook: it is read back
 // from there when due. Nothing is kept for the delivery itself.
 func (e *Engine) schedule(ref deliveryRef, at time.Time) {
-	_, cancelled := e.cancelled.Load(ref.deliveryID)
-	e.release(ref.deliveryID)
-	if cancelled {
-		return // failed in its event DB: nothing comes due
+	if _, cancelled := e.cancelled.Load(ref.deliveryID); cancelled {
+		e.releaseDone(ref.webhookID, ref.deliveryID) // failed in its event DB: nothing comes due
+		return
 	}
+	// The head of a line waits for at with its line: what joins meanwhile
+	// is behind it.
+	e.lines.letGo(ref.deliveryID, true)
+	e.release(ref.deliveryID)
 	e.dueAt(ref.webhookID, at)
 }
 
@@ -464,7 +485,7 @@ func (e *Engine) waitOutFault(ref deliveryRef, at time.Time) {
 		return
 	}
 	if _, ok := e.cancelled.Load(ref.deliveryID); ok {
-		e.release(ref.deliveryID) // failed in its event DB: nothing to wait for
+		e.releaseDone(ref.webhookID, ref.deliveryID) // failed in its event DB: nothing to wait for
 		return
 	}
 	e.faultTimers[ref.deliveryID] = time.AfterFunc(time.Until(at), func() {

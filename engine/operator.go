@@ -60,7 +60,12 @@ func (e *Engine) Cancel(ctx context.Context, webhookID, deliveryID string) error
 		e.cancelled.Store(deliveryID, struct{}{})
 	}
 	if e.stopFaultTimer(deliveryID) {
-		e.release(deliveryID)
+		e.releaseDone(webhookID, deliveryID)
+	}
+	if snap := e.snapshot.Load(); snap != nil && len(orderedTargets(snap, webhookID)) > 0 {
+		// It may be the head of a line waiting for its time: the reader
+		// checks the lines, and the next goes if it was.
+		e.wantScan(webhookID)
 	}
 	e.refreshDue(webhookID, func() (at time.Time, ok bool, err error) {
 		err = e.withLiveWebhook(ctx, webhookID, func(db *storage.WebhookDB) error {

@@ -119,7 +119,7 @@ func (e *Engine) holdForRate(t *Task, at time.Time) {
 		return db.Reschedule(ctx, t.DeliveryID, at)
 	})
 	if errors.Is(err, storage.ErrNotFound) && e.webhookLive(t.WebhookID) {
-		e.release(t.DeliveryID) // not open any more (cancelled meanwhile)
+		e.releaseDone(t.WebhookID, t.DeliveryID) // not open any more (cancelled meanwhile)
 		return
 	}
 	if err != nil {

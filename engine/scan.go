@@ -92,6 +92,9 @@ func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, nex
 			heldUntil = until
 		}
 	}
+	// The deliveries of ordered targets go from the heads of their lines,
+	// checked once the walk is done (ordered.go).
+	lined := orderedTargets(snap, webhookID)
 	var cursor storage.DueCursor
 	for !cursor.Done() {
 		if until, all := e.allTargetsHeld(webhookID, snap); all {
@@ -101,7 +104,7 @@ func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, nex
 		var page []storage.Delivery
 		err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
 			var err error
-			page, err = db.DueDeliveries(ctx, now, &cursor, duePage)
+			page, err = db.DueDeliveries(ctx, now, &cursor, duePage, lined...)
 			return err
 		})
 		if err != nil {
@@ -128,6 +131,7 @@ func (e *Engine) readDue(webhookID string, recovery bool) (found scanCounts, nex
 			}
 		}
 	}
+	e.checkLines(webhookID, lined)
 	// Those due by now are read (or in hand, or paused): the next is later.
 	err := e.events.With(ctx, webhookID, func(db *storage.WebhookDB) error {
 		var err error

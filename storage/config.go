@@ -229,6 +229,14 @@ type TargetOptions struct {
 	// 64), and never more than the engine's workers. Default: the engine's
 	// target_concurrency (a quarter of the workers).
 	MaxInFlight *int `json:"max_in_flight,omitempty"`
+
+	// Ordered sends the target's deliveries one at a time, in the order
+	// they were written (ingest order; a redelivery joins the end of the
+	// line): each goes once the one before it is delivered or has given up
+	// (failed, or cancelled by the operator), so a failing head holds the
+	// rest back meanwhile. max_in_flight, if set, must be 1. Default: false
+	// (up to max_in_flight at once, in no promised order).
+	Ordered bool `json:"ordered,omitempty"`
 }
 
 // RateLimit is a target's rate limit (TargetOptions.RateLimit).

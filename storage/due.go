@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -56,8 +57,19 @@ func (c *DueCursor) Done() bool { return c.group >= len(dueGroups) }
 // one page at a time, and a delivery written after the walk passed its
 // place is left to the next walk). A page shorter than limit may come
 // before the end: read until c.Done().
-func (db *WebhookDB) DueDeliveries(ctx context.Context, now time.Time, c *DueCursor, limit int) ([]Delivery, error) {
+//
+// The deliveries of the targets in skip are left out: those of ordered
+// targets, which go one at a time from the head of their line (ordered.go),
+// not as they come due.
+func (db *WebhookDB) DueDeliveries(ctx context.Context, now time.Time, c *DueCursor, limit int, skip ...string) ([]Delivery, error) {
 	var out []Delivery
+	notSkipped, skipArgs := "", make([]any, len(skip))
+	if len(skip) > 0 {
+		notSkipped = " AND target_id NOT IN (?" + strings.Repeat(", ?", len(skip)-1) + ")"
+		for i, id := range skip {
+			skipArgs[i] = id
+		}
+	}
 	for !c.Done() && len(out) < limit {
 		g := dueGroups[c.group]
 		var (
@@ -72,8 +84,8 @@ func (db *WebhookDB) DueDeliveries(ctx context.Context, now time.Time, c *DueCur
 		switch {
 		case !g.timed:
 			rows, err = db.file.reader.QueryContext(ctx, "SELECT "+deliveryColumns+`, rowid FROM deliveries
-				WHERE `+open+` AND next_attempt_at IS NULL AND rowid > ? ORDER BY rowid LIMIT ?`,
-				c.row, limit-len(out))
+				WHERE `+open+` AND next_attempt_at IS NULL AND rowid > ?`+notSkipped+` ORDER BY rowid LIMIT ?`,
+				append(append([]any{c.row}, skipArgs...), limit-len(out))...)
 		default:
 			upTo := int64(math.MaxInt64)
 			if g.bound {
@@ -89,8 +101,8 @@ func (db *WebhookDB) DueDeliveries(ctx context.Context, now time.Time, c *DueCur
 			// index range for the planner.
 			rows, err = db.file.reader.QueryContext(ctx, "SELECT "+deliveryColumns+`, rowid FROM deliveries
 				WHERE `+open+` AND next_attempt_at >= ? AND next_attempt_at <= ?
-				AND (next_attempt_at, rowid) > (?, ?) ORDER BY next_attempt_at, rowid LIMIT ?`,
-				from, upTo, from, c.row, limit-len(out))
+				AND (next_attempt_at, rowid) > (?, ?)`+notSkipped+` ORDER BY next_attempt_at, rowid LIMIT ?`,
+				append(append([]any{from, upTo, from, c.row}, skipArgs...), limit-len(out))...)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read due deliveries: %w", err)

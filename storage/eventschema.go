@@ -64,6 +64,7 @@ ALTER TABLE deliveries ADD COLUMN attempt_started_at INTEGER;
 ALTER TABLE events ADD COLUMN verified TEXT NOT NULL DEFAULT '';
 `},
 	keptDeliveriesMigration,
+	orderedMigration, // the line of an ordered target (ordered.go)
 }
 
 // keptDeliveriesMigration stops storing the one attempt of a delivery to a

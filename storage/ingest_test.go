@@ -103,8 +103,13 @@ func TestEventDBFromBeforeKeptDeliveriesMigrates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := eventMigrations[:len(eventMigrations)-1]
-	if old[len(old)-1].name != "events.verified" {
+	var old []migration
+	for i, m := range eventMigrations {
+		if m.name == keptDeliveriesMigration.name {
+			old = eventMigrations[:i]
+		}
+	}
+	if len(old) == 0 || old[len(old)-1].name != "events.verified" {
 		t.Fatalf("the migration before keptDeliveriesMigration is %q: this test builds the wrong old file", old[len(old)-1].name)
 	}
 	if err := migrate(ctx, f.writer, old); err != nil {

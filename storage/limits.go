@@ -239,6 +239,9 @@ func validateRate(o TargetOptions, l Limits) error {
 	if n := o.MaxInFlight; n != nil && (*n < 1 || *n > l.MaxInFlight) {
 		return fmt.Errorf("max_in_flight %d: want 1 to %d (%s limits)", *n, l.MaxInFlight, l.Name)
 	}
+	if n := o.MaxInFlight; o.Ordered && n != nil && *n != 1 {
+		return fmt.Errorf("max_in_flight %d with ordered: an ordered target sends one delivery at a time; leave max_in_flight out", *n)
+	}
 	return nil
 }
 
