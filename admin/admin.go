@@ -29,6 +29,9 @@ type Backend struct {
 	// BreakerState tells a target's circuit breaker state (closed, open,
 	// half-open); nil reports none.
 	BreakerState func(targetID string) string
+	// Line tells where an ordered target's line stands (engine.Line): ok
+	// false when it is empty. nil shows none.
+	Line func(ctx context.Context, webhookID, targetID string) (l storage.Line, ok bool, err error)
 	// Quotas bound what each user may create through the tenant API
 	// (Caddyfile: tenant_quotas); 0 in a field means its default.
 	Quotas storage.Quotas

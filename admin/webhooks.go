@@ -27,6 +27,10 @@ type targetView struct {
 	storage.Target
 	// Circuit is the state of the target's circuit breaker.
 	Circuit string `json:"circuit,omitempty"`
+	// Line is an ordered target's line while it holds open deliveries
+	// (lines.go); LineError says why it could not be read.
+	Line      *lineView `json:"line,omitempty"`
+	LineError string    `json:"line_error,omitempty"`
 }
 
 func (h *Handler) view(w *storage.Webhook) webhookView {
@@ -49,6 +53,7 @@ func (h *Handler) targetView(t storage.Target) targetView {
 	if h.b.BreakerState != nil && t.Type == storage.TargetHTTP {
 		v.Circuit = h.b.BreakerState(t.ID)
 	}
+	h.addLine(&v)
 	return v
 }
 

@@ -249,8 +249,9 @@ type TargetConfig struct {
 	// Options are an http target's delivery settings, as in the admin API:
 	// max_retries, timeout, backoff_initial, backoff_max, headers,
 	// breaker_threshold, breaker_cooldown, rate_limit ({"events": 50,
-	// "window": "1s"}) and max_in_flight, durations as strings. Default:
-	// each option's own default.
+	// "window": "1s"}), max_in_flight and ordered (true: one at a time, in
+	// ingest order), durations as strings. Default: each option's own
+	// default.
 	Options storage.TargetOptions `json:"options,omitzero"`
 
 	// Filter is a CEL expression over each event: the target gets a

@@ -98,6 +98,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //				breaker     <threshold> [<cooldown>]
 //				rate_limit  <events> <window>
 //				max_in_flight <n>
+//				ordered
 //				filter      <cel>
 //				disabled
 //			}
@@ -501,6 +502,11 @@ func unmarshalTarget(d *caddyfile.Dispenser, ds *declarations, webhook string) (
 				return t, err
 			}
 			t.Options.MaxInFlight = &n
+		case "ordered":
+			if d.NextArg() {
+				return t, d.ArgErr()
+			}
+			t.Options.Ordered = true
 		default:
 			if err := unmarshalTargetOption(d, &t.Options, where); err != nil {
 				return t, err

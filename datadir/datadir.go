@@ -420,6 +420,7 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 	b := &admin.Backend{
 		Main: d.main, Events: d.events, Redeliver: d.Redeliver,
 		ConfigChanged: d.Reload, BreakerState: d.engine.BreakerState,
+		Line:            d.engine.Line,
 		Quotas:          quotas,
 		CheckTargetURL:  d.engine.CheckTargetURL,
 		SetTargetPaused: d.SetTargetPaused,

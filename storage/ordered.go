@@ -49,8 +49,8 @@ func (db *WebhookDB) LineHead(ctx context.Context, targetID string) (d Delivery,
 // Line is where an ordered target's deliveries stand: its head and how
 // many open deliveries there are, the head among them.
 type Line struct {
-	Head Delivery `json:"head"`
-	Open int      `json:"open"`
+	Head Delivery
+	Open int
 }
 
 // Line reads targetID's line for the API and UI; ok is false when the

@@ -1025,9 +1025,30 @@ function deliverySettings(t) {
 		o.backoff_initial ? `first retry after ${o.backoff_initial}` : null,
 		o.rate_limit ? `at most ${o.rate_limit.events} per ${o.rate_limit.window}` : null,
 		o.max_in_flight != null ? `${o.max_in_flight} in flight at most` : null,
+		o.ordered ? 'in order, one at a time' : null,
 		o.headers && Object.keys(o.headers).length ? `${Object.keys(o.headers).length} headers` : null,
 	].filter(Boolean);
 	return el('span', { class: 'small' }, parts.join(' · '));
+}
+
+// targetLine shows where an ordered target's line stands: the delivery at
+// its head, which every other open one waits for, and how many are open. A
+// retrying head is failing and holds the line until it is delivered, gives
+// up or is cancelled: that is said in words, with a link to its event.
+function targetLine(wh, t) {
+	if (t.line_error) return el('div', { class: 'target-line small st-failed' }, `line unreadable: ${t.line_error}`);
+	const l = t.line;
+	if (!l) return null;
+	const h = l.head;
+	const waiting = l.open - 1;
+	const event = el('a', { href: `#/webhooks/${enc(wh.id)}/events/${enc(h.event_id)}`, class: 'line-head' }, 'event ' + shortID(h.event_id));
+	if (h.status !== 'retrying') {
+		return el('div', { class: 'target-line small muted' }, `in order: ${l.open} open, next `, event);
+	}
+	const err = h.last_error ? ` (${h.last_error})` : '';
+	return el('div', { class: 'target-line small', title: 'An ordered target sends one delivery at a time: the rest wait until this one is delivered, gives up or is cancelled.' },
+		chip('held', 'st-retrying'), ` ${waiting} waiting behind `, event, `: attempt ${h.attempts} failed${err}`,
+		h.next_attempt_at ? [', next try ', when(h.next_attempt_at, true)] : null);
 }
 
 function circuit(t) {
@@ -1072,7 +1093,7 @@ function drawTargets(box, wh, reload) {
 				el('td', { class: 'strong' }, t.name),
 				el('td', {}, t.type),
 				el('td', {}, destination(t), targetFilter(t)),
-				el('td', {}, deliverySettings(t)),
+				el('td', {}, deliverySettings(t), targetLine(wh, t)),
 				el('td', {}, t.active ? chip('active', 'st-on') : chip('disabled', 'st-off'),
 					t.paused ? [' ', chip('paused', 'st-paused target-paused', 'Its deliveries wait, nothing fails: they go when you resume it')] : null),
 				el('td', {}, circuit(t)),
@@ -1104,7 +1125,7 @@ function drawTargets(box, wh, reload) {
 }
 
 // targetForm adds (t null) or edits a target. Options the form does not
-// show (breaker settings, rate_limit, max_in_flight) are kept as they are; headers are left out of the
+// show (breaker settings, rate_limit, max_in_flight, ordered) are kept as they are; headers are left out of the
 // change, which keeps them: the API shows their values masked.
 function targetForm(wh, t, done, cancel) {
 	const o = (t && t.options) || {};
