@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,11 @@ type lines struct {
 	mu     sync.Mutex
 	lines  map[string]*line
 	headOf map[string]string // delivery id of a head in hand -> its target id
+	// heads is len(headOf), read without mu: every delivery let go asks
+	// whether it was a head (letGo), and without ordered targets none is.
+	// A head is added before it is attempted, on the goroutine that
+	// attempts it, so its own letting go always sees it.
+	heads atomic.Int64
 }
 
 func newLines() *lines {
@@ -67,6 +73,9 @@ func (ls *lines) get(webhookID, targetID string) *line {
 // nothing now. It returns the head's target ("" if it was none), and
 // whether its line now waits for a time (wait).
 func (ls *lines) letGo(deliveryID string, wait bool) (targetID string) {
+	if ls.heads.Load() == 0 {
+		return ""
+	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	targetID, ok := ls.headOf[deliveryID]
@@ -74,6 +83,7 @@ func (ls *lines) letGo(deliveryID string, wait bool) (targetID string) {
 		return ""
 	}
 	delete(ls.headOf, deliveryID)
+	ls.heads.Store(int64(len(ls.headOf)))
 	if l := ls.lines[targetID]; l != nil && l.head == deliveryID {
 		l.head, l.waiting = "", wait
 	}
@@ -269,6 +279,7 @@ func (e *Engine) runLine(webhookID, targetID string) *deliveryRef {
 		l := e.lines.get(webhookID, targetID)
 		l.head, l.checking, l.waiting = head.ID, false, false
 		e.lines.headOf[head.ID] = targetID
+		e.lines.heads.Store(int64(len(e.lines.headOf)))
 		e.lines.mu.Unlock()
 		if inHand {
 			// Taken in hand before the target was ordered (or by a
@@ -286,6 +297,7 @@ func (e *Engine) dropLine(targetID string) {
 	defer e.lines.mu.Unlock()
 	if l := e.lines.lines[targetID]; l != nil {
 		delete(e.lines.headOf, l.head)
+		e.lines.heads.Store(int64(len(e.lines.headOf)))
 		delete(e.lines.lines, targetID)
 	}
 }
