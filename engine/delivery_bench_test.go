@@ -22,19 +22,24 @@ func BenchmarkHTTPDeliveries(b *testing.B) {
 	for _, mode := range []storage.Synchronous{storage.SynchronousFull, storage.SynchronousNormal} {
 		for _, workers := range []int{1, 16} {
 			b.Run(fmt.Sprintf("sync=%s/workers=%d", mode, workers), func(b *testing.B) {
-				benchmarkDeliveries(b, mode, workers, workers)
+				benchmarkDeliveries(b, mode, workers, workers, false)
 			})
 		}
 		// The defaults: DefaultWorkers, and the default cap per target.
 		b.Run(fmt.Sprintf("sync=%s/defaults", mode), func(b *testing.B) {
-			benchmarkDeliveries(b, mode, 0, 0)
+			benchmarkDeliveries(b, mode, 0, 0, false)
+		})
+		// An ordered target: one at a time, each after the outcome of the
+		// one before it is committed and its line's head read.
+		b.Run(fmt.Sprintf("sync=%s/ordered", mode), func(b *testing.B) {
+			benchmarkDeliveries(b, mode, 0, 0, true)
 		})
 	}
 }
 
 // benchmarkDeliveries runs b.N deliveries with the engine's Workers and
-// MaxPerTarget options (0: their defaults).
-func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers, perTarget int) {
+// MaxPerTarget options (0: their defaults), to an ordered target or not.
+func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers, perTarget int, ordered bool) {
 	ctx := context.Background()
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -51,7 +56,9 @@ func benchmarkDeliveries(b *testing.B, mode storage.Synchronous, workers, perTar
 		b.Fatal(err)
 	}
 	defer main.Close()
-	if _, err := main.SyncDeclared(ctx, []*storage.Webhook{webhook("bench", httpTarget("sink", target.URL, quick(3)))}); err != nil {
+	o := quick(3)
+	o.Ordered = ordered
+	if _, err := main.SyncDeclared(ctx, []*storage.Webhook{webhook("bench", httpTarget("sink", target.URL, o))}); err != nil {
 		b.Fatal(err)
 	}
 	snap, err := main.LoadSnapshot(ctx)
