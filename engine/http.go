@@ -22,10 +22,6 @@ const DefaultTimeout = 30 * time.Second
 // responseExcerpt is how much of a target's answer each attempt keeps.
 const responseExcerpt = 4 << 10
 
-// UserAgent names the gateway: in VersionHeader on every http delivery, and
-// as the User-Agent of a delivery whose sender sent none.
-const UserAgent = "caddy-webhooker/0.1 (+https://github.com/webhooker/caddy-webhooker)"
-
 // VersionHeader carries UserAgent on every http delivery: the User-Agent
 // itself is the sender's.
 const VersionHeader = "Webhooker-Version"
