@@ -56,11 +56,17 @@ type App struct {
 
 	// IntakeMemory bounds the bytes of acknowledged events the shared
 	// intake holds in memory until they are applied to their event
-	// databases; past it, ingest waits for the applier. A larger bound lets
-	// load spread over many webhooks run faster (each event database opened
-	// takes more events at once). At least 1 MiB. Default: 67108864
-	// (64 MiB). Takes effect at the next start.
+	// databases; past it, the events of the webhooks applied last are
+	// dropped from memory and read back from intake.db when applied. At
+	// least 1 MiB. Default: 67108864 (64 MiB). Takes effect at the next
+	// start.
 	IntakeMemory int64 `json:"intake_memory,omitempty"`
+
+	// IntakeSize bounds the bytes of acknowledged events intake.db holds
+	// until they are in their event databases, synced; past it, ingest
+	// waits for the applier. At least 1 MiB. Default: 1073741824 (1 GiB).
+	// Takes effect at the next start.
+	IntakeSize int64 `json:"intake_size,omitempty"`
 
 	// BodyTimeout is how long a client may take to send a request body,
 	// from its first read; a slower one gets 408, its connection is closed
@@ -296,6 +302,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.IntakeMemory == 0 {
 		a.IntakeMemory = storage.DefaultIntakeMemory
 	}
+	if a.IntakeSize == 0 {
+		a.IntakeSize = storage.DefaultIntakeSize
+	}
 	if a.BodyTimeout == 0 {
 		a.BodyTimeout = caddy.Duration(DefaultBodyTimeout)
 	}
@@ -368,6 +377,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Synchronous:     storage.Synchronous(a.Synchronous),
 		MaxOpenEventDBs: a.MaxOpenEventDBs,
 		IntakeMemory:    a.IntakeMemory,
+		IntakeSize:      a.IntakeSize,
 		Workers:         a.Workers, QueueSize: a.QueueSize, RetryQueueSize: a.RetryQueueSize,
 		MaxPerTarget:    a.TargetConcurrency,
 		StopGracePeriod: time.Duration(a.StopGracePeriod),
@@ -402,6 +412,9 @@ func (a *App) Validate() error {
 		return err
 	}
 	if err := checkIntakeMemory(a.IntakeMemory); err != nil {
+		return err
+	}
+	if err := checkIntakeSize(a.IntakeSize); err != nil {
 		return err
 	}
 	if a.BodyTimeout < 0 {
@@ -478,3 +491,12 @@ var (
 	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )
+
+// checkIntakeSize refuses an intake_size under 1 MiB (0 is the default,
+// set by Provision).
+func checkIntakeSize(n int64) error {
+	if n != 0 && n < minIntakeMemory {
+		return fmt.Errorf("intake_size (%d bytes) must be at least 1MiB", n)
+	}
+	return nil
+}

@@ -46,6 +46,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 //		max_body_size      <size>
 //		max_ingest_memory  <size>
 //		intake_memory      <size>
+//		intake_size        <size>
 //		body_timeout       <duration>
 //		synchronous        full|normal
 //		max_open_event_dbs <n>
@@ -137,15 +138,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.DataDir) {
 				return d.ArgErr()
 			}
-		case "max_body_size", "max_ingest_memory", "intake_memory":
+		case "max_body_size", "max_ingest_memory", "intake_memory", "intake_size":
 			field := map[string]*int64{"max_body_size": &a.MaxBodySize, "max_ingest_memory": &a.MaxIngestMemory,
-				"intake_memory": &a.IntakeMemory}[option]
+				"intake_memory": &a.IntakeMemory, "intake_size": &a.IntakeSize}[option]
 			n, err := sizeArg(d)
 			if err != nil {
 				return err
 			}
-			if option == "intake_memory" {
-				if err := checkIntakeMemory(n); err != nil {
+			check := map[string]func(int64) error{"intake_memory": checkIntakeMemory, "intake_size": checkIntakeSize}[option]
+			if check != nil {
+				if err := check(n); err != nil {
 					return d.Err(err.Error())
 				}
 			}

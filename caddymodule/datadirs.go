@@ -50,7 +50,7 @@ func acquireDataDir(path string, opts datadir.Options, logger *zap.Logger) (*poo
 
 // sameSettings compares the settings that hold while a directory is open.
 func sameSettings(a, b datadir.Options) bool {
-	return a.Synchronous == b.Synchronous && a.MaxOpenEventDBs == b.MaxOpenEventDBs && a.IntakeMemory == b.IntakeMemory &&
+	return a.Synchronous == b.Synchronous && a.MaxOpenEventDBs == b.MaxOpenEventDBs && a.IntakeMemory == b.IntakeMemory && a.IntakeSize == b.IntakeSize &&
 		a.Workers == b.Workers && a.QueueSize == b.QueueSize && a.RetryQueueSize == b.RetryQueueSize &&
 		a.MaxPerTarget == b.MaxPerTarget && a.StopGracePeriod == b.StopGracePeriod && a.GatewayID == b.GatewayID
 }

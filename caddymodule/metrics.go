@@ -54,7 +54,7 @@ func countVerificationFailure(scheme, reason string) {
 }
 
 // intakeHelp is the help of the intake_events gauge.
-const intakeHelp = "Acknowledged events in the intake: unapplied (not yet in their webhook's event database) and unsynced (not yet fsynced there, unapplied ones included; the intake keeps them until then)."
+const intakeHelp = "Acknowledged events in the intake: unapplied (not yet in their webhook's event database), spilled (unapplied ones whose events were dropped from memory past intake_memory, read back from intake.db when applied) and unsynced (not yet fsynced there, unapplied ones included; the intake keeps them until then)."
 
 // registerMetrics puts the collectors in the config's registry, with gauges
 // of this config's engine.
@@ -110,9 +110,17 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 			Help: intakeHelp, ConstLabels: prometheus.Labels{"state": "unsynced"},
 		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Waiting) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_events",
+			Help: intakeHelp, ConstLabels: prometheus.Labels{"state": "spilled"},
+		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Spilled) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_memory_bytes",
-			Help: "Bytes of acknowledged events the intake holds in memory until they are applied to their event databases (at most 64 MiB; past it ingest waits).",
+			Help: "Bytes of memory the acknowledged events not yet applied to their event databases hold (at most intake_memory; past it, events are spilled: only their place in intake.db stays in memory).",
 		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Held) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_bytes",
+			Help: "Bytes of acknowledged events intake.db holds until they are synced into their event databases (at most intake_size; past it, ingest waits).",
+		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.OnDisk) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
 			Help: "Retry waits the delivery engine holds: webhooks with deliveries waiting for their retry time (one each, however many wait), and deliveries waiting out a storage fault.",

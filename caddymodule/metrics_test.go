@@ -55,6 +55,8 @@ func TestMetricsOnCaddysEndpoint(t *testing.T) {
 			value(body, `caddy_webhooker_intake_events{state="unapplied"}`) >= 0 &&
 			value(body, `caddy_webhooker_intake_events{state="unsynced"}`) >= 0 &&
 			value(body, `caddy_webhooker_intake_memory_bytes`) >= 0 &&
+			value(body, `caddy_webhooker_intake_events{state="spilled"}`) >= 0 &&
+			value(body, `caddy_webhooker_intake_bytes`) >= 0 &&
 			value(body, `caddy_webhooker_open_event_dbs`) >= 1 // the webhook that took the events
 		if ok && gauges {
 			return

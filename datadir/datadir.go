@@ -33,6 +33,10 @@ type Options struct {
 	// IntakeMemory bounds the acknowledged events the intake holds in
 	// memory until applied (storage.DefaultIntakeMemory when zero).
 	IntakeMemory int64
+	// IntakeSize bounds the acknowledged events intake.db holds until
+	// they are synced into their event DBs (storage.DefaultIntakeSize
+	// when zero).
+	IntakeSize int64
 	// Workers, QueueSize, RetryQueueSize and MaxPerTarget size the engine
 	// (see engine.Options); zero values mean the engine's defaults.
 	Workers, QueueSize, RetryQueueSize, MaxPerTarget int
@@ -98,6 +102,8 @@ type Dir struct {
 	reloadMu sync.Mutex // orders loads and swaps of the engine's snapshot
 	pauseMu  sync.Mutex // one pause or resume at a time (SetTargetPaused)
 	start    sync.Once
+
+	backingUp sync.Mutex // one Backup at a time
 
 	mu sync.Mutex
 	// declarations are those of the configs started, oldest first; the

@@ -16,6 +16,7 @@ func (d *Dir) openIntake(ctx context.Context) error {
 	log := d.opts.Logger.Named("intake")
 	in, err := storage.OpenIntake(ctx, d.path, d.opts.Synchronous, d.events, storage.IntakeOptions{
 		Memory:  d.opts.IntakeMemory,
+		Size:    d.opts.IntakeSize,
 		Applied: d.applied,
 		Trouble: func(webhookID string, events int, err error) {
 			log.Error("acknowledged events not yet in their event DB: kept in the intake, tried again",

@@ -130,3 +130,20 @@ func TestIntakeMemoryOption(t *testing.T) {
 		}
 	}
 }
+
+// TestIntakeSizeOption: the Dir's IntakeSize is the intake's bound on
+// disk, and zero is the default.
+func TestIntakeSizeOption(t *testing.T) {
+	for _, c := range []struct{ set, want int64 }{{0, storage.DefaultIntakeSize}, {8 << 20, 8 << 20}} {
+		d, err := Open(t.TempDir(), Options{IntakeSize: c.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.IntakeFigures().Size; got != c.want {
+			t.Errorf("IntakeSize %d: the intake's bound is %d, want %d", c.set, got, c.want)
+		}
+		if err := d.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -39,12 +39,19 @@ import (
 const intakeFileName = "intake.db"
 
 // DefaultIntakeMemory bounds the bytes of the events acknowledged but not
-// yet applied to their event DBs, which the intake keeps in memory. Past it,
-// ingest waits for the applier.
+// yet applied to their event DBs, which the intake keeps in memory. Past
+// it, the events of the webhooks the applier reaches last are dropped from
+// memory and read back from intake.db when applied (intakespill.go).
 const DefaultIntakeMemory = 64 << 20
 
-// intakeEntryOverhead is what an entry costs in memory besides its body
-// and headers, counted against the bound.
+// DefaultIntakeSize bounds the bytes of the events intake.db holds (those
+// not yet applied and synced into their event DBs). Past it, ingest waits
+// for the applier and the sync rounds.
+const DefaultIntakeSize = 1 << 30
+
+// intakeEntryOverhead is what an entry costs besides its body and
+// headers, in memory while its event is there and in intake.db, counted
+// against both bounds.
 const intakeEntryOverhead = 512
 
 var intakeMigrations = []migration{
@@ -95,8 +102,11 @@ type AppliedEvent struct {
 // IntakeOptions are an Intake's settings.
 type IntakeOptions struct {
 	// Memory bounds the events kept in memory until applied
-	// (DefaultIntakeMemory when zero).
+	// (DefaultIntakeMemory when zero); past it, events are spilled.
 	Memory int64
+	// Size bounds the events intake.db holds (DefaultIntakeSize when
+	// zero); past it, ingest waits.
+	Size int64
 	// Applied, if set, is told of the events of one webhook once they are
 	// in its event DB, in the order received. Events replayed on start are
 	// not told: the engine's recovery finds them. It must not block.
@@ -129,16 +139,19 @@ type Intake struct {
 	// ready are the webhooks with entries to apply, in the order their
 	// first entry arrived.
 	ready []string
-	// outstanding are the entries committed and not yet synced into their
-	// event DB, in seq order (intakesync.go).
-	outstanding []*intakeEntry
-	epoch       uint64              // the current sync epoch, from 1
-	dirty       map[string]struct{} // webhooks applied to in this epoch
-	appliedNow  int                 // entries applied in this epoch
-	syncArmed   bool                // a sync round is due (timer or signal)
-	held        int64               // bytes of entries not yet applied
-	space       chan struct{}       // closed when held falls, then replaced
-	closed      bool
+	// appliedNow are the entries applied in this sync epoch, to be
+	// forgotten once their event DBs are synced (intakesync.go).
+	appliedNow []intakeRef
+	dirty      map[string]struct{} // webhooks applied to in this epoch
+	syncArmed  bool                // a sync round is due (timer or signal)
+	// held are the bytes of memory entries not yet applied count against
+	// IntakeOptions.Memory; onDisk the bytes of the entries intake.db
+	// holds (or is about to) against IntakeOptions.Size.
+	held, onDisk int64
+	kept         int64         // entries committed and not yet forgotten
+	spilledNow   int64         // entries waiting in intake.db alone
+	space        chan struct{} // closed when held or onDisk falls, then replaced
+	closed       bool
 
 	syncMu sync.Mutex // one sync round at a time
 
@@ -153,6 +166,7 @@ type Intake struct {
 	// Figures, for tests and metrics.
 	unapplied    atomic.Int64 // entries committed and not yet applied
 	appliedTotal atomic.Int64
+	spilledTotal atomic.Int64 // entries whose events were dropped from memory
 	deduplicated atomic.Int64 // repeats answered with their original event
 	dedupPruned  atomic.Int64 // expired dedup keys removed
 }
@@ -161,11 +175,23 @@ type Intake struct {
 type intakeEntry struct {
 	seq       int64
 	webhookID string
-	ev        *Event
+	ev        *Event // nil until loaded, for a spilled or replayed entry
 	rec       eventRecord
 	targets   []Target // nil for a replayed entry
-	size      int64    // counted against IntakeOptions.Memory
-	appliedIn uint64   // the sync epoch it was applied in; 0 until then
+	// size counts against IntakeOptions.Size, and against Memory while
+	// the entry's event is in memory.
+	size int64
+	// spilled entries were taken from intake.db, not memory: they count
+	// intakeRefSize against Memory.
+	spilled bool
+}
+
+// held is what e counts against IntakeOptions.Memory.
+func (e *intakeEntry) held() int64 {
+	if e.spilled {
+		return intakeRefSize
+	}
+	return e.size
 }
 
 // intakeQueue is one webhook's entries waiting to be applied.
@@ -173,8 +199,10 @@ type intakeQueue struct {
 	// apply is held while its entries are taken and written, so that a
 	// flush waits for an apply under way.
 	apply sync.Mutex
-	// entries are guarded by Intake.mu; waiting counts them (and those
-	// being applied) for flush's fast path.
+	// spilled (events in intake.db alone, intakespill.go), then entries
+	// (in memory), oldest first, are guarded by Intake.mu; waiting counts
+	// them (and those being applied) for flush's fast path.
+	spilled []intakeRun
 	entries []*intakeEntry
 	inReady bool
 	waiting atomic.Int64
@@ -193,6 +221,9 @@ func OpenIntake(ctx context.Context, dir string, sync Synchronous, events *Webho
 	if opts.Memory <= 0 {
 		opts.Memory = DefaultIntakeMemory
 	}
+	if opts.Size <= 0 {
+		opts.Size = DefaultIntakeSize
+	}
 	if opts.SyncDelay <= 0 {
 		opts.SyncDelay = time.Second
 	}
@@ -202,7 +233,7 @@ func OpenIntake(ctx context.Context, dir string, sync Synchronous, events *Webho
 	}
 	in := &Intake{
 		file: file, events: events, opts: opts,
-		queues: make(map[string]*intakeQueue), epoch: 1, dirty: make(map[string]struct{}),
+		queues: make(map[string]*intakeQueue), dirty: make(map[string]struct{}),
 		space: make(chan struct{}), wake: make(chan struct{}, 1), syncs: make(chan struct{}, 1), stop: make(chan struct{}),
 	}
 	in.stopping, in.endStopping = context.WithCancel(context.Background())
@@ -240,7 +271,8 @@ var ErrIntakeClosed = errors.New("the intake is closed")
 // has a key that is live for the webhook, nothing is stored: ev.Dedup.Repeat
 // is set and ev.ID is the original event's (dedup.go). ctx bounds the
 // wait for memory and for the commit; once the commit has begun its outcome
-// is the answer.
+// is the answer. It waits while intake.db holds IntakeOptions.Size bytes
+// of events not yet synced into their event DBs.
 func (in *Intake) Ingest(ctx context.Context, webhookID string, ev *Event, targets []Target) error {
 	if err := in.failing(webhookID); err != nil {
 		return err
@@ -276,8 +308,10 @@ func (in *Intake) failing(webhookID string) error {
 	return nil
 }
 
-// reserve waits until size bytes fit under the memory bound (a lone entry
-// always fits), or ctx ends.
+// reserve waits until an entry of size bytes fits under both bounds, or
+// ctx ends. Past the memory bound it first spills the events of other
+// webhooks' entries; it waits for memory only when none is left to spill
+// (all are being committed or applied). A lone entry always fits.
 func (in *Intake) reserve(ctx context.Context, size int64) error {
 	for {
 		in.mu.Lock()
@@ -285,28 +319,45 @@ func (in *Intake) reserve(ctx context.Context, size int64) error {
 			in.mu.Unlock()
 			return ErrIntakeClosed
 		}
-		if in.held == 0 || in.held+size <= in.opts.Memory {
+		onDisk := in.onDisk == 0 || in.onDisk+size <= in.opts.Size
+		if onDisk && in.held > 0 && in.held+size > in.opts.Memory {
+			in.spill(in.held + size - int64(float64(in.opts.Memory)*spillTo))
+		}
+		if onDisk && (in.held == 0 || in.held+size <= in.opts.Memory) {
 			in.held += size
+			in.onDisk += size
 			in.mu.Unlock()
 			return nil
 		}
-		space := in.space
+		space, held, disk := in.space, in.held, in.onDisk
 		in.mu.Unlock()
 		select {
 		case <-space:
 		case <-ctx.Done():
-			return fmt.Errorf("wait for the intake's applier (%d bytes held): %w", in.opts.Memory, ctx.Err())
+			if !onDisk {
+				return fmt.Errorf("wait for room in the intake: it holds %d bytes of acknowledged events not yet in their event DBs, its bound is %d: %w",
+					disk, in.opts.Size, ctx.Err())
+			}
+			return fmt.Errorf("wait for the intake's applier: %d bytes of acknowledged events held in memory, the bound is %d: %w",
+				held, in.opts.Memory, ctx.Err())
 		}
 	}
 }
 
-// release gives back size bytes and wakes the ingests waiting for them.
+// release gives back the bytes of an entry not written, and wakes the
+// ingests waiting for them.
 func (in *Intake) release(size int64) {
 	in.mu.Lock()
 	in.held -= size
+	in.onDisk -= size
+	in.freed()
+	in.mu.Unlock()
+}
+
+// freed wakes the ingests waiting for room. Under in.mu.
+func (in *Intake) freed() {
 	close(in.space)
 	in.space = make(chan struct{})
-	in.mu.Unlock()
 }
 
 // intakeDelivery is a delivery as the intake stores it.
@@ -424,13 +475,13 @@ func (in *Intake) queue(entries []*intakeEntry) {
 		q.entries = append(q.entries, e)
 		q.waiting.Add(1)
 		in.unapplied.Add(1)
-		// A replayed entry (no event in memory) waits for a read of its
-		// webhook, or for ReleaseReplayed, unless a fresh one comes along.
-		if !q.inReady && q.retry == nil && (e.ev != nil || !in.holdReplayed) {
+		in.kept++
+		// Replayed entries wait for a read of their webhook, or for
+		// ReleaseReplayed, unless a fresh one comes along (replay).
+		if !q.inReady && q.retry == nil {
 			q.inReady = true
 			in.ready = append(in.ready, e.webhookID)
 		}
-		in.outstanding = append(in.outstanding, e)
 	}
 	in.mu.Unlock()
 	signal(in.wake)
@@ -500,10 +551,16 @@ func closeApplyBudget(ctx context.Context) time.Duration {
 // IntakeFigures are what an Intake has done so far.
 type IntakeFigures struct {
 	Memory    int64 // the bound on Held (IntakeOptions.Memory)
-	Held      int64 // bytes of entries not yet applied
+	Held      int64 // bytes of memory the entries not yet applied hold
+	Size      int64 // the bound on OnDisk (IntakeOptions.Size)
+	OnDisk    int64 // bytes of the entries intake.db holds
 	Unapplied int64 // entries not yet applied to their event DB
-	Waiting   int   // entries not yet synced into their event DB (unapplied ones included)
-	Applied   int64 // entries applied since open
+	// Spilled are the unapplied entries whose events are in intake.db
+	// alone (spilled past Memory, or replayed), not being applied now.
+	Spilled      int64
+	SpilledTotal int64 // entries spilled since open
+	Waiting      int64 // entries not yet synced into their event DB (unapplied ones included)
+	Applied      int64 // entries applied since open
 	// Deduplicated counts the repeats answered with their original event,
 	// DedupPruned the expired dedup keys removed (dedup.go).
 	Deduplicated, DedupPruned int64
@@ -514,7 +571,9 @@ func (in *Intake) Figures() IntakeFigures {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return IntakeFigures{
-		Memory: in.opts.Memory, Held: in.held, Unapplied: in.unapplied.Load(), Waiting: len(in.outstanding), Applied: in.appliedTotal.Load(),
+		Memory: in.opts.Memory, Held: in.held, Size: in.opts.Size, OnDisk: in.onDisk,
+		Unapplied: in.unapplied.Load(), Spilled: in.spilledNow, SpilledTotal: in.spilledTotal.Load(),
+		Waiting: in.kept, Applied: in.appliedTotal.Load(),
 		Deduplicated: in.deduplicated.Load(), DedupPruned: in.dedupPruned.Load(),
 	}
 }

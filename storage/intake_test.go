@@ -1,10 +1,12 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -270,8 +272,9 @@ func TestIntakeReplaysWhatWasNotApplied(t *testing.T) {
 		t.Errorf("replayed %+v, want 8 events of 2 webhooks", got)
 	}
 	// The open read no event: they are loaded when applied.
-	if f := again.Figures(); f.Held != 8*intakeEntryOverhead {
-		t.Errorf("%d bytes held after the open, want %d: the entries' bookkeeping only", f.Held, 8*intakeEntryOverhead)
+	if f := again.Figures(); f.Held != 8*intakeRefSize || f.Spilled != 8 {
+		t.Errorf("%d bytes held and %d entries spilled after the open, want %d and 8: the entries' seqs and sizes only",
+			f.Held, f.Spilled, 8*intakeRefSize)
 	}
 	// The applier leaves them to the reads of their webhooks until
 	// ReleaseReplayed: a round of it applies none.
@@ -329,6 +332,10 @@ func TestIntakeKeepsEventsOfABrokenEventDB(t *testing.T) {
 	if err := r.intake.ApplyAll(); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Fatalf("ApplyAll with a directory in the way: %v, want the open's error", err)
 	}
+	// What it could not apply waits in intake.db alone, holding no memory.
+	if f := r.intake.Figures(); f.Spilled != 1 || f.Held != intakeRefSize {
+		t.Errorf("figures after the failed apply: %+v, want its 1 entry spilled", f)
+	}
 	err := r.intake.Ingest(context.Background(), broken, &Event{Body: []byte(`{"n":2}`)}, nil)
 	if err == nil || !strings.Contains(err.Error(), "cannot be written, 1 acknowledged events wait") {
 		t.Fatalf("Ingest into the broken webhook: %v, want a refusal", err)
@@ -365,44 +372,217 @@ func TestIntakeKeepsEventsOfABrokenEventDB(t *testing.T) {
 	r.ingest(broken, `{"n":3}`) // taken again
 }
 
-// TestIntakeBoundsMemory: events not yet applied hold memory up to the
-// bound; past it an ingest waits for the applier, until its ctx ends.
-func TestIntakeBoundsMemory(t *testing.T) {
-	r := newIntakeRig(t, t.TempDir(), IntakeOptions{Memory: 64 << 10})
-	wh := uuid.NewString()
-	// Hold the webhook's apply, as a slow file would.
-	r.intake.mu.Lock()
+// holdApplier makes the applier wait on webhook blocker's apply, as a slow
+// file would: it takes blocker first and waits there, so the entries of
+// the webhooks after it stay in the intake. The returned func lets it go.
+func (r *intakeRig) holdApplier() (blocker string, let func()) {
+	r.t.Helper()
+	blocker = uuid.NewString()
 	q := &intakeQueue{}
-	r.intake.queues[wh] = q
+	r.intake.mu.Lock()
+	r.intake.queues[blocker] = q
 	r.intake.mu.Unlock()
 	q.apply.Lock()
+	r.ingest(blocker, `{}`)
+	var once sync.Once
+	return blocker, func() { once.Do(q.apply.Unlock) }
+}
+
+// spillEvent is the i-th event of TestIntakeSpills…: a 20 KiB body and a
+// header, both its own.
+func spillEvent(i int) *Event {
+	return &Event{EntrypointID: "ep", EntrypointKey: "key", Method: "POST", Path: "/hooks/key",
+		Headers: http.Header{"X-N": {fmt.Sprint(i)}}, Body: []byte(fmt.Sprintf("%05d%s", i, strings.Repeat("x", 20<<10)))}
+}
+
+// checkSpilledEvents reads every event of sent back through With (which
+// applies what the intake holds first) and compares it with what was
+// sent: body and headers intact, one delivery each.
+func checkSpilledEvents(t *testing.T, m *WebhookDBManager, sent map[string][]*Event) {
+	t.Helper()
+	for wh, evs := range sent {
+		err := m.With(context.Background(), wh, func(db *WebhookDB) error {
+			for _, want := range evs {
+				got, err := db.Event(context.Background(), want.ID)
+				if err != nil {
+					return fmt.Errorf("event %s: %w", want.ID, err)
+				}
+				if !bytes.Equal(got.Body, want.Body) || got.Headers.Get("X-N") != want.Headers.Get("X-N") {
+					return fmt.Errorf("event %s came back with a body of %d bytes starting %.5q and X-N %q, want %d bytes starting %.5q and X-N %q",
+						want.ID, len(got.Body), got.Body, got.Headers.Get("X-N"), len(want.Body), want.Body, want.Headers.Get("X-N"))
+				}
+				ds, err := db.Deliveries(context.Background(), want.ID)
+				if err != nil || len(ds) != 1 {
+					return errors.Join(err, fmt.Errorf("event %s has %d deliveries, want 1", want.ID, len(ds)))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Errorf("webhook %s: %v", wh, err)
+		}
+	}
+}
+
+// TestIntakeSpillsPastItsMemory: with the applier held up, the intake
+// takes 20 times its memory bound of events without an ingest waiting:
+// the events of the webhooks the applier reaches last are dropped from
+// memory (the memory held never goes over the bound), and read back from
+// intake.db when applied, bodies and headers intact, their deliveries
+// told to the engine.
+func TestIntakeSpillsPastItsMemory(t *testing.T) {
+	const memory = 64 << 10
+	r := newIntakeRig(t, t.TempDir(), IntakeOptions{Memory: memory})
+	_, let := r.holdApplier()
+	defer let()
+	target := Target{ID: uuid.NewString(), Type: TargetHTTP}
+	targets := []Target{target} // one slice for all, as a route's
+	sent := map[string][]*Event{}
+	webhooks := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	var size int64
+	for i := range 64 {
+		wh := webhooks[i%len(webhooks)]
+		ev := spillEvent(i)
+		// A wait for memory would end with this ctx's error.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.intake.Ingest(ctx, wh, ev, targets)
+		cancel()
+		if err != nil {
+			t.Fatalf("ingest %d with the applier held up: %v", i, err)
+		}
+		sent[wh] = append(sent[wh], ev)
+		size += int64(len(ev.Body)) + intakeEntryOverhead
+		if f := r.intake.Figures(); f.Held > memory {
+			t.Fatalf("after ingest %d: %d bytes held in memory, over the bound of %d", i, f.Held, memory)
+		}
+	}
+	f := r.intake.Figures()
+	if f.Unapplied != 65 || f.OnDisk < size || f.Spilled < 60 || f.SpilledTotal != f.Spilled {
+		t.Errorf("figures with the applier held up: %+v, want 65 unapplied, at least %d bytes on disk, at least 60 spilled", f, size)
+	}
+	let()
+	checkSpilledEvents(t, r.events, sent)
+	// The engine hears of each spilled event's delivery, with its body.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		r.mu.Lock()
+		n := 0
+		for _, wh := range webhooks {
+			n += len(r.applied[wh])
+		}
+		r.mu.Unlock()
+		if n == 64 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Applied told %d events, want 64", n)
+		}
+	}
+	r.mu.Lock()
+	for _, wh := range webhooks {
+		for i, a := range r.applied[wh] {
+			if want := sent[wh][i]; a.Event.ID != want.ID || !bytes.Equal(a.Event.Body, want.Body) ||
+				len(a.Pending) != 1 || len(a.Targets) != 1 || a.Targets[0].ID != target.ID {
+				t.Errorf("webhook %s, event %d: told %s with %d bytes, %d pending, %d targets; want %s, %d bytes, 1, 1",
+					wh, i, a.Event.ID, len(a.Event.Body), len(a.Pending), len(a.Targets), want.ID, len(want.Body))
+			}
+		}
+	}
+	r.mu.Unlock()
+	if err := r.intake.ApplyAll(); err != nil {
+		t.Fatal(err)
+	}
+	if f := r.intake.Figures(); f.Held != 0 || f.Unapplied != 0 || f.Spilled != 0 {
+		t.Errorf("figures once everything is applied: %+v, want nothing held, unapplied or spilled", f)
+	}
+	r.intake.syncRound()
+	if f := r.intake.Figures(); f.OnDisk != 0 || f.Waiting != 0 {
+		t.Errorf("figures after a sync round: %+v, want nothing on disk or unsynced", f)
+	}
+}
+
+// TestIntakeReplaysSpilledEntriesAfterACrash: events spilled and not yet
+// applied when the process dies are in intake.db, and the next open
+// applies them, bodies intact.
+func TestIntakeReplaysSpilledEntriesAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	r := newIntakeRig(t, dir, IntakeOptions{Memory: 64 << 10, SyncDelay: time.Hour})
+	blocker, let := r.holdApplier()
+	sent := map[string][]*Event{}
+	webhooks := []string{uuid.NewString(), uuid.NewString()}
+	target := []Target{{ID: uuid.NewString(), Type: TargetHTTP}}
+	for i := range 16 {
+		wh := webhooks[i%len(webhooks)]
+		ev := spillEvent(i)
+		if err := r.intake.Ingest(context.Background(), wh, ev, target); err != nil {
+			t.Fatal(err)
+		}
+		sent[wh] = append(sent[wh], ev)
+	}
+	if f := r.intake.Figures(); f.Spilled < 12 {
+		t.Fatalf("%d entries spilled, want at least 12 of 16 over a 64 KiB bound", f.Spilled)
+	}
+	// Die: the applier's loop is told to stop before it is let go, so it
+	// applies the blocker alone; nothing is synced or forgotten.
+	r.intake.mu.Lock()
+	r.intake.closed = true
+	r.intake.mu.Unlock()
+	close(r.intake.stop)
+	r.intake.endStopping()
+	let()
+	r.intake.loops.Wait()
+	if f := r.intake.Figures(); f.Unapplied != 16 {
+		t.Fatalf("%d entries unapplied at the crash, want the 16 after the blocker", f.Unapplied)
+	}
+	r.events.intake.Store(nil)
+	if err := r.intake.file.close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := OpenIntake(context.Background(), dir, SynchronousFull, r.events, IntakeOptions{Memory: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.intake = again
+	if got := again.Replayed(); got.Events != 17 || got.Webhooks != 3 {
+		t.Errorf("replayed %+v, want 17 events (the blocker's applied, not synced) of 3 webhooks", got)
+	}
+	checkSpilledEvents(t, r.events, sent)
+	if n := eventCount(t, r.events, blocker); n != 1 {
+		t.Errorf("%d events of the webhook applied before the crash, want 1 (not twice)", n)
+	}
+}
+
+// TestIntakeWaitsForRoomOnDisk: events not yet applied and synced take
+// room in intake.db up to its bound; past it an ingest waits, saying for
+// what, until its ctx ends or the applier and a sync round make room.
+func TestIntakeWaitsForRoomOnDisk(t *testing.T) {
+	r := newIntakeRig(t, t.TempDir(), IntakeOptions{Size: 64 << 10, SyncDelay: time.Millisecond})
+	_, let := r.holdApplier()
+	defer let()
+	wh := uuid.NewString()
 	body := strings.Repeat("x", 20<<10)
 	for range 3 {
 		r.ingest(wh, body)
 	}
-	if f := r.intake.Figures(); f.Unapplied != 3 || f.Waiting != 3 || f.Held < 3*20<<10 {
-		t.Errorf("figures with 3 events held back: %+v, want 3 unapplied and unsynced, 60 KiB held", f)
+	if f := r.intake.Figures(); f.Unapplied != 4 || f.Waiting != 4 || f.OnDisk < 3*20<<10 {
+		t.Errorf("figures with 3 events held back: %+v, want 4 unapplied and unsynced, 60 KiB on disk", f)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := r.intake.Ingest(ctx, wh, &Event{Body: []byte(body)}, nil)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a fourth 20 KiB event over a 64 KiB bound: %v, want to wait until ctx ends", err)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "wait for room in the intake") {
+		t.Fatalf("a fourth 20 KiB event over a 64 KiB bound on disk: %v, want to wait for room until ctx ends", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- r.intake.Ingest(context.Background(), wh, &Event{Body: []byte(body)}, nil) }()
-	q.apply.Unlock() // the applier catches up, and memory comes back
+	let() // the applier catches up, a sync round forgets, and room comes back
 	if err := <-done; err != nil {
-		t.Fatalf("an ingest waiting for memory: %v", err)
+		t.Fatalf("an ingest waiting for room: %v", err)
 	}
 	if err := r.intake.ApplyAll(); err != nil {
 		t.Fatal(err)
 	}
 	if n := eventCount(t, r.events, wh); n != 4 {
 		t.Errorf("%d events stored, want the 4 acknowledged", n)
-	}
-	if f := r.intake.Figures(); f.Held != 0 || f.Unapplied != 0 {
-		t.Errorf("figures once everything is applied: %+v, want nothing held or unapplied", f)
 	}
 }
 

@@ -94,23 +94,28 @@ func (in *Intake) flush(id string) error {
 }
 
 // applyQueue takes and applies q's entries, a chunk at a time (loading
-// replayed ones from the intake first). On failure the entries not applied
-// go back to the head of q, and q is tried again after a backoff.
+// spilled and replayed ones from the intake first). On failure the entries
+// not applied go back to the head of q, spilled, and q is tried again
+// after a backoff.
 func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 	q.apply.Lock()
 	in.mu.Lock()
-	entries := q.entries
-	q.entries = nil
+	b := intakeBacklog{webhookID: id, runs: q.spilled, entries: q.entries}
+	q.spilled, q.entries = nil, nil
+	in.spilledNow -= refCount(b.runs)
 	in.mu.Unlock()
-	if len(entries) == 0 {
+	if b.empty() {
 		q.apply.Unlock()
 		return nil
 	}
-	var told []AppliedEvent
+	var (
+		told  []AppliedEvent
+		chunk []*intakeEntry // taken from b and not applied
+	)
 	ctx := in.events.lifetime()
 	err := in.events.withDB(ctx, id, func(db *WebhookDB) error {
-		for len(entries) > 0 {
-			chunk := entries[:chunkLen(entries)]
+		for !b.empty() {
+			chunk = b.next()
 			if err := in.load(ctx, chunk); err != nil {
 				return err
 			}
@@ -120,23 +125,29 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 			for _, e := range chunk {
 				if e.targets != nil {
 					told = append(told, AppliedEvent{Event: e.ev, Pending: e.rec.pending, Targets: e.targets})
-				} else {
-					e.ev, e.rec = nil, eventRecord{} // replayed: nobody needs it now
 				}
 			}
 			in.applied(id, q, chunk)
-			entries = entries[len(chunk):]
+			chunk = nil
 		}
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) && in.events.isDeleted(id) {
 		// The webhook was deleted since: its events went with it.
-		in.applied(id, q, entries)
+		for ; len(chunk) > 0 || !b.empty(); chunk = b.next() {
+			in.applied(id, q, chunk)
+		}
 		err = nil
 	}
+	var failed int64
 	if err != nil {
+		runs, n, freed := b.spillBack(chunk)
+		failed = n
 		in.mu.Lock()
-		q.entries = append(entries, q.entries...)
+		q.spilled = append(runs, q.spilled...)
+		in.spilledNow += n
+		in.held -= freed
+		in.freed()
 		q.failing = err
 		in.retryLater(id, q)
 		in.mu.Unlock()
@@ -147,24 +158,11 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 	}
 	if err != nil {
 		if in.opts.Trouble != nil {
-			in.opts.Trouble(id, len(entries), err)
+			in.opts.Trouble(id, int(failed), err)
 		}
-		return fmt.Errorf("apply %d acknowledged events of webhook %s from the intake: %w", len(entries), id, err)
+		return fmt.Errorf("apply %d acknowledged events of webhook %s from the intake: %w", failed, id, err)
 	}
 	return nil
-}
-
-// chunkLen is how many of entries (at least one) go into one transaction:
-// up to loadChunk, and up to group commit's bound of bytes.
-func chunkLen(entries []*intakeEntry) int {
-	n, size := 0, 0
-	for n < len(entries) && n < loadChunk && size < maxBatchBytes {
-		if e := entries[n]; e.ev != nil {
-			size += len(e.ev.Body)
-		}
-		n++
-	}
-	return n
 }
 
 // retryLater makes q ready again after its backoff. Under in.mu.
@@ -176,7 +174,7 @@ func (in *Intake) retryLater(id string, q *intakeQueue) {
 	q.retry = time.AfterFunc(q.backoff, func() {
 		in.mu.Lock()
 		q.retry = nil
-		if !q.inReady && len(q.entries) > 0 {
+		if !q.inReady && (len(q.entries) > 0 || len(q.spilled) > 0) {
 			q.inReady = true
 			in.ready = append(in.ready, id)
 		}
@@ -188,22 +186,20 @@ func (in *Intake) retryLater(id string, q *intakeQueue) {
 // applied records entries as written into webhook id's event DB in this
 // sync epoch, and gives back the memory they held.
 func (in *Intake) applied(id string, q *intakeQueue, entries []*intakeEntry) {
-	var size int64
+	var held int64
 	in.mu.Lock()
 	for _, e := range entries {
-		e.appliedIn = in.epoch
-		size += e.size
+		in.appliedNow = append(in.appliedNow, intakeRef{seq: e.seq, size: e.size})
+		held += e.held()
 	}
 	q.backoff, q.failing = 0, nil
 	q.waiting.Add(-int64(len(entries)))
 	in.dirty[id] = struct{}{}
-	in.appliedNow += len(entries)
-	in.held -= size
-	close(in.space)
-	in.space = make(chan struct{})
+	in.held -= held
+	in.freed()
 	due := !in.syncArmed
 	in.syncArmed = true
-	now := in.appliedNow >= maxSyncEntries
+	now := len(in.appliedNow) >= maxSyncEntries
 	in.mu.Unlock()
 	in.appliedTotal.Add(int64(len(entries)))
 	in.unapplied.Add(-int64(len(entries)))

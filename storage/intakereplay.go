@@ -10,10 +10,10 @@ import (
 
 // Replay: what the intake holds when it opens was acknowledged and may not
 // be in its event DB yet (a stop or a crash came between). On open only
-// the entries' seqs and webhooks are read, and queued like fresh entries
-// but without their events, so that the start waits for none of it: the
-// applier loads each entry from the intake when it applies it, all of a
-// webhook's at once, and a read of a webhook (the engine's recovery scan
+// the entries' seqs, webhooks and sizes are read, and queued as spilled
+// entries are (intakespill.go), so that the start waits for none of it:
+// the applier loads each entry from the intake when it applies it, all of
+// a webhook's at once, and a read of a webhook (the engine's recovery scan
 // among them) applies that webhook's first. An event applied before the
 // crash is skipped (sqlApplyEvent).
 
@@ -26,36 +26,47 @@ type ReplayFigures struct {
 	Webhooks int // webhooks they belong to
 }
 
-// replay queues every entry the intake holds, unloaded, before the
-// applier starts.
+// replay queues every entry the intake holds, spilled (their seqs and
+// sizes alone), before the applier starts.
 func (in *Intake) replay(ctx context.Context) error {
-	rows, err := in.file.reader.QueryContext(ctx, "SELECT seq, webhook_id FROM intake ORDER BY seq")
+	// length() of a column is read from the row's header, not its content.
+	rows, err := in.file.reader.QueryContext(ctx, "SELECT seq, webhook_id, length(body) + length(headers) FROM intake ORDER BY seq")
 	if err != nil {
 		return fmt.Errorf("read the intake: %w", err)
 	}
 	defer rows.Close()
-	var entries []*intakeEntry
-	webhooks := map[string]bool{}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var events int64
 	for rows.Next() {
-		e := &intakeEntry{size: intakeEntryOverhead}
-		if err := rows.Scan(&e.seq, &e.webhookID); err != nil {
+		var (
+			ref     intakeRef
+			webhook string
+		)
+		if err := rows.Scan(&ref.seq, &webhook, &ref.size); err != nil {
 			return fmt.Errorf("read the intake: %w", err)
 		}
-		webhooks[e.webhookID] = true
-		entries = append(entries, e)
+		ref.size += intakeEntryOverhead
+		q := in.queues[webhook]
+		if q == nil {
+			q = &intakeQueue{}
+			in.queues[webhook] = q
+		}
+		// Not ready: they wait for a read of their webhook, or for
+		// ReleaseReplayed, unless a fresh entry comes along (queue).
+		q.spilled = appendRef(q.spilled, nil, ref)
+		q.waiting.Add(1)
+		in.held += intakeRefSize
+		in.onDisk += ref.size
+		in.seq = ref.seq
+		events++
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read the intake: %w", err)
 	}
-	if len(entries) > 0 {
-		in.seq = entries[len(entries)-1].seq
-		in.mu.Lock()
-		in.held += int64(len(entries)) * intakeEntryOverhead
-		in.holdReplayed = true
-		in.mu.Unlock()
-		in.queue(entries)
-	}
-	in.replayed = ReplayFigures{Events: len(entries), Webhooks: len(webhooks)}
+	in.kept, in.spilledNow, in.holdReplayed = events, events, events > 0
+	in.unapplied.Store(events)
+	in.replayed = ReplayFigures{Events: int(events), Webhooks: len(in.queues)}
 	return nil
 }
 
@@ -69,7 +80,7 @@ func (in *Intake) ReleaseReplayed() {
 	in.mu.Lock()
 	in.holdReplayed = false
 	for id, q := range in.queues {
-		if len(q.entries) > 0 && !q.inReady && q.retry == nil {
+		if (len(q.spilled) > 0 || len(q.entries) > 0) && !q.inReady && q.retry == nil {
 			q.inReady = true
 			in.ready = append(in.ready, id)
 		}

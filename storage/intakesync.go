@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -10,7 +11,7 @@ import (
 // intake keeps an entry until the event DB it went into has been fsynced.
 // A round closes the current epoch, fsyncs every event DB applied to in it
 // (its -wal, then the file itself), and removes from the intake the entries
-// applied up to that epoch. A round is due a SyncDelay after the first
+// applied in that epoch (and in those before it whose fsync failed). A round is due a SyncDelay after the first
 // apply since the last, or at once when maxSyncEntries have been applied;
 // nothing runs while nothing is applied.
 
@@ -50,11 +51,8 @@ func (in *Intake) syncRound() {
 	in.syncMu.Lock()
 	defer in.syncMu.Unlock()
 	in.mu.Lock()
-	closing := in.epoch
-	in.epoch++
-	dirty := in.dirty
-	in.dirty = make(map[string]struct{})
-	in.appliedNow = 0
+	dirty, applied := in.dirty, in.appliedNow
+	in.dirty, in.appliedNow = make(map[string]struct{}), nil
 	in.syncArmed = false
 	in.mu.Unlock()
 
@@ -74,6 +72,7 @@ func (in *Intake) syncRound() {
 		for _, id := range failed {
 			in.dirty[id] = struct{}{}
 		}
+		in.appliedNow = append(in.appliedNow, applied...)
 		arm := !in.syncArmed
 		in.syncArmed = true
 		in.mu.Unlock()
@@ -81,22 +80,23 @@ func (in *Intake) syncRound() {
 		return
 	}
 
-	in.mu.Lock()
-	var synced []int64
-	kept := in.outstanding[:0]
-	for _, e := range in.outstanding {
-		if e.appliedIn != 0 && e.appliedIn <= closing {
-			synced = append(synced, e.seq)
-		} else {
-			kept = append(kept, e)
-		}
+	synced := make([]int64, len(applied))
+	var size int64
+	for i, r := range applied {
+		synced[i] = r.seq
+		size += r.size
 	}
-	clear(in.outstanding[len(kept):])
-	in.outstanding = kept
+	slices.Sort(synced) // applied a webhook at a time
+	err := in.forget(synced)
+	in.mu.Lock()
+	in.kept -= int64(len(synced))
+	// Even if the forget failed: those left in intake.db are applied again
+	// at the next start, which skips them; nothing is lost, some work is
+	// repeated, and until then they are not what ingest waits for.
+	in.onDisk -= size
+	in.freed()
 	in.mu.Unlock()
-	if err := in.forget(synced); err != nil && in.opts.Trouble != nil {
-		// Left in the intake, they are applied again at the next start,
-		// which skips them: nothing is lost, some work is repeated.
+	if err != nil && in.opts.Trouble != nil {
 		in.opts.Trouble("", len(synced), err)
 	}
 }
