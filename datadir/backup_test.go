@@ -1,0 +1,344 @@
+package datadir
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// idTarget is an http target that answers 200 and tells when it has seen n
+// distinct deliveries (webhook-id).
+type idTarget struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen map[string]bool
+	want int
+	got  chan struct{} // closed once want distinct ids came (await)
+}
+
+func newIDTarget(t *testing.T) *idTarget {
+	t.Helper()
+	it := &idTarget{seen: make(map[string]bool), want: -1}
+	it.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		it.mu.Lock()
+		it.seen[r.Header.Get("webhook-id")] = true
+		if len(it.seen) == it.want {
+			close(it.got)
+		}
+		it.mu.Unlock()
+	}))
+	t.Cleanup(it.Close)
+	return it
+}
+
+// await waits until n distinct deliveries came.
+func (it *idTarget) await(t *testing.T, n int) {
+	t.Helper()
+	it.mu.Lock()
+	if len(it.seen) >= n {
+		it.mu.Unlock()
+		return
+	}
+	it.want, it.got = n, make(chan struct{})
+	got := it.got
+	it.mu.Unlock()
+	select {
+	case <-got:
+	case <-time.After(30 * time.Second):
+		it.mu.Lock()
+		defer it.mu.Unlock()
+		t.Fatalf("the target got %d distinct deliveries, want %d", len(it.seen), n)
+	}
+}
+
+// ackedEvent is an event whose Ingest returned: acknowledged.
+type ackedEvent struct{ webhookID, eventID string }
+
+// TestBackupUnderLoadRestores: a backup taken while 8 goroutines ingest
+// into 3 webhooks holds every event acknowledged before it began; a data
+// directory opened on a copy of it counts the manifest's events and
+// deliveries, and delivers what was open.
+func TestBackupUnderLoadRestores(t *testing.T) {
+	target := newIDTarget(t)
+	var decl Declaration
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		decl.Webhooks = append(decl.Webhooks, declaredWebhook(name,
+			httpTarget("out", target.URL, 3), storage.Target{Name: "archive", Type: storage.TargetDatabase}))
+	}
+	d, err := Open(t.TempDir(), Options{Synchronous: storage.SynchronousNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Declare(&decl); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	ctx := context.Background()
+	// Paused, so that every http delivery is still open in the backup and
+	// the restored copy has them all to send.
+	for _, wh := range decl.Webhooks {
+		if _, err := d.SetTargetPaused(ctx, wh, wh.Targets[0].ID, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var (
+		mu    sync.Mutex
+		acked []ackedEvent
+		stop  = make(chan struct{})
+		load  sync.WaitGroup
+		count atomic.Int64
+	)
+	for g := range 8 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				wh := decl.Webhooks[(g+i)%len(decl.Webhooks)]
+				route, _ := d.Route(wh.Entrypoints[0].Key)
+				ev := &storage.Event{Method: "POST", Path: "/" + wh.Name, Body: []byte(`{"n":1}`)}
+				if err := d.Ingest(ctx, route, ev); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, ackedEvent{wh.ID, ev.ID})
+				mu.Unlock()
+				count.Add(1)
+			}
+		}()
+	}
+	for count.Load() < 1500 {
+		time.Sleep(time.Millisecond) // waits for load to build up, proves nothing
+	}
+	mu.Lock()
+	before := append([]ackedEvent(nil), acked...)
+	mu.Unlock()
+	dir := filepath.Join(t.TempDir(), "backup")
+	m, err := d.Backup(ctx, dir, BackupOptions{})
+	during := count.Load() - int64(len(before))
+	close(stop)
+	load.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d events acknowledged before the backup, %d while it ran; the backup holds %d events, %d deliveries (%d open) in %d files, %v",
+		len(before), during, m.Events, m.Deliveries, m.OpenDeliveries, len(m.Files), m.FinishedAt.Sub(m.StartedAt))
+	if during == 0 {
+		t.Error("no ingest completed while the backup ran: it held ingest up")
+	}
+	if m.Events < int64(len(before)) || m.Events > count.Load() {
+		t.Errorf("the backup holds %d events, want between the %d acknowledged before it and the %d acknowledged in all", m.Events, len(before), count.Load())
+	}
+	if m.Deliveries != 2*m.Events || m.OpenDeliveries != m.Events {
+		t.Errorf("the backup holds %d deliveries, %d open, for %d events: want two each, the http one open", m.Deliveries, m.OpenDeliveries, m.Events)
+	}
+	if len(m.Files) != 4 || m.Files[0].Name != storage.MainDBFile || m.Files[0].Webhooks != 3 || m.Files[0].Targets != 6 {
+		t.Errorf("files %+v: want the main DB (3 webhooks, 6 targets) and 3 event DBs", m.Files)
+	}
+	checkBackupFiles(t, dir, m)
+	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := d.Close(closeCtx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restore: the copies, as `cp` would copy them, into a fresh data_dir.
+	data := t.TempDir()
+	for _, f := range m.Files {
+		copyFile(t, filepath.Join(dir, f.Name), filepath.Join(data, f.Name))
+	}
+	r := openStartedAt(t, data, &decl)
+	for _, f := range m.Files[1:] {
+		st, err := r.events.Stats(ctx, f.WebhookID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delivered := st.Deliveries[storage.DeliveryDelivered]
+		open := st.Deliveries[storage.DeliveryPending] + st.Deliveries[storage.DeliveryRetrying]
+		if int64(st.Events) != f.Events || int64(delivered+open) != f.Deliveries || int64(open) != f.OpenDeliveries {
+			t.Errorf("restored %s: %d events, %d deliveries (%d open); the manifest says %d, %d (%d open)",
+				f.Name, st.Events, delivered+open, open, f.Events, f.Deliveries, f.OpenDeliveries)
+		}
+	}
+	for _, a := range before {
+		err := r.events.With(ctx, a.webhookID, func(db *storage.WebhookDB) error {
+			_, err := db.Event(ctx, a.eventID)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("event %s, acknowledged before the backup began, is not in the restored copy: %v", a.eventID, err)
+		}
+	}
+	// The targets were paused when the backup was taken, and are in the
+	// copy: resumed, every open delivery goes out.
+	for _, wh := range decl.Webhooks {
+		if _, err := r.SetTargetPaused(ctx, wh, wh.Targets[0].ID, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target.await(t, int(m.OpenDeliveries))
+	// And it takes new events.
+	route, _ := r.Route(decl.Webhooks[0].Entrypoints[0].Key)
+	if err := r.Ingest(ctx, route, &storage.Event{Method: "POST", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	target.await(t, int(m.OpenDeliveries)+1)
+}
+
+// TestBackupPausesTargetsInTheCopy: with PauseTargets, every live target is
+// paused in the copy and a gateway started on it holds them paused, while
+// the directory backed up keeps them running.
+func TestBackupPausesTargetsInTheCopy(t *testing.T) {
+	target := newIDTarget(t)
+	wh := declaredWebhook("paused", httpTarget("out", target.URL, 3))
+	decl := &Declaration{Webhooks: []*storage.Webhook{wh}}
+	d := openStarted(t, Options{}, decl)
+	route, _ := d.Route(wh.Entrypoints[0].Key)
+	if err := d.Ingest(context.Background(), route, &storage.Event{Method: "POST", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "backup")
+	m, err := d.Backup(context.Background(), dir, BackupOptions{PauseTargets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.TargetsPaused || m.Files[0].PausedTargets != 1 || m.Files[0].Targets != 1 {
+		t.Errorf("manifest %+v: want the one target paused in the copy", m.Files[0])
+	}
+	if tg, _ := d.engine.Snapshot().Target(wh.ID, wh.Targets[0].ID); tg.Paused {
+		t.Error("the target was paused in the directory backed up, not only in the copy")
+	}
+	r := openStartedAt(t, dir, decl)
+	if tg, ok := r.engine.Snapshot().Target(wh.ID, wh.Targets[0].ID); !ok || !tg.Paused {
+		t.Errorf("the restored copy's target is not paused (%+v, %v)", tg, ok)
+	}
+}
+
+// TestBackupRefusesBadDirectories: a relative path, a directory with
+// something in it, and a directory inside the data directory (named
+// directly or through a link) are refused as invalid input, and nothing
+// is written.
+func TestBackupRefusesBadDirectories(t *testing.T) {
+	d := openStarted(t, Options{}, &Declaration{Webhooks: []*storage.Webhook{keptWebhook("kept", 0)}})
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(d.path, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ dir, says string }{
+		{"backup", "absolute path"},
+		{full, "not empty"},
+		{d.path, "inside the data directory"},
+		{filepath.Join(d.path, "backup"), "inside the data directory"},
+		{filepath.Join(link, "backup"), "inside the data directory"},
+		{filepath.Join(d.path, "..", filepath.Base(d.path), "b"), "inside the data directory"},
+	} {
+		_, err := d.Backup(context.Background(), c.dir, BackupOptions{})
+		if !errors.Is(err, storage.ErrInvalid) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("backup into %s: %v, want invalid, saying %q", c.dir, err, c.says)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(d.path, "backup")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused backup left %s/backup behind (%v)", d.path, err)
+	}
+}
+
+// checkBackupFiles: the directory holds the manifest and the copies and
+// nothing else, each 0600, each of the size the manifest says; backup.json
+// says what Backup returned.
+func checkBackupFiles(t *testing.T, dir string, m *BackupManifest) {
+	t.Helper()
+	want := map[string]int64{BackupManifestFile: -1}
+	for _, f := range m.Files {
+		want[f.Name] = f.Size
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Errorf("the backup directory holds %d files, want %d", len(entries), len(want))
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size, ok := want[e.Name()]
+		switch {
+		case !ok:
+			t.Errorf("unexpected %s in the backup", e.Name())
+		case info.Mode().Perm() != 0o600:
+			t.Errorf("%s is %v, want 0600", e.Name(), info.Mode().Perm())
+		case size >= 0 && info.Size() != size:
+			t.Errorf("%s is %d bytes, the manifest says %d", e.Name(), info.Size(), size)
+		}
+	}
+	if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
+		t.Errorf("the backup directory made: %v, %v; want 0700", info.Mode(), err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, BackupManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read BackupManifest
+	if err := json.Unmarshal(data, &read); err != nil {
+		t.Fatal(err)
+	}
+	if read.Events != m.Events || read.Deliveries != m.Deliveries || len(read.Files) != len(m.Files) || read.Version == "" {
+		t.Errorf("backup.json says %+v, Backup returned %+v", read, m)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openStartedAt opens the data directory at path, declares decl and starts
+// it, closing it at the end of the test.
+func openStartedAt(t *testing.T, path string, decl *Declaration) *Dir {
+	t.Helper()
+	d, err := Open(path, Options{Synchronous: storage.SynchronousNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := d.Declare(decl); err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	return d
+}
