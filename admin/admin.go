@@ -50,6 +50,14 @@ type Backend struct {
 	// retrying and storage.ErrNotFound for an unknown one. nil: 501.
 	RetryNow       func(ctx context.Context, webhookID, deliveryID string) error
 	CancelDelivery func(ctx context.Context, webhookID, deliveryID string) error
+	// Backup writes a consistent copy of the data directory into dir (an
+	// absolute path outside it, empty or not there yet) and returns its
+	// manifest; with pauseTargets every live target is paused in the copy
+	// (datadir.Dir.Backup). Bad input is storage.ErrInvalid (400), a backup
+	// already running storage.ErrConflict (409). nil: no backup route, as
+	// on a webhooker_admin site: the copy holds the secrets the API never
+	// shows, and it is written where the caller says.
+	Backup func(ctx context.Context, dir string, pauseTargets bool) (*storage.BackupManifest, error)
 	// Changes tells the stream route's clients which webhooks changed.
 	// nil: GET /webhooker/stream answers 404.
 	Changes *Changes
@@ -88,6 +96,7 @@ func NewAdminHandler(b *Backend) *Handler {
 	h := &Handler{b: b, mux: http.NewServeMux()}
 	h.routeWebhooks()
 	h.routeUsers()
+	h.routeBackup()
 	h.routeUI()
 	h.routeNotFound()
 	return h

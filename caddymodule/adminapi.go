@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/datadir"
 )
 
 func init() {
@@ -42,7 +43,7 @@ func serveAdmin(w http.ResponseWriter, r *http.Request) error {
 		}
 		return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf("the webhooker app is not running in this config: %w", err)}
 	}
-	app.(*App).data.serveAPI(w, r, false)
+	app.(*App).data.serveAPI(w, r, (*datadir.Dir).AdminEndpointAPI)
 	return nil
 }
 

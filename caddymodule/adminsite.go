@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/webhooker/caddy-webhooker/datadir"
 )
 
 func init() {
@@ -84,7 +86,7 @@ func (a *AdminSite) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	r, done := a.shutdown.bind(r)
 	defer done()
-	a.app.data.serveAPI(w, r, false)
+	a.app.data.serveAPI(w, r, (*datadir.Dir).AdminAPI)
 	return nil
 }
 

@@ -94,15 +94,14 @@ func (p *pooledDir) route(key string) (storage.Route, bool) {
 	return storage.Route{}, false
 }
 
-// serveAPI serves the admin endpoint's API, or with tenant a site's, once a
-// configuration is in force; 503 before.
-func (p *pooledDir) serveAPI(w http.ResponseWriter, r *http.Request, tenant bool) {
+// serveAPI serves the face of the API that face picks (the admin
+// endpoint's, a webhooker_admin site's, a tenant's: datadir.Dir's
+// AdminEndpointAPI, AdminAPI, TenantAPI) once a configuration is in force;
+// 503 before.
+func (p *pooledDir) serveAPI(w http.ResponseWriter, r *http.Request, face func(*datadir.Dir) http.Handler) {
 	var h http.Handler
 	if d := p.dir.Load(); d != nil {
-		h = d.AdminAPI()
-		if tenant {
-			h = d.TenantAPI()
-		}
+		h = face(d)
 	}
 	if h == nil {
 		w.Header().Set("Content-Type", "application/json")

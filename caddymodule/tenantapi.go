@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/datadir"
 )
 
 func init() {
@@ -59,7 +60,7 @@ func (t *TenantAPI) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	r, done := t.shutdown.bind(r)
 	defer done()
-	t.app.data.serveAPI(w, r, true)
+	t.app.data.serveAPI(w, r, (*datadir.Dir).TenantAPI)
 	return nil
 }
 

@@ -64,12 +64,9 @@ localhost:2019, as for caddy stop.
 }
 
 func cmdWebhookerUI(ctx context.Context, out io.Writer, fl caddycmd.Flags) (int, error) {
-	adminAddr, err := caddycmd.DetermineAdminAPIAddress(fl.String("admin"), nil, fl.String("config"), fl.String("adapter"))
+	adminAddr, err := adminAddress(fl)
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("couldn't determine admin API address: %v", err)
-	}
-	if _, err := caddy.ParseNetworkAddress(adminAddr); err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("invalid admin address %s: %v", adminAddr, err)
+		return caddy.ExitCodeFailedStartup, err
 	}
 	listen := fl.String("listen")
 	host, _, err := net.SplitHostPort(listen)
@@ -104,6 +101,20 @@ func cmdWebhookerUI(ctx context.Context, out io.Writer, fl caddycmd.Flags) (int,
 		return caddy.ExitCodeFailedQuit, err
 	}
 	return caddy.ExitCodeSuccess, nil
+}
+
+// adminAddress is the admin endpoint a command talks to: --admin, else the
+// admin address of --config (adapted with --adapter), else localhost:2019,
+// as for caddy stop.
+func adminAddress(fl caddycmd.Flags) (string, error) {
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(fl.String("admin"), nil, fl.String("config"), fl.String("adapter"))
+	if err != nil {
+		return "", fmt.Errorf("couldn't determine admin API address: %v", err)
+	}
+	if _, err := caddy.ParseNetworkAddress(adminAddr); err != nil {
+		return "", fmt.Errorf("invalid admin address %s: %v", adminAddr, err)
+	}
+	return adminAddr, nil
 }
 
 // newUIProxy serves the UI and the API under /webhooker/ at listenAddr by

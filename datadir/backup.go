@@ -20,27 +20,6 @@ import (
 // last: a directory without it holds no finished backup.
 const BackupManifestFile = "backup.json"
 
-// BackupManifest describes a backup: what it holds, as read back from the
-// copies, so that a restore can be checked against it.
-type BackupManifest struct {
-	// Dir is the backup directory.
-	Dir string `json:"dir"`
-	// Version is the caddy-webhooker that took it (engine.Version).
-	Version string `json:"version"`
-	// StartedAt is when it began: every event acknowledged before then is
-	// in it. FinishedAt is when the last copy was made.
-	StartedAt  time.Time `json:"started_at"`
-	FinishedAt time.Time `json:"finished_at"`
-	// TargetsPaused says every live target is paused in the copy.
-	TargetsPaused bool `json:"targets_paused"`
-	// Events, Deliveries and OpenDeliveries add up the event DBs'.
-	Events         int64 `json:"events"`
-	Deliveries     int64 `json:"deliveries"`
-	OpenDeliveries int64 `json:"open_deliveries"`
-	// Files are the main DB, then the event DBs.
-	Files []storage.BackupFile `json:"files"`
-}
-
 // BackupOptions are the choices of one backup.
 type BackupOptions struct {
 	// PauseTargets pauses every live target in the copy (not in this
@@ -62,7 +41,7 @@ type BackupOptions struct {
 // rows are only ever soft-deleted, so the copy names every webhook and
 // target the event DBs' deliveries refer to. One backup runs at a time
 // (storage.ErrConflict for a second); bad input is storage.ErrInvalid.
-func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *BackupManifest, err error) {
+func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *storage.BackupManifest, err error) {
 	if !d.backingUp.TryLock() {
 		return nil, fmt.Errorf("%w: a backup is already running", storage.ErrConflict)
 	}
@@ -72,7 +51,7 @@ func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *Ba
 		return nil, err
 	}
 	dir = filepath.Clean(dir)
-	m = &BackupManifest{Dir: dir, Version: engine.Version, StartedAt: time.Now().UTC(), TargetsPaused: opts.PauseTargets}
+	m = &storage.BackupManifest{Dir: dir, Version: engine.Version, StartedAt: time.Now().UTC(), TargetsPaused: opts.PauseTargets}
 	// Whatever fails, leave the directory as it was given, so that the
 	// backup can be taken again into it.
 	written := []string{}
@@ -205,7 +184,7 @@ func (d *Dir) eventDBs() ([]string, error) {
 
 // writeManifest writes m as backup.json in dir, durably, then fsyncs dir so
 // that the copies' names are durable too.
-func writeManifest(dir string, m *BackupManifest) error {
+func writeManifest(dir string, m *storage.BackupManifest) error {
 	data, err := json.MarshalIndent(m, "", "\t")
 	if err != nil {
 		return fmt.Errorf("backup manifest: %w", err)
@@ -227,4 +206,9 @@ func writeManifest(dir string, m *BackupManifest) error {
 		return fmt.Errorf("backup manifest %s: %w", path, err)
 	}
 	return nil
+}
+
+// backupForAPI is Backup as the admin endpoint's API calls it.
+func (d *Dir) backupForAPI(ctx context.Context, dir string, pauseTargets bool) (*storage.BackupManifest, error) {
+	return d.Backup(ctx, dir, BackupOptions{PauseTargets: pauseTargets})
 }

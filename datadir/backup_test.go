@@ -266,7 +266,7 @@ func TestBackupRefusesBadDirectories(t *testing.T) {
 // checkBackupFiles: the directory holds the manifest and the copies and
 // nothing else, each 0600, each of the size the manifest says; backup.json
 // says what Backup returned.
-func checkBackupFiles(t *testing.T, dir string, m *BackupManifest) {
+func checkBackupFiles(t *testing.T, dir string, m *storage.BackupManifest) {
 	t.Helper()
 	want := map[string]int64{BackupManifestFile: -1}
 	for _, f := range m.Files {
@@ -301,7 +301,7 @@ func checkBackupFiles(t *testing.T, dir string, m *BackupManifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var read BackupManifest
+	var read storage.BackupManifest
 	if err := json.Unmarshal(data, &read); err != nil {
 		t.Fatal(err)
 	}
@@ -341,4 +341,58 @@ func openStartedAt(t *testing.T, path string, decl *Declaration) *Dir {
 	}
 	d.Start()
 	return d
+}
+
+// TestBackupRoute: POST /webhooker/backup on the admin endpoint's API
+// answers the manifest, and bad input a 400 that says what is wrong; the
+// API of a webhooker_admin site and the tenants' have no such route.
+func TestBackupRoute(t *testing.T) {
+	d := openStarted(t, Options{}, &Declaration{Webhooks: []*storage.Webhook{keptWebhook("kept", 0)}})
+	ingestAt(t, d, "kept-in", time.Now())
+	post := func(h http.Handler, body string) (int, string) {
+		t.Helper()
+		req := httptest.NewRequest("POST", "/webhooker/backup", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	dir := filepath.Join(t.TempDir(), "b")
+	code, body := post(d.AdminEndpointAPI(), `{"dir":`+strconvQuote(dir)+`}`)
+	var m storage.BackupManifest
+	if err := json.Unmarshal([]byte(body), &m); code != http.StatusOK || err != nil || m.Events != 1 || m.Dir != dir || len(m.Files) != 2 {
+		t.Fatalf("backup: %d %s", code, body)
+	}
+	for _, c := range []struct{ body, says string }{
+		{`{"dir":"relative/b"}`, "absolute path"},
+		{`{"dir":` + strconvQuote(dir) + `}`, "not empty"},
+		{`{"dir":` + strconvQuote(filepath.Join(d.path, "b")) + `}`, "inside the data directory"},
+		{`{}`, "give the backup directory"},
+		{`{"dir":"/tmp/x","extra":1}`, "unknown field"},
+		{`{"dir":"/tmp/x\u0000y"}`, "backup directory"},
+		{`{"dir":"/` + strings.Repeat("a", 5000) + `"}`, "over 4096 bytes"},
+	} {
+		code, body := post(d.AdminEndpointAPI(), c.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, c.says) {
+			t.Errorf("backup %.60s: %d %s, want 400 saying %q", c.body, code, body, c.says)
+		}
+	}
+	// A tenant without a key is turned away before routing.
+	for name, c := range map[string]struct {
+		h    http.Handler
+		want int
+	}{"webhooker_admin site": {d.AdminAPI(), http.StatusNotFound}, "tenant": {d.TenantAPI(), http.StatusUnauthorized}} {
+		other := filepath.Join(t.TempDir(), "b")
+		if code, body := post(c.h, `{"dir":`+strconvQuote(other)+`}`); code != c.want {
+			t.Errorf("the %s API answered a backup %d %s, want %d", name, code, body, c.want)
+		}
+		if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the %s API made %s (%v)", name, other, err)
+		}
+	}
+}
+
+func strconvQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

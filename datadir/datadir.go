@@ -408,15 +408,18 @@ func (d *Dir) Engine() *engine.Engine { return d.engine }
 // MaxOpenEventDBs), for a gauge.
 func (d *Dir) OpenEventDBs() int { return d.events.OpenCount() }
 
-// apiHandlers are the two faces of the API on one backend.
+// apiHandlers are the faces of the API on one backend: Caddy's admin
+// endpoint's, which alone takes backups, a webhooker_admin site's, and a
+// tenant's.
 type apiHandlers struct {
-	admin, tenant *admin.Handler
+	endpoint, admin, tenant *admin.Handler
 }
 
 func (d *Dir) makeAPIs(decl *Declaration) *apiHandlers {
-	b := d.Backend(decl.Quotas)
-	b.PublicURL = decl.PublicURL
-	return &apiHandlers{admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
+	b, e := d.Backend(decl.Quotas), d.Backend(decl.Quotas)
+	b.PublicURL, e.PublicURL = decl.PublicURL, decl.PublicURL
+	e.Backup = d.backupForAPI
+	return &apiHandlers{endpoint: admin.NewAdminHandler(e), admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
 }
 
 // Backend is what the API acts on in this directory, with quotas for its
@@ -439,11 +442,17 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 	return b
 }
 
-// AdminAPI serves every route of the API (mount it where access is already
-// controlled); TenantAPI serves a tenant's routes to API key holders. Both
-// are nil until a declaration is in force.
+// AdminAPI serves every route of the API but backups (mount it where
+// access is already controlled); AdminEndpointAPI serves them all, for
+// Caddy's admin endpoint; TenantAPI serves a tenant's routes to API key
+// holders. They are nil until a declaration is in force.
 func (d *Dir) AdminAPI() http.Handler {
 	return d.api(func(a *apiHandlers) http.Handler { return a.admin })
+}
+
+// AdminEndpointAPI: see AdminAPI.
+func (d *Dir) AdminEndpointAPI() http.Handler {
+	return d.api(func(a *apiHandlers) http.Handler { return a.endpoint })
 }
 
 // TenantAPI: see AdminAPI.

@@ -9,7 +9,29 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 )
+
+// BackupManifest describes a backup: what it holds, as read back from the
+// copies, so that a restore can be checked against it.
+type BackupManifest struct {
+	// Dir is the backup directory.
+	Dir string `json:"dir"`
+	// Version is the version of caddy-webhooker that took it.
+	Version string `json:"version"`
+	// StartedAt is when it began: every event acknowledged before then is
+	// in it. FinishedAt is when the last copy was made.
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// TargetsPaused says every live target is paused in the copy.
+	TargetsPaused bool `json:"targets_paused"`
+	// Events, Deliveries and OpenDeliveries add up the event DBs'.
+	Events         int64 `json:"events"`
+	Deliveries     int64 `json:"deliveries"`
+	OpenDeliveries int64 `json:"open_deliveries"`
+	// Files are the main DB, then the event DBs.
+	Files []BackupFile `json:"files"`
+}
 
 // BackupFile is one database of a backup, as read back from the copy: the
 // figures a restore is checked against.

@@ -1,0 +1,94 @@
+package caddymodule_test
+
+// `caddy webhooker-backup`, run as Caddy's CLI runs it (its cobra command,
+// with flags), against the real in-process Caddy.
+
+import (
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+// runWebhookerBackup runs `caddy webhooker-backup args...` and returns what
+// it printed and the error it ended with.
+func runWebhookerBackup(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	c, ok := caddycmd.Commands()["webhooker-backup"]
+	if !ok {
+		t.Fatal("the webhooker-backup command is not registered")
+	}
+	cmd := &cobra.Command{Use: c.Name, SilenceUsage: true, SilenceErrors: true}
+	c.CobraFunc(cmd)
+	cmd.SetArgs(args)
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestWebhookerBackupCaddy: the command backs up a running Caddy's
+// data_dir into a new directory (a relative one taken from the command's
+// working directory), prints what it holds, and the copy holds the events;
+// a directory that is not empty is refused, saying why, with an error
+// (non-zero exit), and is left as it was.
+func TestWebhookerBackupCaddy(t *testing.T) {
+	g := startGateway(t, `
+		webhook github {
+			entrypoint gh-push
+			target archive database
+		}
+`)
+	for range 3 {
+		g.mustIngest("gh-push", `{"ref":"main"}`)
+	}
+	t.Chdir(t.TempDir())
+	out, err := runWebhookerBackup(t, "--admin", "localhost:2999", "--pause-targets", "backup")
+	if err != nil {
+		t.Fatalf("webhooker-backup: %v (printed %q)", err, out)
+	}
+	t.Logf("printed:\n%s", out)
+	dir, _ := filepath.Abs("backup")
+	for _, want := range []string{"backup written to " + dir, "webhooker.db: 1 webhooks, 1 targets, 1 paused in the copy",
+		"1 event DBs: 3 events, 3 deliveries, 0 of them open", filepath.Join(dir, "backup.json")} {
+		if !strings.Contains(out, want) {
+			t.Errorf("webhooker-backup printed %q, want %q in it", out, want)
+		}
+	}
+	var manifest struct {
+		Events int64 `json:"events"`
+		Files  []struct {
+			Name string `json:"name"`
+		} `json:"files"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "backup.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &manifest); err != nil || manifest.Events != 3 || len(manifest.Files) != 2 {
+		t.Fatalf("backup.json: %s (%v)", data, err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, manifest.Files[1].Name)+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var events int
+	if err := db.QueryRow("SELECT count(*) FROM events WHERE body = ?", []byte(`{"ref":"main"}`)).Scan(&events); err != nil || events != 3 {
+		t.Errorf("the copied event DB holds %d of the events (%v), want 3", events, err)
+	}
+
+	out, err = runWebhookerBackup(t, "--admin", "localhost:2999", dir)
+	if err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), "is not empty") {
+		t.Errorf("a second backup into %s: %v (printed %q), want a 400 saying it is not empty", dir, err, out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
+		t.Errorf("the refused backup left %d files in %s, want the 3 of the first", len(entries), dir)
+	}
+}
