@@ -104,7 +104,16 @@ func printBackup(out io.Writer, m *storage.BackupManifest) {
 		}
 		fmt.Fprintln(out)
 	}
+	var eventDBs int
+	var dedup int64
+	for _, f := range m.Files {
+		if f.WebhookID != "" {
+			eventDBs++
+		}
+		dedup += f.DedupKeys
+	}
 	fmt.Fprintf(out, "  %d event DBs: %d events, %d deliveries, %d of them open (attempted again by a Caddy started on the copy)\n",
-		max(len(m.Files)-1, 0), m.Events, m.Deliveries, m.OpenDeliveries)
+		eventDBs, m.Events, m.Deliveries, m.OpenDeliveries)
+	fmt.Fprintf(out, "  %s: %d dedup ids\n", storage.IntakeFile, dedup)
 	fmt.Fprintf(out, "  %d bytes in %d files; manifest: %s\n", size, len(m.Files), filepath.Join(m.Dir, datadir.BackupManifestFile))
 }

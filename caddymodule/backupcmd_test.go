@@ -56,7 +56,7 @@ func TestWebhookerBackupCaddy(t *testing.T) {
 	t.Logf("printed:\n%s", out)
 	dir, _ := filepath.Abs("backup")
 	for _, want := range []string{"backup written to " + dir, "webhooker.db: 1 webhooks, 1 targets, 1 paused in the copy",
-		"1 event DBs: 3 events, 3 deliveries, 0 of them open", filepath.Join(dir, "backup.json")} {
+		"1 event DBs: 3 events, 3 deliveries, 0 of them open", "intake.db: 0 dedup ids", filepath.Join(dir, "backup.json")} {
 		if !strings.Contains(out, want) {
 			t.Errorf("webhooker-backup printed %q, want %q in it", out, want)
 		}
@@ -71,10 +71,10 @@ func TestWebhookerBackupCaddy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &manifest); err != nil || manifest.Events != 3 || len(manifest.Files) != 2 {
+	if err := json.Unmarshal(data, &manifest); err != nil || manifest.Events != 3 || len(manifest.Files) != 3 {
 		t.Fatalf("backup.json: %s (%v)", data, err)
 	}
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, manifest.Files[1].Name)+"?mode=ro")
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, manifest.Files[2].Name)+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestWebhookerBackupCaddy(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "HTTP 400") || !strings.Contains(err.Error(), "is not empty") {
 		t.Errorf("a second backup into %s: %v (printed %q), want a 400 saying it is not empty", dir, err, out)
 	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 3 {
-		t.Errorf("the refused backup left %d files in %s, want the 3 of the first", len(entries), dir)
+	if entries, _ := os.ReadDir(dir); len(entries) != 4 {
+		t.Errorf("the refused backup left %d files in %s, want the 4 of the first", len(entries), dir)
 	}
 }

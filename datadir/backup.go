@@ -35,11 +35,12 @@ type BackupOptions struct {
 // backup.json. Ingest and delivery go on meanwhile.
 //
 // The intake is applied first, so the event DBs hold every event
-// acknowledged before Backup was called and the copy needs no intake.db:
-// a restore is the copied files and nothing to replay. Each event DB is
-// copied in one read transaction, the main DB last: its configuration
-// rows are only ever soft-deleted, so the copy names every webhook and
-// target the event DBs' deliveries refer to. One backup runs at a time
+// acknowledged before Backup was called, and intake.db is copied with its
+// dedup ids only (storage.Intake.BackupDedupTo): a restore replays
+// nothing, and catches a provider's repeat of an event it holds. Each
+// event DB is copied in one read transaction, the main DB last: its
+// configuration rows are only ever soft-deleted, so the copy names every
+// webhook and target the event DBs' deliveries refer to. One backup runs at a time
 // (storage.ErrConflict for a second); bad input is storage.ErrInvalid.
 func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *storage.BackupManifest, err error) {
 	if !d.backingUp.TryLock() {
@@ -69,6 +70,12 @@ func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *st
 	if err = d.ApplyIntake(); err != nil {
 		return nil, fmt.Errorf("backup: apply the intake: %w", err)
 	}
+	// Before the event DBs: every event its dedup ids name is in them.
+	intake, err := d.intake.BackupDedupTo(ctx, filepath.Join(dir, storage.IntakeFile))
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	written = append(written, storage.IntakeFile)
 	ids, err := d.eventDBs()
 	if err != nil {
 		return nil, err
@@ -99,7 +106,7 @@ func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *st
 		return nil, fmt.Errorf("backup: %w", err)
 	}
 	written = append(written, storage.MainDBFile)
-	m.Files = append([]storage.BackupFile{main}, m.Files...)
+	m.Files = append([]storage.BackupFile{main, intake}, m.Files...)
 	m.FinishedAt = time.Now().UTC()
 	written = append(written, BackupManifestFile)
 	if err = writeManifest(dir, m); err != nil {

@@ -149,8 +149,8 @@ func TestBackupUnderLoadRestores(t *testing.T) {
 	if m.Deliveries != 2*m.Events || m.OpenDeliveries != m.Events {
 		t.Errorf("the backup holds %d deliveries, %d open, for %d events: want two each, the http one open", m.Deliveries, m.OpenDeliveries, m.Events)
 	}
-	if len(m.Files) != 4 || m.Files[0].Name != storage.MainDBFile || m.Files[0].Webhooks != 3 || m.Files[0].Targets != 6 {
-		t.Errorf("files %+v: want the main DB (3 webhooks, 6 targets) and 3 event DBs", m.Files)
+	if len(m.Files) != 5 || m.Files[0].Name != storage.MainDBFile || m.Files[0].Webhooks != 3 || m.Files[0].Targets != 6 || m.Files[1].Name != storage.IntakeFile {
+		t.Errorf("files %+v: want the main DB (3 webhooks, 6 targets), the intake and 3 event DBs", m.Files)
 	}
 	checkBackupFiles(t, dir, m)
 	closeCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -165,7 +165,7 @@ func TestBackupUnderLoadRestores(t *testing.T) {
 		copyFile(t, filepath.Join(dir, f.Name), filepath.Join(data, f.Name))
 	}
 	r := openStartedAt(t, data, &decl)
-	for _, f := range m.Files[1:] {
+	for _, f := range m.Files[2:] {
 		st, err := r.events.Stats(ctx, f.WebhookID)
 		if err != nil {
 			t.Fatal(err)
@@ -360,7 +360,7 @@ func TestBackupRoute(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "b")
 	code, body := post(d.AdminEndpointAPI(), `{"dir":`+strconvQuote(dir)+`}`)
 	var m storage.BackupManifest
-	if err := json.Unmarshal([]byte(body), &m); code != http.StatusOK || err != nil || m.Events != 1 || m.Dir != dir || len(m.Files) != 2 {
+	if err := json.Unmarshal([]byte(body), &m); code != http.StatusOK || err != nil || m.Events != 1 || m.Dir != dir || len(m.Files) != 3 {
 		t.Fatalf("backup: %d %s", code, body)
 	}
 	for _, c := range []struct{ body, says string }{
@@ -395,4 +395,38 @@ func TestBackupRoute(t *testing.T) {
 func strconvQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestBackupKeepsDedupIDs: a provider's repeat of an event that reached the
+// restored copy is caught there as it was before: the dedup ids claimed
+// before the backup are in it (intake.db, without its events).
+func TestBackupKeepsDedupIDs(t *testing.T) {
+	wh := keptWebhook("dedup", 0)
+	decl := &Declaration{Webhooks: []*storage.Webhook{wh}}
+	d := openStarted(t, Options{}, decl)
+	ingest := func(d *Dir) string {
+		t.Helper()
+		route, _ := d.Route(wh.Entrypoints[0].Key)
+		ev := &storage.Event{Method: "POST", Body: []byte(`{"id":"evt_1"}`), Dedup: storage.NewDedupKey("evt_1", time.Hour)}
+		if err := d.Ingest(context.Background(), route, ev); err != nil {
+			t.Fatal(err)
+		}
+		return ev.ID
+	}
+	first := ingest(d)
+	dir := filepath.Join(t.TempDir(), "backup")
+	m, err := d.Backup(context.Background(), dir, BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Files[1].DedupKeys != 1 || m.Events != 1 {
+		t.Errorf("the backup holds %d dedup ids and %d events, want 1 and 1", m.Files[1].DedupKeys, m.Events)
+	}
+	r := openStartedAt(t, dir, decl)
+	if again := ingest(r); again != first {
+		t.Errorf("the repeat was stored as event %s in the restored copy, want it answered with %s", again, first)
+	}
+	if n := eventCount(t, r, wh.ID); n != 1 {
+		t.Errorf("the restored copy holds %d events, want 1", n)
+	}
 }

@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// IntakeFile is the intake's file in a data directory.
+const IntakeFile = intakeFileName
+
 // BackupManifest describes a backup: what it holds, as read back from the
 // copies, so that a restore can be checked against it.
 type BackupManifest struct {
@@ -29,7 +32,8 @@ type BackupManifest struct {
 	Events         int64 `json:"events"`
 	Deliveries     int64 `json:"deliveries"`
 	OpenDeliveries int64 `json:"open_deliveries"`
-	// Files are the main DB, then the event DBs.
+	// Files are the main DB, the intake (its dedup ids only), then the
+	// event DBs.
 	Files []BackupFile `json:"files"`
 }
 
@@ -55,6 +59,8 @@ type BackupFile struct {
 	Webhooks      int64 `json:"webhooks,omitempty"`
 	Targets       int64 `json:"targets,omitempty"`
 	PausedTargets int64 `json:"paused_targets,omitempty"`
+	// DedupKeys counts the dedup ids of the intake's copy.
+	DedupKeys int64 `json:"dedup_keys,omitempty"`
 }
 
 // BackupTo writes a consistent copy of the main DB to path, which must not
@@ -102,6 +108,43 @@ func (db *WebhookDB) BackupTo(ctx context.Context, path string) (BackupFile, err
 	})
 	if err != nil {
 		return BackupFile{}, err
+	}
+	return f, sizeOf(path, &f)
+}
+
+// BackupDedupTo writes a copy of intake.db to path, which must not exist,
+// holding its dedup ids and none of its events: the dedup ids claimed so
+// far (dedup.go) live only here, and a restored copy without them would
+// store a provider's repeat of an event it already holds. The events are
+// left out so that a restore replays nothing: the caller copies the event
+// DBs after this, through WebhookDBManager.With, so they hold every event
+// the intake held, and every event a dedup id here names.
+func (in *Intake) BackupDedupTo(ctx context.Context, path string) (BackupFile, error) {
+	if err := backupFile(ctx, in.file, path); err != nil {
+		return BackupFile{}, err
+	}
+	conn, err := sql.Open("sqlite3", copyDSN(path, "rw"))
+	if err != nil {
+		return BackupFile{}, fmt.Errorf("back up the intake: %w", err)
+	}
+	defer conn.Close()
+	f := BackupFile{Name: filepath.Base(path)}
+	// VACUUM gives back the pages of the bodies deleted.
+	for _, q := range []string{"DELETE FROM intake", "VACUUM"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return BackupFile{}, fmt.Errorf("back up the intake: %s: %w", q, err)
+		}
+	}
+	err = conn.QueryRowContext(ctx, "SELECT (SELECT count(*) FROM dedup), (SELECT user_version FROM pragma_user_version)").
+		Scan(&f.DedupKeys, &f.SchemaVersion)
+	if err == nil {
+		err = conn.Close()
+	}
+	if err == nil {
+		err = syncFile(path)
+	}
+	if err != nil {
+		return BackupFile{}, fmt.Errorf("back up the intake: %w", err)
 	}
 	return f, sizeOf(path, &f)
 }
