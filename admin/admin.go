@@ -88,6 +88,9 @@ type Handler struct {
 	b      *Backend
 	tenant bool
 	mux    *http.ServeMux
+	// routes are the "METHOD /path" the mux serves, for the test that
+	// checks them against the OpenAPI document (export_test.go).
+	routes []string
 }
 
 // NewAdminHandler serves every route, unauthenticated: mount it only where
@@ -98,6 +101,7 @@ func NewAdminHandler(b *Backend) *Handler {
 	h.routeUsers()
 	h.routeBackup()
 	h.routeUI()
+	h.routeOpenAPI()
 	h.routeNotFound()
 	return h
 }
@@ -109,6 +113,7 @@ func NewTenantHandler(b *Backend) *Handler {
 	h := &Handler{b: b, tenant: true, mux: http.NewServeMux()}
 	h.routeWebhooks()
 	h.routeUI()
+	h.routeOpenAPI()
 	h.routeNotFound()
 	return h
 }
@@ -160,6 +165,9 @@ func (h *Handler) handle(path string, m methods) {
 		allow = append(allow, method)
 	}
 	slices.Sort(allow)
+	for _, method := range allow {
+		h.routes = append(h.routes, method+" "+Prefix+path)
+	}
 	h.mux.HandleFunc(Prefix+path, func(w http.ResponseWriter, r *http.Request) {
 		fn, ok := m[r.Method]
 		if !ok {
@@ -175,7 +183,7 @@ func (h *Handler) handle(path string, m methods) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.tenant && !h.isUI(r) { // the UI is static: it asks for the key itself
+	if h.tenant && !h.isPublic(r) { // the UI asks for the key itself; the document is for everyone
 		user, err := h.authenticate(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="webhooker"`)

@@ -33,8 +33,10 @@ type env struct {
 	main   *storage.MainDB
 	events *storage.WebhookDBManager
 	engine *engine.Engine
-	admin  *admin.Handler
-	tenant *admin.Handler
+	// admin and tenant are the two handlers, each answer checked against
+	// the OpenAPI document the handler serves (openapi_test.go).
+	admin, tenant               http.Handler
+	adminHandler, tenantHandler *admin.Handler
 }
 
 func newEnv(t testing.TB) *env {
@@ -67,8 +69,10 @@ func newEnvWith(t testing.TB, configure func(*admin.Backend)) *env {
 	if configure != nil {
 		configure(b)
 	}
+	adminH, tenantH := admin.NewAdminHandler(b), admin.NewTenantHandler(b)
 	return &env{t: t, dir: dir, data: d, main: b.Main, events: b.Events, engine: d.Engine(),
-		admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
+		admin: newOpenAPIChecked(t, adminH), tenant: newOpenAPIChecked(t, tenantH),
+		adminHandler: adminH, tenantHandler: tenantH}
 }
 
 // response is an answer of the API.
@@ -122,6 +126,7 @@ func serve(t testing.TB, h http.Handler, q req) response {
 		body = bytes.NewReader(data)
 	}
 	r := httptest.NewRequest(q.method, q.path, body)
+	r = r.WithContext(withTB(r.Context(), t)) // the test openAPIChecked reports to
 	if q.body != nil {
 		ct := q.contentType
 		switch ct {

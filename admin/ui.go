@@ -60,13 +60,10 @@ func loadUIAssets() map[string]uiAsset {
 // it through without an API key: it is the same static files for everyone.
 func (h *Handler) routeUI() {
 	h.mux.HandleFunc(uiPattern, serveUI)
-}
-
-// isUI reports whether r is for the UI. It asks the mux, so that a path
-// such as /webhooker/ui/../webhooks, which the mux redirects, is not.
-func (h *Handler) isUI(r *http.Request) bool {
-	_, pattern := h.mux.Handler(r)
-	return pattern == uiPattern
+	// The subtree serves the page at its root and each asset by name.
+	for _, method := range []string{"GET", "HEAD"} {
+		h.routes = append(h.routes, method+" "+uiPattern, method+" "+uiPattern+"{asset}")
+	}
 }
 
 func serveUI(w http.ResponseWriter, r *http.Request) {
