@@ -137,9 +137,11 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	}
 	d = &Dir{path: path, opts: opts, lock: lock, changes: admin.NewChanges()}
 	d.background, d.stopBackground = context.WithCancel(context.Background())
+	// Not d: a failed return sets it to nil before this runs.
+	opened := d
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, d.closeStorage(context.Background()))
+			err = errors.Join(err, opened.closeStorage(context.Background()))
 		}
 	}()
 	ctx := context.Background()
