@@ -1,24 +1,12 @@
 package admin
 
-import (
-	"os"
-	"os/exec"
-	"strings"
-	"testing"
-)
+import "testing"
 
 // An ordered target's row says so with its delivery settings, and, while a
 // failing head holds its line, which event holds it, how many wait, and
 // why (targetLine and deliverySettings, run as served, in Node, with el()
 // reduced to its text).
 func TestUIShowsAnOrderedTargetsLine(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("node not found: install Node.js (apt-get install nodejs) to test the UI's script")
-		}
-		t.Skip("node not found: install Node.js to test the UI's script")
-	}
 	js := uiScript()
 	src := jsDeclaration(t, js, "deliverySettings") + jsDeclaration(t, js, "targetLine") + jsDeclaration(t, js, "shortID") + `
 const enc = encodeURIComponent;
@@ -32,12 +20,7 @@ console.log(targetLine(wh, {type: 'http', options: {ordered: true}, line: {open:
 console.log(targetLine(wh, {type: 'http', options: {ordered: true}, line: {open: 2, head: {event_id: '0193cccc-dddd', status: 'pending', attempts: 0}}}));
 console.log(String(targetLine(wh, {type: 'http', options: {ordered: true}})));
 `
-	cmd := exec.Command(node, "--input-type=module", "-")
-	cmd.Stdin = strings.NewReader(src)
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, b)
-	}
+	b := runNode(t, src)
 	want := "default retries · in order, one at a time\n" +
 		"[held] 3 waiting behind event 0193aaaa…: attempt 3 failed (status 500), next try in 1 h\n" +
 		"in order: 2 open, next event 0193cccc…\n" +

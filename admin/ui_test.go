@@ -211,12 +211,12 @@ func jsDeclaration(t *testing.T, js, name string) string {
 	return js[start : start+end+3]
 }
 
-// TestUIFunctions runs the page's own formatting and parsing functions, as
-// served, in Node: relative times (issue 12: a retry due in an hour read
-// "next just now"), the stream's parser, the filters in the hash and the
-// datetime-local conversions. Skipped where Node is not installed (CI
-// installs it: CI=true makes its absence a failure).
-func TestUIFunctions(t *testing.T) {
+// runNode runs src, a module of the page's functions and the calls to
+// check, in Node, with env added, and returns what it printed. Skipped
+// where Node is not installed (CI installs it: CI=true makes its absence a
+// failure).
+func runNode(t *testing.T, src string, env ...string) []byte {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -224,6 +224,22 @@ func TestUIFunctions(t *testing.T) {
 		}
 		t.Skip("node not found: install Node.js to test the UI's script")
 	}
+	cmd := exec.Command(node, "--input-type=module", "-")
+	cmd.Stdin = strings.NewReader(src)
+	cmd.Env = append(os.Environ(), env...)
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, b)
+	}
+	return b
+}
+
+// TestUIFunctions runs the page's own formatting and parsing functions, as
+// served, in Node: relative times (issue 12: a retry due in an hour read
+// "next just now"), the stream's parser, the filters in the hash and the
+// datetime-local conversions. Skipped where Node is not installed (CI
+// installs it: CI=true makes its absence a failure).
+func TestUIFunctions(t *testing.T) {
 	js := uiScript()
 	var src strings.Builder
 	for _, name := range []string{"STATUSES", "STREAM_LINE_MAX", "enc", "FILTERS", "pad", "fmtTime", "fmtSpan", "fmtRel", "fmtDue",
@@ -249,13 +265,7 @@ out.hash = filterHash('w1', {status: 'failed', target: '', from: '2026-12-01T09:
 out.emptyHash = filterHash('w1', {status: '', target: '', from: '', to: '', q: ''});
 console.log(JSON.stringify(out));
 `)
-	cmd := exec.Command(node, "--input-type=module", "-")
-	cmd.Stdin = strings.NewReader(src.String())
-	cmd.Env = append(os.Environ(), "TZ=Europe/Berlin") // UTC+1 in December, +2 in July
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, b)
-	}
+	b := runNode(t, src.String(), "TZ=Europe/Berlin") // UTC+1 in December, +2 in July
 	var got struct {
 		Rel, Due          map[string]string
 		Events            [][2]string

@@ -97,13 +97,7 @@ func TestOrderedTargetThroughCaddy(t *testing.T) {
 	t.Logf("%d events ingested one by one in %s", events, time.Since(sendStart).Round(time.Millisecond))
 
 	db := g.eventDB("line")
-	deadline := time.Now().Add(180 * time.Second)
-	for countDelivered(t, db) < events {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d delivered after 180 s", countDelivered(t, db), events)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDelivered(t, db, events, 180*time.Second)
 	mu.Lock()
 	got, times := append([]int(nil), arrivals...), append([]time.Time(nil), at...)
 	mu.Unlock()

@@ -62,13 +62,7 @@ func TestRateLimitedTargetArrivalRate(t *testing.T) {
 	t.Logf("%d events ingested in %s", events, time.Since(sendStart).Round(time.Millisecond))
 
 	db := g.eventDB("paced")
-	deadline := time.Now().Add(120 * time.Second)
-	for countDelivered(t, db) < events {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d delivered after 120 s", countDelivered(t, db), events)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitDelivered(t, db, events, 120*time.Second)
 	mu.Lock()
 	got := append([]time.Time(nil), arrivals...)
 	mu.Unlock()

@@ -208,13 +208,7 @@ func TestGitHubTargetsFilteredOnEventType(t *testing.T) {
 	for _, ids := range want {
 		wantDeliveries += len(ids)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for countDelivered(t, db) < wantDeliveries {
-		if time.Now().After(deadline) {
-			t.Fatalf("deliveries not delivered: %d of %d", countDelivered(t, db), wantDeliveries)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitDelivered(t, db, wantDeliveries, 20*time.Second)
 	mu.Lock()
 	for path, ids := range received {
 		sort.Strings(ids)
@@ -276,6 +270,19 @@ func filterMetrics(t *testing.T) map[string]float64 {
 }
 
 // countDelivered counts the deliveries of db that are delivered.
+// waitDelivered waits until db holds n delivered deliveries, failing the
+// test after timeout.
+func waitDelivered(t *testing.T, db *sql.DB, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for countDelivered(t, db) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d deliveries delivered after %s", countDelivered(t, db), n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func countDelivered(t *testing.T, db *sql.DB) int {
 	t.Helper()
 	var n int

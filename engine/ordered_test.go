@@ -69,6 +69,24 @@ func sendNumbered(env *testEnv, e *Engine, snap *storage.Snapshot, key string, f
 	return sent
 }
 
+// startLine starts an engine with one webhook, "line" (entrypoint
+// "line-in"), whose one target is ordered with options o, and a receiver
+// failing as fail says.
+func startLine(t *testing.T, fail func(i, attempt int) bool, o storage.TargetOptions) (*orderedReceiver, *testEnv, *storage.Snapshot, *Engine) {
+	t.Helper()
+	rcv := newOrderedReceiver(t, fail)
+	env := newEnv(t)
+	o.Ordered = true
+	snap := env.configure(webhook("line", httpTarget("in-order", rcv.URL, o)))
+	return rcv, env, snap, env.start(snap, Options{Workers: 16})
+}
+
+// everyHour is o with retries an hour apart: a failed head waits.
+func everyHour(o storage.TargetOptions) storage.TargetOptions {
+	o.BackoffInitial, o.BackoffMax = storage.Duration(time.Hour), storage.Duration(time.Hour)
+	return o
+}
+
 func waitAll(env *testEnv, sent []ingested, status storage.DeliveryStatus) {
 	env.t.Helper()
 	for _, in := range sent {
@@ -96,12 +114,7 @@ func seq(from, to int) string {
 // succeeds, then they follow, in order.
 func TestOrderedTargetKeepsIngestOrderAcrossAFailingHead(t *testing.T) {
 	t.Parallel()
-	rcv := newOrderedReceiver(t, func(i, attempt int) bool { return i == 0 && attempt <= 3 })
-	env := newEnv(t)
-	o := quick(10)
-	o.Ordered = true
-	snap := env.configure(webhook("line", httpTarget("in-order", rcv.URL, o)))
-	e := env.start(snap, Options{Workers: 16})
+	rcv, env, snap, e := startLine(t, func(i, attempt int) bool { return i == 0 && attempt <= 3 }, quick(10))
 	const events = 40
 	sent := sendNumbered(env, e, snap, "line-in", 0, events)
 	waitAll(env, sent, storage.DeliveryDelivered)
@@ -116,13 +129,9 @@ func TestOrderedTargetKeepsIngestOrderAcrossAFailingHead(t *testing.T) {
 // line, while it is held, says which delivery holds it and how many wait.
 func TestOrderedLineGoesOnWhenTheHeadGivesUp(t *testing.T) {
 	t.Parallel()
-	rcv := newOrderedReceiver(t, func(i, attempt int) bool { return i == 0 })
-	env := newEnv(t)
 	o := quick(2)
 	o.BackoffInitial, o.BackoffMax = storage.Duration(time.Second), storage.Duration(time.Second)
-	o.Ordered = true
-	snap := env.configure(webhook("line", httpTarget("in-order", rcv.URL, o)))
-	e := env.start(snap, Options{Workers: 16})
+	rcv, env, snap, e := startLine(t, func(i, attempt int) bool { return i == 0 }, o)
 	const events = 10
 	sent := sendNumbered(env, e, snap, "line-in", 0, events)
 	head := sent[0].deliveries[0]
@@ -148,12 +157,7 @@ func TestOrderedLineSurvivesARestart(t *testing.T) {
 	t.Parallel()
 	var down atomic.Bool
 	down.Store(true)
-	rcv := newOrderedReceiver(t, func(i, attempt int) bool { return down.Load() })
-	env := newEnv(t)
-	o := quick(100)
-	o.Ordered = true
-	snap := env.configure(webhook("line", httpTarget("in-order", rcv.URL, o)))
-	e := env.start(snap, Options{Workers: 16})
+	rcv, env, snap, e := startLine(t, func(i, attempt int) bool { return down.Load() }, quick(100))
 	const events = 20
 	sent := sendNumbered(env, e, snap, "line-in", 0, events)
 	waitFor(t, "the head attempted three times", func() bool { return rcv.count() >= 3 }, waitTimeout)
@@ -180,13 +184,7 @@ func TestOrderedLineSurvivesARestart(t *testing.T) {
 // once, not when the cancelled one's time would have come.
 func TestCancellingAWaitingHeadMovesTheLineOn(t *testing.T) {
 	t.Parallel()
-	rcv := newOrderedReceiver(t, func(i, attempt int) bool { return i == 0 })
-	env := newEnv(t)
-	o := quick(10)
-	o.BackoffInitial, o.BackoffMax = storage.Duration(time.Hour), storage.Duration(time.Hour)
-	o.Ordered = true
-	snap := env.configure(webhook("line", httpTarget("in-order", rcv.URL, o)))
-	e := env.start(snap, Options{Workers: 16})
+	rcv, env, snap, e := startLine(t, func(i, attempt int) bool { return i == 0 }, everyHour(quick(10)))
 	sent := sendNumbered(env, e, snap, "line-in", 0, 5)
 	head := sent[0].deliveries[0]
 	env.waitStatusWithin(sent[0].webhookID, head.ID, storage.DeliveryRetrying, waitTimeout)
@@ -202,21 +200,14 @@ func TestCancellingAWaitingHeadMovesTheLineOn(t *testing.T) {
 // the head's retry time.
 func TestUnorderingATargetReleasesItsLine(t *testing.T) {
 	t.Parallel()
-	rcv := newOrderedReceiver(t, func(i, attempt int) bool { return i == 0 })
-	env := newEnv(t)
-	o := quick(10)
-	o.BackoffInitial, o.BackoffMax = storage.Duration(time.Hour), storage.Duration(time.Hour)
-	o.Ordered = true
-	w := webhook("line", httpTarget("in-order", rcv.URL, o))
-	snap := env.configure(w)
-	e := env.start(snap, Options{Workers: 16})
+	rcv, env, snap, e := startLine(t, func(i, attempt int) bool { return i == 0 }, everyHour(quick(10)))
 	sent := sendNumbered(env, e, snap, "line-in", 0, 5)
 	env.waitStatusWithin(sent[0].webhookID, sent[0].deliveries[0].ID, storage.DeliveryRetrying, waitTimeout)
 	if n := rcv.count(); n != 1 {
 		t.Fatalf("%d requests while the head waits, want its 1", n)
 	}
-	w.Targets[0].Options.Ordered = false
-	e.SetSnapshot(env.configure(w))
+	// The same webhook and target, declared without ordered.
+	e.SetSnapshot(env.configure(webhook("line", httpTarget("in-order", rcv.URL, everyHour(quick(10))))))
 	waitAll(env, sent[1:], storage.DeliveryDelivered)
 	if d := env.delivery(sent[0].webhookID, sent[0].deliveries[0].ID); d.Status != storage.DeliveryRetrying || d.Attempts != 1 {
 		t.Errorf("the old head: %s after %d attempts, want still retrying after 1", d.Status, d.Attempts)
