@@ -430,3 +430,38 @@ func TestBackupKeepsDedupIDs(t *testing.T) {
 		t.Errorf("the restored copy holds %d events, want 1", n)
 	}
 }
+
+// TestBackupCutShortLeavesNothing: a backup whose caller went away (the
+// command interrupted, the request's context ended) removes what it wrote
+// and the directory it made, so that it can be taken again; one already
+// running makes a second a conflict (409 on the route).
+func TestBackupCutShortLeavesNothing(t *testing.T) {
+	d := openStarted(t, Options{}, &Declaration{Webhooks: []*storage.Webhook{keptWebhook("kept", 0)}})
+	ingestAt(t, d, "kept-in", time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := filepath.Join(t.TempDir(), "b")
+	if _, err := d.Backup(ctx, dir, BackupOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a backup on a context done: %v, want it cancelled", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the cancelled backup left %s behind (%v)", dir, err)
+	}
+	empty := t.TempDir()
+	if _, err := d.Backup(ctx, empty, BackupOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a backup on a context done: %v, want it cancelled", err)
+	}
+	if entries, err := os.ReadDir(empty); err != nil || len(entries) != 0 {
+		t.Errorf("the cancelled backup left %d files in the directory it was given (%v)", len(entries), err)
+	}
+
+	d.backingUp.Lock() // a backup under way
+	_, err := d.Backup(context.Background(), filepath.Join(t.TempDir(), "b"), BackupOptions{})
+	d.backingUp.Unlock()
+	if !errors.Is(err, storage.ErrConflict) {
+		t.Errorf("a second backup at once: %v, want a conflict", err)
+	}
+	if _, err := d.Backup(context.Background(), dir, BackupOptions{}); err != nil {
+		t.Errorf("the backup taken again: %v", err)
+	}
+}
