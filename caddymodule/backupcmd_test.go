@@ -7,12 +7,16 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"github.com/spf13/cobra"
 )
 
@@ -90,5 +94,35 @@ func TestWebhookerBackupCaddy(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 4 {
 		t.Errorf("the refused backup left %d files in %s, want the 4 of the first", len(entries), dir)
+	}
+}
+
+// TestBackupNotOnAdminSite: an operator signed in on a webhooker_admin site
+// gets no backup route (404, nothing written): the copy holds the secrets
+// the API never shows, and the site would write it wherever it is told.
+// The admin endpoint of the same config takes it.
+func TestBackupNotOnAdminSite(t *testing.T) {
+	hash, err := caddyauth.BcryptHash{}.Hash([]byte("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startAdminSite(t, fmt.Sprintf(`
+	webhooker_admin
+	basic_auth /webhooker/* {
+		ops %s
+	}`, hash))
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.SetBasicAuth("ops", "s3cret")
+	auth := map[string]string{"Authorization": req.Header.Get("Authorization")}
+	dir := filepath.Join(t.TempDir(), "backup")
+	body, _ := json.Marshal(map[string]string{"dir": dir})
+	if a := g.siteRequest("POST", "/webhooker/backup", string(body), auth); a.status != http.StatusNotFound {
+		t.Errorf("backup on the webhooker_admin site: %s, want 404", a)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the site's refusal left %s (%v)", dir, err)
+	}
+	if out, err := runWebhookerBackup(t, "--admin", "localhost:2999", dir); err != nil || !strings.Contains(out, "webhooker.db: 1 webhooks") {
+		t.Errorf("backup on the admin endpoint: %v, printed %q", err, out)
 	}
 }
