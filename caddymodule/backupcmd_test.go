@@ -10,13 +10,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+
+	"github.com/webhooker/caddy-webhooker/storage"
 	"github.com/spf13/cobra"
 )
 
@@ -124,5 +129,58 @@ func TestBackupNotOnAdminSite(t *testing.T) {
 	}
 	if out, err := runWebhookerBackup(t, "--admin", "localhost:2999", dir); err != nil || !strings.Contains(out, "webhooker.db: 1 webhooks") {
 		t.Errorf("backup on the admin endpoint: %v, printed %q", err, out)
+	}
+}
+
+// TestBackupRestoredByCaddy: Caddy started on a backup's copy (the same
+// Caddyfile, data_dir the copy) holds the events, and sends the deliveries
+// that were open when the backup was taken once their target, paused then,
+// is resumed.
+func TestBackupRestoredByCaddy(t *testing.T) {
+	var received atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { received.Add(1) }))
+	defer target.Close()
+	lines := `
+		webhook github {
+			entrypoint gh-push
+			target ci http ` + target.URL + `
+		}
+`
+	g := startGateway(t, lines)
+	wh := storage.DeclaredWebhookID("github")
+	pause := "/webhooks/" + wh + "/targets/" + storage.DeclaredTargetID(wh, "ci")
+	if a := g.admin("POST", pause+"/pause", nil); a.status != http.StatusOK {
+		t.Fatalf("pause: %s", a)
+	}
+	for range 5 {
+		g.mustIngest("gh-push", `{"ref":"main"}`)
+	}
+	dir := filepath.Join(t.TempDir(), "backup")
+	out, err := runWebhookerBackup(t, "--admin", "localhost:2999", dir)
+	if err != nil || !strings.Contains(out, "5 events, 5 deliveries, 5 of them open") {
+		t.Fatalf("backup: %v, printed %q", err, out)
+	}
+
+	// Restore: the same Caddyfile on the copy.
+	g.dataDir = dir
+	g.reload(lines)
+	var list struct {
+		Webhooks []struct {
+			Stats storage.EventStats `json:"stats"`
+		} `json:"webhooks"`
+	}
+	g.admin("GET", "/webhooks?stats=true", nil).decode(t, http.StatusOK, &list)
+	if len(list.Webhooks) != 1 || list.Webhooks[0].Stats.Events != 5 || list.Webhooks[0].Stats.Deliveries[storage.DeliveryPending] != 5 {
+		t.Fatalf("the restored gateway shows %+v, want 5 events with 5 pending deliveries", list.Webhooks)
+	}
+	if a := g.admin("POST", pause+"/resume", nil); a.status != http.StatusOK {
+		t.Fatalf("resume: %s", a)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for received.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // waits for the deliveries, proves nothing absent
+	}
+	if n := received.Load(); n != 5 {
+		t.Errorf("the target got %d deliveries from the restored gateway, want the 5 open in the backup", n)
 	}
 }
