@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -400,13 +401,37 @@ func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 func TestOpenAPIBackupAnswers(t *testing.T) {
 	e := newEnv(t)
 	_, h := endpointFace(e, nil)
-	var m struct {
-		Files []struct{ Name string } `json:"files"`
+	// Something in every file, so that the manifest has every field: a
+	// webhook with a target, paused in the copy, and an event with a dedup id.
+	wh := e.createWebhook("backed-up")
+	e.addTarget(wh.ID, map[string]any{"name": "archive", "type": "database"})
+	route, ok := e.data.Route(wh.Entrypoints[0].Key)
+	if !ok {
+		t.Fatal("no route for the webhook's entrypoint")
 	}
-	expect(t, serve(t, h, req{method: "POST", path: "/webhooker/backup", body: map[string]any{"dir": t.TempDir() + "/b"}}),
-		http.StatusOK, &m)
-	if len(m.Files) == 0 || m.Files[0].Name != "webhooker.db" {
-		t.Errorf("manifest files %+v, want webhooker.db first", m.Files)
+	ev := &storage.Event{EntrypointID: route.Entrypoint.ID, EntrypointKey: wh.Entrypoints[0].Key, Method: http.MethodPost,
+		Path: "/hooks/" + wh.Entrypoints[0].Key, Body: []byte(`{"id":1}`), ReceivedAt: time.Now(),
+		Dedup: storage.NewDedupKey("delivery-1", time.Hour)}
+	if err := e.data.Ingest(context.Background(), route, ev); err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Events int64 `json:"events"`
+		Files  []struct {
+			Name          string `json:"name"`
+			DedupKeys     int64  `json:"dedup_keys"`
+			PausedTargets int64  `json:"paused_targets"`
+		} `json:"files"`
+	}
+	expect(t, serve(t, h, req{method: "POST", path: "/webhooker/backup",
+		body: map[string]any{"dir": t.TempDir() + "/b", "pause_targets": true}}), http.StatusOK, &m)
+	var dedupKeys, paused int64
+	for _, f := range m.Files {
+		dedupKeys += f.DedupKeys
+		paused += f.PausedTargets
+	}
+	if len(m.Files) < 3 || m.Files[0].Name != "webhooker.db" || m.Events != 1 || dedupKeys != 1 || paused != 1 {
+		t.Errorf("manifest %+v: want webhooker.db first, 3 files, 1 event, 1 dedup id, 1 paused target", m)
 	}
 	expect(t, serve(t, h, req{method: "POST", path: "/webhooker/backup", body: map[string]any{"dir": "relative"}}),
 		http.StatusBadRequest, nil)
