@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -98,7 +99,7 @@ func printBackup(out io.Writer, m *storage.BackupManifest) {
 	fmt.Fprintf(out, "backup written to %s in %v (caddy-webhooker %s)\n", m.Dir, m.FinishedAt.Sub(m.StartedAt).Round(time.Millisecond), m.Version)
 	if len(m.Files) > 0 {
 		main := m.Files[0]
-		fmt.Fprintf(out, "  %s: %d webhooks, %d targets", main.Name, main.Webhooks, main.Targets)
+		fmt.Fprintf(out, "  %s: %s, %s", main.Name, count(main.Webhooks, "webhook"), count(main.Targets, "target"))
 		if m.TargetsPaused {
 			fmt.Fprintf(out, ", %d paused in the copy", main.PausedTargets)
 		}
@@ -112,8 +113,19 @@ func printBackup(out io.Writer, m *storage.BackupManifest) {
 		}
 		dedup += f.DedupKeys
 	}
-	fmt.Fprintf(out, "  %d event DBs: %d events, %d deliveries, %d of them open (attempted again by a Caddy started on the copy)\n",
-		eventDBs, m.Events, m.Deliveries, m.OpenDeliveries)
-	fmt.Fprintf(out, "  %s: %d dedup ids\n", storage.IntakeFile, dedup)
-	fmt.Fprintf(out, "  %d bytes in %d files; manifest: %s\n", size, len(m.Files), filepath.Join(m.Dir, datadir.BackupManifestFile))
+	fmt.Fprintf(out, "  %s: %s, %s, %d of them open (attempted again by a Caddy started on the copy)\n",
+		count(int64(eventDBs), "event DB"), count(m.Events, "event"), count(m.Deliveries, "delivery"), m.OpenDeliveries)
+	fmt.Fprintf(out, "  %s: %s\n", storage.IntakeFile, count(dedup, "dedup id"))
+	fmt.Fprintf(out, "  %s in %s; manifest: %s\n", count(size, "byte"), count(int64(len(m.Files)), "file"), filepath.Join(m.Dir, datadir.BackupManifestFile))
+}
+
+// count says "1 event", "2 events"; "delivery" becomes "deliveries".
+func count(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	if stem, ok := strings.CutSuffix(noun, "y"); ok {
+		return fmt.Sprintf("%d %sies", n, stem)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

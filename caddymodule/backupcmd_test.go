@@ -20,9 +20,9 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
+	"github.com/spf13/cobra"
 
 	"github.com/webhooker/caddy-webhooker/storage"
-	"github.com/spf13/cobra"
 )
 
 // runWebhookerBackup runs `caddy webhooker-backup args...` and returns what
@@ -64,8 +64,8 @@ func TestWebhookerBackupCaddy(t *testing.T) {
 	}
 	t.Logf("printed:\n%s", out)
 	dir, _ := filepath.Abs("backup")
-	for _, want := range []string{"backup written to " + dir, "webhooker.db: 1 webhooks, 1 targets, 1 paused in the copy",
-		"1 event DBs: 3 events, 3 deliveries, 0 of them open", "intake.db: 0 dedup ids", filepath.Join(dir, "backup.json")} {
+	for _, want := range []string{"backup written to " + dir, "webhooker.db: 1 webhook, 1 target, 1 paused in the copy",
+		"1 event DB: 3 events, 3 deliveries, 0 of them open", "intake.db: 0 dedup ids", " bytes in 3 files;", filepath.Join(dir, "backup.json")} {
 		if !strings.Contains(out, want) {
 			t.Errorf("webhooker-backup printed %q, want %q in it", out, want)
 		}
@@ -127,7 +127,7 @@ func TestBackupNotOnAdminSite(t *testing.T) {
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the site's refusal left %s (%v)", dir, err)
 	}
-	if out, err := runWebhookerBackup(t, "--admin", "localhost:2999", dir); err != nil || !strings.Contains(out, "webhooker.db: 1 webhooks") {
+	if out, err := runWebhookerBackup(t, "--admin", "localhost:2999", dir); err != nil || !strings.Contains(out, "webhooker.db: 1 webhook,") {
 		t.Errorf("backup on the admin endpoint: %v, printed %q", err, out)
 	}
 }
