@@ -6,8 +6,8 @@ package admin_test
 // the operation does not document, or a body that does not match its
 // schema, fails the test that made the request. A successful request must
 // match the documented request too. TestMain then counts the documented
-// (path, method, status) triples the whole run saw and fails on any never
-// seen.
+// (path, method, status) triples and the documented fields of answers the
+// whole run saw, and fails on any never seen.
 
 import (
 	"bytes"
@@ -65,6 +65,8 @@ var openAPIState struct {
 	mu   sync.Mutex
 	docs map[string]*openAPIDoc // by the document's bytes
 	seen map[triple]int
+	// fields are the response fields seen, as "Schema.field".
+	fields map[string]int
 }
 
 // loadOpenAPI loads the document h serves at GET /webhooker/openapi.json.
@@ -97,6 +99,7 @@ func loadOpenAPI(h http.Handler) (*openAPIDoc, error) {
 	if openAPIState.docs == nil {
 		openAPIState.docs = make(map[string]*openAPIDoc)
 		openAPIState.seen = make(map[triple]int)
+		openAPIState.fields = make(map[string]int)
 	}
 	openAPIState.docs[body] = d
 	return d, nil
@@ -222,6 +225,15 @@ func (d *openAPIDoc) check(r *http.Request, status int, header http.Header, body
 	openAPIState.mu.Unlock()
 	in := &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true}}
+	if mt := route.Operation.Responses.Status(status).Value.Content.Get(header.Get("Content-Type")); mt != nil &&
+		mt.Schema != nil && strings.HasPrefix(header.Get("Content-Type"), "application/json") {
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			openAPIState.mu.Lock()
+			markFields(v, mt.Schema, route.Operation.OperationID+" "+strconv.Itoa(status))
+			openAPIState.mu.Unlock()
+		}
+	}
 	if err := openapi3filter.ValidateResponse(context.Background(), &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: status, Header: header, Body: io.NopCloser(bytes.NewReader(body)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
@@ -282,11 +294,102 @@ func reportOpenAPICoverage() int {
 	sort.Strings(unseen)
 	fmt.Printf("openapi: %d documented (path, method, status) triples over the %d distinct documents served: %d seen, %d unseen\n",
 		len(documented), len(openAPIState.docs), len(documented)-len(unseen), len(unseen))
+	fields := map[string]bool{}
+	for _, d := range openAPIState.docs {
+		documentedFields(d.doc, fields)
+	}
+	var unseenFields []string
+	for f := range fields {
+		if openAPIState.fields[f] == 0 {
+			unseenFields = append(unseenFields, f)
+		}
+	}
+	sort.Strings(unseenFields)
+	fmt.Printf("openapi: %d documented fields of answers: %d seen, %d unseen\n", len(fields), len(fields)-len(unseenFields), len(unseenFields))
 	if len(unseen) > 0 {
 		fmt.Printf("FAIL: openapi: documented answers no test produced:\n  %s\n", strings.Join(unseen, "\n  "))
 		return 1
 	}
+	if len(unseenFields) > 0 {
+		fmt.Printf("FAIL: openapi: documented fields no answer had:\n  %s\n", strings.Join(unseenFields, "\n  "))
+		return 1
+	}
 	return 0
+}
+
+// schemaName is the name fields of s are counted under: its component's,
+// else (an inline schema) where it is.
+func schemaName(s *openapi3.SchemaRef, where string) string {
+	if s.Ref != "" {
+		return s.Ref[strings.LastIndex(s.Ref, "/")+1:]
+	}
+	return where
+}
+
+// markFields counts the fields of v, an answer of schema s, in
+// openAPIState.fields. Call with openAPIState.mu held.
+func markFields(v any, s *openapi3.SchemaRef, where string) {
+	if s == nil || s.Value == nil {
+		return
+	}
+	name := schemaName(s, where)
+	if len(s.Value.AllOf) == 1 {
+		s = s.Value.AllOf[0]
+		name = schemaName(s, name)
+	}
+	switch x := v.(type) {
+	case []any:
+		for _, item := range x {
+			markFields(item, s.Value.Items, name+"[]")
+		}
+	case map[string]any:
+		for k, val := range x {
+			if prop, ok := s.Value.Properties[k]; ok {
+				openAPIState.fields[name+"."+k]++
+				markFields(val, prop, name+"."+k)
+			} else if ap := s.Value.AdditionalProperties.Schema; ap != nil {
+				markFields(val, ap, name+"{}")
+			}
+		}
+	}
+}
+
+// documentedFields lists the fields of the answers of doc, as markFields
+// names them.
+func documentedFields(doc *openapi3.T, into map[string]bool) {
+	var walk func(s *openapi3.SchemaRef, where string, depth int)
+	walk = func(s *openapi3.SchemaRef, where string, depth int) {
+		if s == nil || s.Value == nil || depth > 8 {
+			return
+		}
+		name := schemaName(s, where)
+		if len(s.Value.AllOf) == 1 {
+			s = s.Value.AllOf[0]
+			name = schemaName(s, name)
+		}
+		walk(s.Value.Items, name+"[]", depth+1)
+		if ap := s.Value.AdditionalProperties.Schema; ap != nil {
+			walk(ap, name+"{}", depth+1)
+		}
+		for k, prop := range s.Value.Properties {
+			into[name+"."+k] = true
+			walk(prop, name+"."+k, depth+1)
+		}
+	}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			for code, r := range op.Responses.Map() {
+				if r.Value == nil {
+					continue
+				}
+				for ct, mt := range r.Value.Content {
+					if ct == "application/json" {
+						walk(mt.Schema, op.OperationID+" "+code, 0)
+					}
+				}
+			}
+		}
+	}
 }
 
 // documentedRoutes lists the "METHOD /path" of a document's operations.
@@ -794,5 +897,93 @@ func TestOpenAPIEntrypointQuotaIs403(t *testing.T) {
 	resp := serve(t, e.tenant, req{method: "POST", path: "/webhooker/webhooks/" + wh.ID + "/entrypoints", key: key.Key})
 	if resp.status != http.StatusForbidden || !strings.Contains(resp.errorMessage(t), "quota") {
 		t.Errorf("a second entrypoint over a quota of 1: %d %s, want 403 naming the quota", resp.status, resp.body)
+	}
+}
+
+// The fields of answers that only some states have: a verify rule's hmac
+// settings and a tolerance, an ordered target whose line cannot be read, a
+// webhook's figures with its last event and when they cannot be read.
+func TestOpenAPIRareFields(t *testing.T) {
+	e := newEnv(t)
+	wh := e.createWebhook("rare")
+	var ep struct {
+		Options struct {
+			Tolerance string `json:"tolerance"`
+			Verify    []struct {
+				Header, Algorithm, Encoding, Prefix string
+			} `json:"verify"`
+		} `json:"options"`
+	}
+	e.must(http.StatusCreated, "POST", "/webhooker/webhooks/"+wh.ID+"/entrypoints", map[string]any{"options": map[string]any{
+		"verify": []map[string]any{
+			{"scheme": "stripe", "secrets": []string{"whsec_c2VjcmV0"}},
+			{"scheme": "hmac", "secrets": []string{"s3cret"}, "header": "X-Signature", "algorithm": "sha256", "encoding": "hex", "prefix": "sha256="},
+		},
+		"tolerance": "10m",
+	}}, &ep)
+	if ep.Options.Tolerance != "10m0s" || len(ep.Options.Verify) != 2 || ep.Options.Verify[1].Prefix != "sha256=" {
+		t.Errorf("entrypoint options %+v", ep.Options)
+	}
+	e.ingest(wh.Entrypoints[0].Key, incoming{body: []byte(`{}`)})
+	var list struct {
+		Webhooks []struct {
+			Stats struct {
+				LastEventAt *time.Time `json:"last_event_at"`
+			} `json:"stats"`
+		} `json:"webhooks"`
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/webhooks?stats=true", nil, &list)
+	if len(list.Webhooks) != 1 || list.Webhooks[0].Stats.LastEventAt == nil {
+		t.Errorf("webhooks with stats %+v, want the last event's time", list)
+	}
+
+	// A backend whose lines and figures cannot be read.
+	ctx := context.Background()
+	dir := t.TempDir()
+	events, err := storage.NewWebhookDBManager(dir, storage.ManagerOptions{Synchronous: storage.SynchronousNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := storage.OpenMainDB(ctx, dir, storage.SynchronousNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = events.CloseAll(ctx)
+		_ = main.Close()
+	})
+	h := newOpenAPIChecked(t, admin.NewAdminHandler(&admin.Backend{Main: main, Events: events,
+		ConfigChanged: func(context.Context) error { return nil },
+		Line: func(context.Context, string, string) (storage.Line, bool, error) {
+			return storage.Line{}, false, fmt.Errorf("the event DB is locked")
+		}}))
+	broken, err := main.CreateWebhook(ctx, storage.NewWebhook{Name: "broken"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path, err := events.EventDBPath(broken.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("not a database, not at all: the header is wrong"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var target struct {
+		LineError string `json:"line_error"`
+	}
+	expect(t, serve(t, h, req{method: "POST", path: "/webhooker/webhooks/" + broken.ID + "/targets",
+		body: map[string]any{"name": "in-order", "type": "http", "url": "https://example.com/hook", "options": map[string]any{"ordered": true}}}),
+		http.StatusCreated, &target)
+	if target.LineError != "the event DB is locked" {
+		t.Errorf("an ordered target whose line cannot be read: line_error %q", target.LineError)
+	}
+	var brokenList struct {
+		Webhooks []struct {
+			StatsError string `json:"stats_error"`
+		} `json:"webhooks"`
+	}
+	expect(t, serve(t, h, req{method: "GET", path: "/webhooker/webhooks?stats=true"}), http.StatusOK, &brokenList)
+	if len(brokenList.Webhooks) != 1 || brokenList.Webhooks[0].StatsError == "" {
+		t.Errorf("a webhook whose event DB is not one: %+v, want its stats_error", brokenList)
 	}
 }
