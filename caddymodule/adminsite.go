@@ -27,7 +27,9 @@ func init() {
 }
 
 // AdminSite serves the operator's webhooker API and event-log page (all
-// that the admin endpoint serves under /webhooker/) on an ordinary site,
+// that the admin endpoint serves under /webhooker/ but backups, which
+// write the secrets the API never shows wherever they are told) on an
+// ordinary site,
 // placed behind Caddy's own authentication (basic_auth, or forward_auth
 // with `vars http.auth.user.id …`). It vouches for nobody itself: a request
 // under /webhooker that no authentication handler vouched for, that is with

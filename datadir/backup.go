@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -112,6 +114,9 @@ func (d *Dir) Backup(ctx context.Context, dir string, opts BackupOptions) (m *st
 	if err = writeManifest(dir, m); err != nil {
 		return nil, err
 	}
+	d.logger().Info("backup written", zap.String("dir", dir), zap.Int("files", len(m.Files)),
+		zap.Int64("events", m.Events), zap.Int64("open_deliveries", m.OpenDeliveries),
+		zap.Bool("targets_paused", m.TargetsPaused), zap.Duration("took", m.FinishedAt.Sub(m.StartedAt)))
 	return m, nil
 }
 

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
@@ -208,7 +211,8 @@ func TestBackupUnderLoadRestores(t *testing.T) {
 func TestBackupPausesTargetsInTheCopy(t *testing.T) {
 	target := newIDTarget(t)
 	wh := declaredWebhook("paused", httpTarget("out", target.URL, 3))
-	decl := &Declaration{Webhooks: []*storage.Webhook{wh}}
+	core, logs := observer.New(zap.InfoLevel)
+	decl := &Declaration{Webhooks: []*storage.Webhook{wh}, Logger: zap.New(core)}
 	d := openStarted(t, Options{}, decl)
 	route, _ := d.Route(wh.Entrypoints[0].Key)
 	if err := d.Ingest(context.Background(), route, &storage.Event{Method: "POST", Body: []byte(`{}`)}); err != nil {
@@ -224,6 +228,9 @@ func TestBackupPausesTargetsInTheCopy(t *testing.T) {
 	}
 	if tg, _ := d.engine.Snapshot().Target(wh.ID, wh.Targets[0].ID); tg.Paused {
 		t.Error("the target was paused in the directory backed up, not only in the copy")
+	}
+	if logged := logs.FilterMessage("backup written").FilterField(zap.String("dir", dir)).FilterField(zap.Bool("targets_paused", true)); logged.Len() != 1 {
+		t.Errorf("the backup was logged %d times with its directory and paused targets, want once", logged.Len())
 	}
 	r := openStartedAt(t, dir, decl)
 	if tg, ok := r.engine.Snapshot().Target(wh.ID, wh.Targets[0].ID); !ok || !tg.Paused {
