@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -122,6 +123,7 @@ type IntakeOptions struct {
 // Intake is the shared intake log of a data directory.
 type Intake struct {
 	file    *sqliteFile
+	sync    Synchronous // intake.db's, restored after forget's relaxed writes
 	events  *WebhookDBManager
 	opts    IntakeOptions
 	commits groupCommitter
@@ -232,7 +234,7 @@ func OpenIntake(ctx context.Context, dir string, sync Synchronous, events *Webho
 		return nil, err
 	}
 	in := &Intake{
-		file: file, events: events, opts: opts,
+		file: file, sync: cmp.Or(sync, SynchronousFull), events: events, opts: opts,
 		queues: make(map[string]*intakeQueue), dirty: make(map[string]struct{}),
 		space: make(chan struct{}), wake: make(chan struct{}, 1), syncs: make(chan struct{}, 1), stop: make(chan struct{}),
 	}

@@ -202,8 +202,15 @@ func TestIntakeForgetsOnlyWhatIsSynced(t *testing.T) {
 	if n := intakeRows(t, dir); n != 0 {
 		t.Fatalf("the intake holds %d entries after a sync round, want 0", n)
 	}
+	// Held from the applier, which would otherwise apply it before the
+	// round as it pleases (it did, under -race).
+	r.intake.mu.Lock()
+	q := r.intake.queues[wh]
+	r.intake.mu.Unlock()
+	q.apply.Lock()
 	r.ingest(wh, `{}`)
 	r.intake.syncRound() // closes an epoch in which nothing was applied
+	q.apply.Unlock()
 	if n := intakeRows(t, dir); n != 1 {
 		t.Fatalf("the intake holds %d entries after a round that synced nothing new, want the 1 not applied", n)
 	}
@@ -497,6 +504,9 @@ func TestIntakeSpillsPastItsMemory(t *testing.T) {
 	r.intake.syncRound()
 	if f := r.intake.Figures(); f.OnDisk != 0 || f.Waiting != 0 {
 		t.Errorf("figures after a sync round: %+v, want nothing on disk or unsynced", f)
+	}
+	if n := intakeRows(t, r.dir); n != 0 {
+		t.Errorf("intake.db holds %d entries after the sync round, want 0", n)
 	}
 }
 
