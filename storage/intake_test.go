@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -631,5 +632,49 @@ func TestAppliedStatsLeaveTheIntakeAlone(t *testing.T) {
 	st, err := r.events.Stats(context.Background(), wh)
 	if err != nil || st.Events != 2 {
 		t.Errorf("Stats: %d events (%v), want both", st.Events, err)
+	}
+}
+
+// TestIntakeForgetsScatteredEntriesInChunks: a sync round forgets more
+// entries than one chunk of forget, their seqs scattered over webhooks,
+// and leaves the intake's writer with its fsyncs (forget relaxes them for
+// its own writes only).
+func TestIntakeForgetsScatteredEntriesInChunks(t *testing.T) {
+	dir := t.TempDir()
+	r := newIntakeRig(t, dir, IntakeOptions{SyncDelay: time.Hour})
+	webhooks := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	const n = forgetChunk + forgetChunk/2
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= n; i = next.Add(1) {
+				ev := &Event{Method: "POST", Body: []byte(`{}`)}
+				if err := r.intake.Ingest(context.Background(), webhooks[i%3], ev, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := r.intake.ApplyAll(); err != nil {
+		t.Fatal(err)
+	}
+	if rows := intakeRows(t, dir); rows != n {
+		t.Fatalf("the intake holds %d entries before the round, want %d", rows, n)
+	}
+	r.intake.syncRound()
+	if rows := intakeRows(t, dir); rows != 0 {
+		t.Errorf("the intake holds %d entries after the round, want 0", rows)
+	}
+	if f := r.intake.Figures(); f.Waiting != 0 || f.OnDisk != 0 {
+		t.Errorf("figures after the round: %+v, want nothing unsynced or on disk", f)
+	}
+	var level int
+	if err := r.intake.file.writer.QueryRow("PRAGMA synchronous").Scan(&level); err != nil || level != 2 {
+		t.Errorf("the intake's writer is left at synchronous %d (%v), want 2 (full)", level, err)
 	}
 }
