@@ -171,7 +171,7 @@ func (e *Engine) releaseDone(webhookID, deliveryID string) {
 }
 
 // checkLines checks the lines of a webhook's ordered targets, from the
-// reader: their heads that are due go (checkLine). force checks a line
+// reader: their heads that are due go (runLine). It checks a line
 // whose head waits for its time too: the reader runs when that time came,
 // or when something (retry now, a cancel, a resume) may have changed it.
 // Sending blocks the reader only, until a worker makes room.
