@@ -332,7 +332,15 @@ func copyFile(t *testing.T, from, to string) {
 // it, closing it at the end of the test.
 func openStartedAt(t *testing.T, path string, decl *Declaration) *Dir {
 	t.Helper()
-	d, err := Open(path, Options{Synchronous: storage.SynchronousNormal})
+	return openStartedWith(t, path, Options{}, decl)
+}
+
+// openStartedWith opens the data directory at path with opts (synchronous
+// normal), declares decl and starts it, closing it at the end of the test.
+func openStartedWith(t *testing.T, path string, opts Options, decl *Declaration) *Dir {
+	t.Helper()
+	opts.Synchronous = storage.SynchronousNormal
+	d, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

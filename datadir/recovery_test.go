@@ -106,23 +106,7 @@ func (l *alertLog) types() []string {
 
 func openStarted(t *testing.T, opts Options, decl *Declaration) *Dir {
 	t.Helper()
-	opts.Synchronous = storage.SynchronousNormal
-	d, err := Open(t.TempDir(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := d.Close(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := d.Declare(decl); err != nil {
-		t.Fatal(err)
-	}
-	d.Start()
-	return d
+	return openStartedWith(t, t.TempDir(), opts, decl)
 }
 
 // streamChanges connects to the admin API's live updates and sends the
