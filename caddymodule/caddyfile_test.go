@@ -134,22 +134,7 @@ func TestJSONConfigSameChecks(t *testing.T) {
 		{"denied target", `{"target_policy":{"deny":["10.0.0.0/8"]},"webhooks":[{"name":"a","targets":[{"name":"t","type":"http","url":"http://10.1.2.3/"}]}]}`,
 			"webhook a: target t: target policy: 10.1.2.3 is in the denied range 10.0.0.0/8"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			var app caddymodule.App
-			if err := caddy.StrictUnmarshalJSON([]byte(c.config), &app); err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			app.DataDir = dir
-			err := provisionApp(&app)
-			t.Logf("%v", err)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %v, want one saying %q", err, c.want)
-			}
-			if entries, _ := os.ReadDir(dir); len(entries) > 0 {
-				t.Errorf("provisioning made files in the data_dir: %v", entries)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkJSONConfig(t, c.config, c.want) })
 	}
 }
 
@@ -180,6 +165,33 @@ func checkCaddyfileMistakes(t *testing.T, mistakes []caddyfileMistake) {
 				t.Errorf("the error is not at %s", at)
 			}
 		})
+	}
+}
+
+// checkJSONConfig provisions the app of a JSON config as Caddy would: with
+// want empty it must be accepted, else refused (when decoded or when
+// provisioned) with an error that says want. Either way provisioning makes
+// no file in the data_dir.
+func checkJSONConfig(t *testing.T, config, want string) {
+	t.Helper()
+	var app caddymodule.App
+	if err := caddy.StrictUnmarshalJSON([]byte(config), &app); err != nil {
+		if want != "" && strings.Contains(err.Error(), want) {
+			return
+		}
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	app.DataDir = dir
+	err := provisionApp(&app)
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("refused: %v", err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("error %v, want one saying %q", err, want)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("provisioning made files in the data_dir: %v", entries)
 	}
 }
 

@@ -3,10 +3,6 @@ package caddymodule_test
 import (
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2"
-
-	"github.com/webhooker/caddy-webhooker/caddymodule"
 )
 
 // rate_limit and max_in_flight: their mistakes refused at their line, and
@@ -49,16 +45,6 @@ func TestJSONConfigRateLimitChecks(t *testing.T) {
 		{"no window", target(`{"rate_limit":{"events":5}}`), "webhook a: target t: rate_limit window 0s: want 1s to 1h0m0s"},
 		{"max_in_flight over the workers", target(`{"max_in_flight":9}`), "webhook a: target t: max_in_flight 9 is over workers 8"},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			var app caddymodule.App
-			if err := caddy.StrictUnmarshalJSON([]byte(c.config), &app); err != nil {
-				t.Fatal(err)
-			}
-			app.DataDir = t.TempDir()
-			err := provisionApp(&app)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("error %v, want one saying %q", err, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkJSONConfig(t, c.config, c.want) })
 	}
 }
