@@ -541,10 +541,7 @@ func TestFullQueuesCatchUpFromTheDBAndDeliverEachOnce(t *testing.T) {
 	e := env.start(snap, Options{Workers: 1, QueueSize: 1, RetryQueueSize: 1})
 
 	const n = 50
-	var all []ingested
-	for i := range n {
-		all = append(all, env.send(e, snap, "shop-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	all := sendNumbered(env, e, snap, "shop-in", 0, n)
 	waitFor(t, "the first request to reach the target", func() bool { return tg.count() >= 1 }, waitTimeout)
 	close(release)
 	released = true

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -347,4 +348,14 @@ func (env *testEnv) tenantWebhook(name string, tg storage.Target) (*storage.Snap
 		env.t.Fatalf("tenant webhook as loaded: %+v", w)
 	}
 	return snap, w, w.Entrypoints[0].Key
+}
+
+// sendNumbered sends the events {"i":from} … {"i":to-1} to key, one after
+// the other, as the ingest handler does.
+func sendNumbered(env *testEnv, e *Engine, snap *storage.Snapshot, key string, from, to int) []ingested {
+	var sent []ingested
+	for i := from; i < to; i++ {
+		sent = append(sent, env.send(e, snap, key, []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
+	}
+	return sent
 }

@@ -61,14 +61,6 @@ func (o *orderedReceiver) arrivals(t *testing.T) []int {
 	return out
 }
 
-func sendNumbered(env *testEnv, e *Engine, snap *storage.Snapshot, key string, from, to int) []ingested {
-	var sent []ingested
-	for i := from; i < to; i++ {
-		sent = append(sent, env.send(e, snap, key, []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
-	return sent
-}
-
 // startLine starts an engine with one webhook, "line" (entrypoint
 // "line-in"), whose one target is ordered with options o, and a receiver
 // failing as fail says.

@@ -144,10 +144,7 @@ func TestParkedWholeDeliveriesAreDeliveredOrCancelled(t *testing.T) {
 	env := newEnv(t)
 	snap := env.configure(webhook("w", httpTarget("slow", tp.URL, quick(3))))
 	e := env.start(snap, Options{Workers: 2, MaxPerTarget: 1})
-	var sent []ingested
-	for i := range 6 {
-		sent = append(sent, env.send(e, snap, "w-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	sent := sendNumbered(env, e, snap, "w-in", 0, 6)
 	waitFor(t, "5 deliveries parked", func() bool { return e.ParkedDeliveries() == 5 }, waitTimeout)
 	if e.slots.parkedBytes == 0 {
 		t.Fatal("no task parked whole")

@@ -93,10 +93,7 @@ func TestRateLimitedBacklogWaitsInTheDatabase(t *testing.T) {
 	e := env.start(snap, Options{Workers: 8})
 
 	const events = 2000
-	var sent []ingested
-	for i := range events {
-		sent = append(sent, env.send(e, snap, "paced-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	sent := sendNumbered(env, e, snap, "paced-in", 0, events)
 	waitFor(t, "every delivery past the burst put off", func() bool {
 		return e.rateHeld.Load() == events-5
 	}, 60*time.Second)
@@ -142,10 +139,7 @@ func TestRateLimitPacesDeliveries(t *testing.T) {
 	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
 	e := env.start(snap, Options{Workers: 16})
 	const events = 60
-	var sent []ingested
-	for i := range events {
-		sent = append(sent, env.send(e, snap, "paced-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	sent := sendNumbered(env, e, snap, "paced-in", 0, events)
 	for _, in := range sent {
 		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered, 30*time.Second)
 	}
@@ -245,10 +239,7 @@ func TestMaxInFlightBoundsTheTargetsAttempts(t *testing.T) {
 	o.MaxInFlight = intp(2)
 	snap := env.configure(webhook("narrow", httpTarget("slow", tp.URL, o)))
 	e := env.start(snap, Options{Workers: 16, MaxPerTarget: 8})
-	var sent []ingested
-	for i := range 10 {
-		sent = append(sent, env.send(e, snap, "narrow-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	sent := sendNumbered(env, e, snap, "narrow-in", 0, 10)
 	waitFor(t, "two in flight and eight parked", func() bool {
 		return tp.current.Load() == 2 && e.ParkedDeliveries() == 8
 	}, waitTimeout)
@@ -283,10 +274,7 @@ func TestRateLimitedDeliveriesSurviveARestart(t *testing.T) {
 	first := env.engine(snap, Options{Workers: 4})
 	first.Start()
 	const events = 8
-	var sent []ingested
-	for i := range events {
-		sent = append(sent, env.send(first, snap, "paced-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	sent := sendNumbered(env, first, snap, "paced-in", 0, events)
 	waitFor(t, "the deliveries past the burst put off", func() bool {
 		return first.rateHeld.Load() == events-2
 	}, waitTimeout)

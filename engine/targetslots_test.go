@@ -128,10 +128,7 @@ func TestTimedOutAttemptsRetryThroughTheTargetSlot(t *testing.T) {
 		webhook("other", httpTarget("fast", healthy.URL, quick(3))))
 	e := env.start(snap, Options{Workers: 3, MaxPerTarget: 1})
 
-	var stuck []ingested
-	for i := range 10 {
-		stuck = append(stuck, env.send(e, snap, "tarpit-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	stuck := sendNumbered(env, e, snap, "tarpit-in", 0, 10)
 	waitFor(t, "attempts to time out and be retried", func() bool { return tp.count() >= 15 }, waitTimeout)
 	other := env.send(e, snap, "other-in", []byte(`{}`), nil)
 	env.waitStatus(other.webhookID, other.deliveries[0].ID, storage.DeliveryDelivered)
@@ -167,10 +164,7 @@ func TestBreakerHoldsAndRetriesWorkWithParkedDeliveries(t *testing.T) {
 	snap := env.configure(webhook("shop", httpTarget("crm", tg.URL, opts)))
 	e := env.start(snap, Options{Workers: 4, MaxPerTarget: 1})
 
-	var all []ingested
-	for i := range 10 {
-		all = append(all, env.send(e, snap, "shop-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	all := sendNumbered(env, e, snap, "shop-in", 0, 10)
 	for _, in := range all {
 		env.waitStatus(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered)
 	}
@@ -197,10 +191,7 @@ func TestParkedOverflowIsLetGoAndDeliveredThroughAScan(t *testing.T) {
 	e.slots.parkLimit = 2
 	e.Start()
 
-	var all []ingested
-	for i := range 10 {
-		all = append(all, env.send(e, snap, "tarpit-in", []byte(`{"i":`+strconv.Itoa(i)+`}`), nil))
-	}
+	all := sendNumbered(env, e, snap, "tarpit-in", 0, 10)
 	letGo := func() (n int) {
 		for _, in := range all {
 			if _, inHand := e.owned.Load(in.deliveries[0].ID); !inHand {
