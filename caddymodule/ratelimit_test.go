@@ -10,6 +10,30 @@ import (
 	"time"
 )
 
+// checkBusiestSecond fails the test if more arrivals than a token bucket of
+// rate tokens (its burst) refilled at rate per second allows fall within
+// one second: the burst and rate more, and one for the token that comes
+// due as the second ends. Arrivals are timed where they land, so one more
+// is allowed for the jitter of scheduling and loopback: a delivery of the
+// burst that lands a few milliseconds late opens a window that reaches a
+// few milliseconds further (seen: 101 of a bound of 100, once in CI). A
+// limiter that did not limit would be hundreds over.
+func checkBusiestSecond(t *testing.T, arrivals []time.Time, rate int) {
+	t.Helper()
+	busiest := 0
+	for i := range arrivals {
+		j := i
+		for j < len(arrivals) && arrivals[j].Sub(arrivals[i]) < time.Second {
+			j++
+		}
+		busiest = max(busiest, j-i)
+	}
+	t.Logf("busiest second: %d arrivals", busiest)
+	if bound := 2*rate + 2; busiest > bound {
+		t.Errorf("%d arrivals within one second, over the burst + rate + 2 (%d)", busiest, bound)
+	}
+}
+
 // TestRateLimitedTargetArrivalRate is the must-show of issue 14: a target
 // limited to `rate_limit 50 1s` gets 1,000 events through a real Caddy.
 // Its arrivals are timed where they land: after the burst (the bucket's 50)
@@ -75,18 +99,7 @@ func TestRateLimitedTargetArrivalRate(t *testing.T) {
 	if measured < rate*0.85 || measured > rate*1.15 {
 		t.Errorf("arrival rate %.2f/s, want 50/s ±15 %%", measured)
 	}
-	busiest := 0
-	for i := range got {
-		j := i
-		for j < len(got) && got[j].Sub(got[i]) < time.Second {
-			j++
-		}
-		busiest = max(busiest, j-i)
-	}
-	t.Logf("busiest second: %d arrivals", busiest)
-	if busiest > 2*rate {
-		t.Errorf("%d arrivals within one second, over the burst + rate (%d)", busiest, 2*rate)
-	}
+	checkBusiestSecond(t, got, rate)
 	var attempts int
 	if err := db.QueryRow(`SELECT max(attempts) FROM deliveries`).Scan(&attempts); err != nil {
 		t.Fatal(err)
