@@ -19,7 +19,7 @@ volume=webhooker-ct-data-$$
 port=$((20000 + RANDOM % 10000))
 admin=$((port + 1))
 cleanup() {
-	podman rm -f "$name" >/dev/null 2>&1 || true
+	podman rm -f -v "$name" >/dev/null 2>&1 || true
 	podman volume rm -f "$volume" >/dev/null 2>&1 || true
 	rm -rf "$work"
 }
