@@ -359,3 +359,11 @@ func sendNumbered(env *testEnv, e *Engine, snap *storage.Snapshot, key string, f
 	}
 	return sent
 }
+
+// waitAll waits until the first delivery of each sent event has status.
+func waitAll(env *testEnv, sent []ingested, status storage.DeliveryStatus) {
+	env.t.Helper()
+	for _, in := range sent {
+		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, status, 30*time.Second)
+	}
+}

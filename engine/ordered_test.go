@@ -79,13 +79,6 @@ func everyHour(o storage.TargetOptions) storage.TargetOptions {
 	return o
 }
 
-func waitAll(env *testEnv, sent []ingested, status storage.DeliveryStatus) {
-	env.t.Helper()
-	for _, in := range sent {
-		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, status, 30*time.Second)
-	}
-}
-
 func wantArrivals(t *testing.T, got []int, want string) {
 	t.Helper()
 	if s := strings.Trim(fmt.Sprint(got), "[]"); s != want {

@@ -87,9 +87,7 @@ func TestRateLimitedBacklogWaitsInTheDatabase(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, nil)
 	env := newEnv(t)
-	o := quick(3)
-	o.RateLimit = &storage.RateLimit{Events: 5, Window: storage.Duration(time.Hour)}
-	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
+	snap := env.pacedWebhook(tg.URL, 5, time.Hour)
 	e := env.start(snap, Options{Workers: 8})
 
 	const events = 2000
@@ -134,15 +132,11 @@ func TestRateLimitPacesDeliveries(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, nil)
 	env := newEnv(t)
-	o := quick(3)
-	o.RateLimit = &storage.RateLimit{Events: 20, Window: storage.Duration(time.Second)}
-	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
+	snap := env.pacedWebhook(tg.URL, 20, time.Second)
 	e := env.start(snap, Options{Workers: 16})
 	const events = 60
 	sent := sendNumbered(env, e, snap, "paced-in", 0, events)
-	for _, in := range sent {
-		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered, 30*time.Second)
-	}
+	waitAll(env, sent, storage.DeliveryDelivered)
 	got := tg.all()
 	if len(got) != events {
 		t.Fatalf("target received %d, want %d", len(got), events)
@@ -268,9 +262,7 @@ func TestRateLimitedDeliveriesSurviveARestart(t *testing.T) {
 	t.Parallel()
 	tg := newTarget(t, nil)
 	env := newEnv(t)
-	o := quick(3)
-	o.RateLimit = &storage.RateLimit{Events: 2, Window: storage.Duration(time.Second)}
-	snap := env.configure(webhook("paced", httpTarget("slow", tg.URL, o)))
+	snap := env.pacedWebhook(tg.URL, 2, time.Second)
 	first := env.engine(snap, Options{Workers: 4})
 	first.Start()
 	const events = 8
@@ -284,9 +276,7 @@ func TestRateLimitedDeliveriesSurviveARestart(t *testing.T) {
 	delivered := tg.count()
 
 	env.start(snap, Options{Workers: 4})
-	for _, in := range sent {
-		env.waitStatusWithin(in.webhookID, in.deliveries[0].ID, storage.DeliveryDelivered, 30*time.Second)
-	}
+	waitAll(env, sent, storage.DeliveryDelivered)
 	if n := tg.count(); n != events {
 		t.Errorf("target received %d (%d before the restart), want %d: each once", n, delivered, events)
 	}
@@ -318,4 +308,13 @@ func TestLoweredMaxInFlightTakesEffectAsAttemptsEnd(t *testing.T) {
 	if n := s.inFlight("t"); n != 1 {
 		t.Errorf("%d in flight, want 1", n)
 	}
+}
+
+// pacedWebhook declares the webhook "paced" (entrypoint "paced-in") with
+// one http target, "slow", to url, limited to events per window.
+func (env *testEnv) pacedWebhook(url string, events int, window time.Duration) *storage.Snapshot {
+	env.t.Helper()
+	o := quick(3)
+	o.RateLimit = &storage.RateLimit{Events: events, Window: storage.Duration(window)}
+	return env.configure(webhook("paced", httpTarget("slow", url, o)))
 }
