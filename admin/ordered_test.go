@@ -23,6 +23,20 @@ func TestOrderedTargetThroughTheAPI(t *testing.T) {
 	if want := "max_in_flight 4 with ordered"; resp.status != http.StatusBadRequest || !strings.Contains(resp.errorMessage(t), want) {
 		t.Errorf("tenant ordered target with max_in_flight 4: %d %s, want 400 saying %q", resp.status, resp, want)
 	}
+	// Not a boolean: refused, naming the field, and nothing stored.
+	for _, bad := range []any{"yes", 1, map[string]any{}, []any{true}} {
+		resp := e.as(key, "POST", "/webhooker/webhooks/"+tw.ID+"/targets", map[string]any{
+			"name": "t", "type": "http", "url": "https://receiver.example/hook",
+			"options": map[string]any{"ordered": bad}})
+		if resp.status != http.StatusBadRequest || !strings.Contains(resp.errorMessage(t), "ordered") {
+			t.Errorf("ordered %#v: %d %s, want 400 naming ordered", bad, resp.status, resp)
+		}
+	}
+	var listed webhookJSON
+	expect(t, e.as(key, "GET", "/webhooker/webhooks/"+tw.ID, nil), http.StatusOK, &listed)
+	if len(listed.Targets) != 0 {
+		t.Fatalf("refused targets were stored: %+v", listed.Targets)
+	}
 	var tt targetJSON
 	expect(t, e.as(key, "POST", "/webhooker/webhooks/"+tw.ID+"/targets", map[string]any{
 		"name": "t", "type": "http", "url": "https://receiver.example/hook",
