@@ -106,6 +106,21 @@ func TestOrderedTargetThroughTheAPI(t *testing.T) {
 		!strings.Contains(l.Head.LastError, "500") {
 		t.Errorf("line = %+v, want the first event's delivery retrying after a 500, 4 open", l)
 	}
+	// The list of webhooks, which the UI polls, reads no event DB: no line.
+	var list struct {
+		Webhooks []struct {
+			ID      string `json:"id"`
+			Targets []struct {
+				Line *lineJSON `json:"line"`
+			} `json:"targets"`
+		} `json:"webhooks"`
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/webhooks", nil, &list)
+	for _, lw := range list.Webhooks {
+		if lw.ID == w.ID && (len(lw.Targets) != 1 || lw.Targets[0].Line != nil) {
+			t.Errorf("the list shows the webhook's targets as %+v, want one with no line", lw.Targets)
+		}
+	}
 	e.must(http.StatusOK, "POST", "/webhooker/webhooks/"+w.ID+"/deliveries/"+l.Head.DeliveryID+"/cancel", nil, nil)
 	deadline = time.Now().Add(10 * time.Second)
 	for l = readLine(); l != nil; l = readLine() {

@@ -33,27 +33,37 @@ type targetView struct {
 	LineError string    `json:"line_error,omitempty"`
 }
 
-func (h *Handler) view(w *storage.Webhook) webhookView {
+func (h *Handler) view(w *storage.Webhook) webhookView { return h.viewOf(w, true) }
+
+// viewOf is view, with the lines of ordered targets (addLine) if lines:
+// not in the list of webhooks, which the UI polls and which reads no event
+// DB (see addStats).
+func (h *Handler) viewOf(w *storage.Webhook, lines bool) webhookView {
 	v := webhookView{Webhook: w, ReadOnly: w.Source == storage.SourceCaddyfile,
 		Entrypoints: make([]entrypointView, len(w.Entrypoints)), Targets: make([]targetView, len(w.Targets))}
 	for i, e := range w.Entrypoints {
 		v.Entrypoints[i] = entrypointViewOf(e)
 	}
 	for i, t := range w.Targets {
-		v.Targets[i] = h.targetView(t)
+		v.Targets[i] = h.targetViewOf(t, lines)
 	}
 	return v
 }
 
 // targetView shows t with its header values and signing secrets masked:
 // they are write-only.
-func (h *Handler) targetView(t storage.Target) targetView {
+func (h *Handler) targetView(t storage.Target) targetView { return h.targetViewOf(t, true) }
+
+// targetViewOf is targetView, with the target's line if line.
+func (h *Handler) targetViewOf(t storage.Target, line bool) targetView {
 	t.Options = maskTargetSecrets(t.Options)
 	v := targetView{Target: t}
 	if h.b.BreakerState != nil && t.Type == storage.TargetHTTP {
 		v.Circuit = h.b.BreakerState(t.ID)
 	}
-	h.addLine(&v)
+	if line {
+		h.addLine(&v)
+	}
 	return v
 }
 
@@ -113,7 +123,7 @@ func (h *Handler) listWebhooks(w http.ResponseWriter, r *http.Request) error {
 	withStats := r.URL.Query().Get("stats") == "true"
 	views := make([]webhookView, len(ws))
 	for i, wh := range ws {
-		views[i] = h.view(wh)
+		views[i] = h.viewOf(wh, false)
 		if withStats {
 			h.addStats(r, &views[i])
 		}
