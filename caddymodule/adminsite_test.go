@@ -47,6 +47,23 @@ http://localhost:9080 {
 }
 
 // startAdminSite starts the gateway and loads the site block.
+// startOpsSite starts a site with webhooker_admin behind basic_auth, for
+// the user ops with the password s3cret. webhooker_admin is written before
+// basic_auth: the directive order puts the authentication first all the
+// same.
+func startOpsSite(t *testing.T) *gatewayTest {
+	t.Helper()
+	hash, err := caddyauth.BcryptHash{}.Hash([]byte("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startAdminSite(t, fmt.Sprintf(`
+	webhooker_admin
+	basic_auth /webhooker/* {
+		ops %s
+	}`, hash))
+}
+
 func startAdminSite(t *testing.T, site string) *gatewayTest {
 	t.Helper()
 	g := startGateway(t, "")
@@ -93,17 +110,7 @@ func wantRefusedByWebhooker(t *testing.T, a apiAnswer) {
 }
 
 func TestAdminSiteBehindBasicAuth(t *testing.T) {
-	hash, err := caddyauth.BcryptHash{}.Hash([]byte("s3cret"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// webhooker_admin written before basic_auth: the directive order puts
-	// the authentication first all the same.
-	g := startAdminSite(t, fmt.Sprintf(`
-	webhooker_admin
-	basic_auth /webhooker/* {
-		ops %s
-	}`, hash))
+	g := startOpsSite(t)
 	auth := func(user, password string) map[string]string {
 		req, _ := http.NewRequest("GET", "/", nil)
 		req.SetBasicAuth(user, password)

@@ -8,7 +8,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"github.com/spf13/cobra"
 
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -107,15 +105,7 @@ func TestWebhookerBackupCaddy(t *testing.T) {
 // the API never shows, and the site would write it wherever it is told.
 // The admin endpoint of the same config takes it.
 func TestBackupNotOnAdminSite(t *testing.T) {
-	hash, err := caddyauth.BcryptHash{}.Hash([]byte("s3cret"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := startAdminSite(t, fmt.Sprintf(`
-	webhooker_admin
-	basic_auth /webhooker/* {
-		ops %s
-	}`, hash))
+	g := startOpsSite(t)
 	req, _ := http.NewRequest("GET", "/", nil)
 	req.SetBasicAuth("ops", "s3cret")
 	auth := map[string]string{"Authorization": req.Header.Get("Authorization")}
