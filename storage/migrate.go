@@ -15,8 +15,11 @@ type migration struct {
 }
 
 // migrate brings db up to len(migrations), recording the version in
-// PRAGMA user_version. Each migration runs in its own immediate transaction,
-// so a crash between two leaves a file at a well-defined version. The
+// PRAGMA user_version. The pending migrations run in one immediate
+// transaction, so a crash or a failing migration leaves the file at the
+// version it had, and a fresh file is made in one commit (one fsync, not
+// one per migration: the intake's applier makes a webhook's file at its
+// first event, by the thousand when load spreads over new webhooks). The
 // version is read inside that transaction: two connections opening a fresh
 // file at once (a webhook's creation and its first event, say) take turns,
 // and the second finds the first's work done instead of repeating it.
@@ -27,42 +30,31 @@ func migrate(ctx context.Context, db *sql.DB, migrations []migration) error {
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err == nil && version == len(migrations) {
 		return nil
 	}
-	for {
-		done, err := migrateStep(ctx, db, migrations)
-		if err != nil || done {
-			return err
-		}
-	}
-}
-
-// migrateStep runs the next migration db needs, if any, in one immediate
-// transaction (db is a writer: its transactions are immediate).
-func migrateStep(ctx context.Context, db *sql.DB, migrations []migration) (done bool, err error) {
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil) // db is a writer: its transactions are immediate
 	if err != nil {
-		return false, fmt.Errorf("read schema version: %w", err)
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	defer tx.Rollback()
-	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return false, fmt.Errorf("read schema version: %w", err)
+		return fmt.Errorf("read schema version: %w", err)
 	}
 	switch {
 	case version > len(migrations):
-		return false, fmt.Errorf("schema version %d is newer than this build knows (%d): refusing to open a file written by a newer caddy-webhooker", version, len(migrations))
+		return fmt.Errorf("schema version %d is newer than this build knows (%d): refusing to open a file written by a newer caddy-webhooker", version, len(migrations))
 	case version == len(migrations):
-		return true, nil
+		return nil
 	}
-	m := migrations[version]
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("migration %d (%s): %w", version+1, m.name, err)
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i].sql); err != nil {
+			return fmt.Errorf("migration %d (%s): %w", i+1, migrations[i].name, err)
+		}
 	}
-	// PRAGMA does not take bound parameters; version is an int we control.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version+1)); err != nil {
-		return false, fmt.Errorf("migration %d (%s): set version: %w", version+1, m.name, err)
+	// PRAGMA does not take bound parameters; the version is an int we control.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("migrations %d to %d: set version: %w", version+1, len(migrations), err)
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("migration %d (%s): commit: %w", version+1, m.name, err)
+		return fmt.Errorf("migrations %d to %d: commit: %w", version+1, len(migrations), err)
 	}
-	return false, nil
+	return nil
 }

@@ -1,9 +1,12 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -375,4 +378,49 @@ func TestCreateAndFirstUseOfAFreshFileAtOnce(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A fresh event DB is made in one commit: one fsync, not one per migration
+// (the applier makes a webhook's file at its first event, by the thousand
+// when load spreads over new webhooks). Counted in the -wal, whose frames
+// each say whether they end a transaction.
+func TestMigrateFreshFileInOneCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fresh.db")
+	db := openForMigration(t, path)
+	if err := migrate(context.Background(), db, eventMigrations); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	if v := userVersion(t, db); v != len(eventMigrations) {
+		t.Fatalf("user_version = %d, want %d", v, len(eventMigrations))
+	}
+	wal, err := os.ReadFile(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := walCommits(t, wal); got != 1 {
+		t.Errorf("making a fresh event DB took %d commits, want 1", got)
+	}
+}
+
+// walCommits counts the frames of a WAL file that end a transaction (a
+// non-zero database size in the frame header), among those of its current
+// generation (the header's salts).
+func walCommits(t *testing.T, wal []byte) int {
+	t.Helper()
+	if len(wal) < 32 {
+		t.Fatalf("WAL of %d bytes has no header", len(wal))
+	}
+	pageSize := int(binary.BigEndian.Uint32(wal[8:12]))
+	salts := wal[16:24]
+	commits := 0
+	for off := 32; off+24+pageSize <= len(wal); off += 24 + pageSize {
+		frame := wal[off : off+24]
+		if !bytes.Equal(frame[8:16], salts) {
+			break
+		}
+		if binary.BigEndian.Uint32(frame[4:8]) != 0 {
+			commits++
+		}
+	}
+	return commits
 }
