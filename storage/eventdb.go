@@ -126,6 +126,9 @@ var preparedWrites = []string{sqlInsertEvent, sqlApplyEvent, sqlInsertDelivery, 
 	sqlSetOutcome, sqlInsertResult, sqlReschedule, sqlMarkAttempt, sqlClearAttempt, sqlRecordInterrupted, sqlReadEventStats, sqlAddEventStats}
 
 func openWebhookDB(ctx context.Context, webhookID, path string, sync Synchronous) (*WebhookDB, error) {
+	if err := createFreshEventDB(ctx, path); err != nil {
+		return nil, fmt.Errorf("event db %s: %w", webhookID, err)
+	}
 	file, err := openSQLiteFile(path, sync)
 	if err != nil {
 		return nil, err
