@@ -212,11 +212,14 @@ type eventStatsCache struct {
 
 // follow makes the cache receive db's figures: now, as the file holds them,
 // and after each commit. Called when db opens, before anyone can write
-// through it. A row that cannot be read is left out: Stats then reads it
-// through the file, and reports the error.
+// through it, so the row is read through the writer, idle and open already:
+// the readers' connection is opened only when something reads (the applier,
+// which opens files by the thousand under spread load, never does). A row
+// that cannot be read is left out: Stats then reads it through the file,
+// and reports the error.
 func (c *eventStatsCache) follow(ctx context.Context, db *WebhookDB) {
 	db.counts = c
-	n, err := scanEventCounts(db.file.reader.QueryRowContext(ctx, sqlReadEventStats))
+	n, err := scanEventCounts(db.file.writer.QueryRowContext(ctx, sqlReadEventStats))
 	if err == nil {
 		c.publish(db.webhookID, n)
 	}
