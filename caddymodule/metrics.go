@@ -121,6 +121,10 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_bytes",
 			Help: "Bytes of acknowledged events intake.db holds until they are synced into their event databases (at most intake_size; past it, ingest waits).",
 		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.OnDisk) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "caddy", Subsystem: "webhooker", Name: "intake_apply_pauses_total",
+			Help: "Waits of the intake's applier after applying to an event database it had to open, while other webhooks waited: under load spread over more webhooks than max_open_event_dbs it paces its opens so that ingest keeps the CPU, and batches grow instead.",
+		}, intake(func(f storage.IntakeFigures) float64 { return float64(f.Paused) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "retry_timers",
 			Help: "Retry waits the delivery engine holds: webhooks with deliveries waiting for their retry time (one each, however many wait), and deliveries waiting out a storage fault.",

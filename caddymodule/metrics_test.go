@@ -57,6 +57,7 @@ func TestMetricsOnCaddysEndpoint(t *testing.T) {
 			value(body, `caddy_webhooker_intake_memory_bytes`) >= 0 &&
 			value(body, `caddy_webhooker_intake_events{state="spilled"}`) >= 0 &&
 			value(body, `caddy_webhooker_intake_bytes`) >= 0 &&
+			value(body, `caddy_webhooker_intake_apply_pauses_total`) >= 0 &&
 			value(body, `caddy_webhooker_open_event_dbs`) >= 1 // the webhook that took the events
 		if ok && gauges {
 			return

@@ -169,6 +169,7 @@ type Intake struct {
 	unapplied    atomic.Int64 // entries committed and not yet applied
 	appliedTotal atomic.Int64
 	spilledTotal atomic.Int64 // entries whose events were dropped from memory
+	pauses       atomic.Int64 // waits of the applier after a cold open
 	deduplicated atomic.Int64 // repeats answered with their original event
 	dedupPruned  atomic.Int64 // expired dedup keys removed
 }
@@ -525,7 +526,7 @@ func (in *Intake) Close(ctx context.Context) error {
 		// share to do); what is not stays in the intake for the next start,
 		// which applies it as it goes.
 		budget, cancel := context.WithTimeout(ctx, closeApplyBudget(ctx))
-		in.applyReadyUntil(budget)
+		in.applyReadyUntil(budget, false)
 		if budget.Err() == nil {
 			in.applyRetrying()
 		}
@@ -563,6 +564,9 @@ type IntakeFigures struct {
 	SpilledTotal int64 // entries spilled since open
 	Waiting      int64 // entries not yet synced into their event DB (unapplied ones included)
 	Applied      int64 // entries applied since open
+	// Paused counts the applier's waits after an apply that opened a cold
+	// event DB while more webhooks waited (intakeapply.go).
+	Paused int64
 	// Deduplicated counts the repeats answered with their original event,
 	// DedupPruned the expired dedup keys removed (dedup.go).
 	Deduplicated, DedupPruned int64
@@ -575,7 +579,7 @@ func (in *Intake) Figures() IntakeFigures {
 	return IntakeFigures{
 		Memory: in.opts.Memory, Held: in.held, Size: in.opts.Size, OnDisk: in.onDisk,
 		Unapplied: in.unapplied.Load(), Spilled: in.spilledNow, SpilledTotal: in.spilledTotal.Load(),
-		Waiting: in.kept, Applied: in.appliedTotal.Load(),
+		Waiting: in.kept, Applied: in.appliedTotal.Load(), Paused: in.pauses.Load(),
 		Deduplicated: in.deduplicated.Load(), DedupPruned: in.dedupPruned.Load(),
 	}
 }

@@ -31,8 +31,14 @@ type intakeRig struct {
 
 func newIntakeRig(t *testing.T, dir string, opts IntakeOptions) *intakeRig {
 	t.Helper()
+	return newIntakeRigOn(t, dir, ManagerOptions{}, opts)
+}
+
+// newIntakeRigOn is newIntakeRig with the manager's options.
+func newIntakeRigOn(t *testing.T, dir string, mopts ManagerOptions, opts IntakeOptions) *intakeRig {
+	t.Helper()
 	r := &intakeRig{t: t, dir: dir, applied: map[string][]AppliedEvent{}}
-	events, err := NewWebhookDBManager(dir, ManagerOptions{})
+	events, err := NewWebhookDBManager(dir, mopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +292,7 @@ func TestIntakeReplaysWhatWasNotApplied(t *testing.T) {
 	}
 	// The applier leaves them to the reads of their webhooks until
 	// ReleaseReplayed: a round of it applies none.
-	again.applyReadyUntil(context.Background())
+	again.applyReadyUntil(context.Background(), false)
 	if f := again.Figures(); f.Unapplied != 8 {
 		t.Errorf("%d replayed events unapplied after an applier round before ReleaseReplayed, want 8", f.Unapplied)
 	}
@@ -386,7 +392,13 @@ func TestIntakeKeepsEventsOfABrokenEventDB(t *testing.T) {
 // the webhooks after it stay in the intake. The returned func lets it go.
 func (r *intakeRig) holdApplier() (blocker string, let func()) {
 	r.t.Helper()
-	blocker = uuid.NewString()
+	return r.holdApplierOn(uuid.NewString())
+}
+
+// holdApplierOn is holdApplier with the blocker webhook given, whose queue
+// must be empty.
+func (r *intakeRig) holdApplierOn(blocker string) (string, func()) {
+	r.t.Helper()
 	q := &intakeQueue{}
 	r.intake.mu.Lock()
 	r.intake.queues[blocker] = q

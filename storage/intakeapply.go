@@ -16,6 +16,14 @@ const (
 	// whose entries could not be applied is tried again.
 	applyRetryFirst = 100 * time.Millisecond
 	applyRetryMax   = 30 * time.Second
+
+	// coldOpenPause is how many times the CPU of opening a webhook's event
+	// DB the applier waits, after an apply that had to open it, before its
+	// next apply, while more webhooks wait. See applyReadyUntil.
+	coldOpenPause = 3
+	// minColdOpen is the shortest open paced: a file already open takes
+	// microseconds to acquire.
+	minColdOpen = 200 * time.Microsecond
 )
 
 // applyLoop applies ready webhooks' entries whenever some arrive, until
@@ -25,7 +33,7 @@ func (in *Intake) applyLoop() {
 	for {
 		select {
 		case <-in.wake:
-			in.applyReadyUntil(in.stopping)
+			in.applyReadyUntil(in.stopping, true)
 		case <-in.stop:
 			return
 		}
@@ -34,7 +42,21 @@ func (in *Intake) applyLoop() {
 
 // applyReadyUntil applies the entries of every ready webhook, in the order
 // they became ready, until none is or ctx ends.
-func (in *Intake) applyReadyUntil(ctx context.Context) {
+//
+// Paced, after an apply that had to open its webhook's event DB (a cold
+// file: load spread over more webhooks than max_open_event_dbs), it waits
+// coldOpenPause times that open before the next, while more webhooks wait
+// and intake.db is less than half full. Without it, the applier under
+// spread load was never idle however cheap an open was: a cheaper open only
+// made its round of the webhooks shorter and their batches smaller, and it
+// took the CPU that ingest needed (a core of two). Paced, a cold open costs
+// at most a quarter of the applier's time; the waiting batches grow until
+// each open carries enough events for the applier to keep up, and the
+// events themselves are applied at full speed. What it costs is delay, for
+// cold webhooks under load only: the engine hears of their deliveries
+// later. Reads are not delayed (they apply what they need themselves), nor
+// is a file already open.
+func (in *Intake) applyReadyUntil(ctx context.Context, paced bool) {
 	for ctx.Err() == nil {
 		in.mu.Lock()
 		if len(in.ready) == 0 {
@@ -47,8 +69,25 @@ func (in *Intake) applyReadyUntil(ctx context.Context) {
 		q := in.queues[id]
 		q.inReady = false
 		in.mu.Unlock()
-		_ = in.applyQueue(id, q)
+		opening, _ := in.applyQueueTimed(id, q)
+		if paced && opening >= minColdOpen && in.paceCold() {
+			in.pauses.Add(1)
+			t := time.NewTimer(coldOpenPause * opening)
+			select {
+			case <-t.C:
+			case <-in.stop:
+				t.Stop()
+			}
+		}
 	}
+}
+
+// paceCold reports whether the applier may wait after a cold open: more
+// webhooks wait, and intake.db is less than half full.
+func (in *Intake) paceCold() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.ready) > 0 && in.onDisk < in.opts.Size/2
 }
 
 // applyRetrying tries once more, at stop, the webhooks waiting for a retry.
@@ -98,6 +137,13 @@ func (in *Intake) flush(id string) error {
 // not applied go back to the head of q, spilled, and q is tried again
 // after a backoff.
 func (in *Intake) applyQueue(id string, q *intakeQueue) error {
+	_, err := in.applyQueueTimed(id, q)
+	return err
+}
+
+// applyQueueTimed is applyQueue, and also says how long the event DB took
+// to open (about nothing when it was open already).
+func (in *Intake) applyQueueTimed(id string, q *intakeQueue) (opening time.Duration, err error) {
 	q.apply.Lock()
 	in.mu.Lock()
 	b := intakeBacklog{webhookID: id, runs: q.spilled, entries: q.entries}
@@ -106,14 +152,16 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 	in.mu.Unlock()
 	if b.empty() {
 		q.apply.Unlock()
-		return nil
+		return 0, nil
 	}
 	var (
 		told  []AppliedEvent
 		chunk []*intakeEntry // taken from b and not applied
 	)
 	ctx := in.events.lifetime()
-	err := in.events.withDB(ctx, id, func(db *WebhookDB) error {
+	start := time.Now()
+	err = in.events.withDB(ctx, id, func(db *WebhookDB) error {
+		opening = time.Since(start)
 		for !b.empty() {
 			chunk = b.next()
 			if err := in.load(ctx, chunk); err != nil {
@@ -160,9 +208,9 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 		if in.opts.Trouble != nil {
 			in.opts.Trouble(id, int(failed), err)
 		}
-		return fmt.Errorf("apply %d acknowledged events of webhook %s from the intake: %w", failed, id, err)
+		return opening, fmt.Errorf("apply %d acknowledged events of webhook %s from the intake: %w", failed, id, err)
 	}
-	return nil
+	return opening, nil
 }
 
 // retryLater makes q ready again after its backoff. Under in.mu.

@@ -1,0 +1,100 @@
+package storage
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// appliedTotal is how many events the rig was told of.
+func (r *intakeRig) appliedTotal() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, evs := range r.applied {
+		n += len(evs)
+	}
+	return n
+}
+
+// waitApplied waits until the rig has been told of n events.
+func (r *intakeRig) waitApplied(n int) {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.appliedTotal() < n {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%d events applied after 30 s, want %d", r.appliedTotal(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// queueOneEach holds the applier, ingests one event (of body) into each of
+// ids, and lets it go: the applier finds them all ready at once, as under
+// load spread over them.
+func (r *intakeRig) queueOneEach(ids []string, body string) {
+	r.t.Helper()
+	_, let := r.holdApplierOn(ids[0]) // ids[0] first, then the others
+	for _, id := range ids[1:] {
+		r.ingest(id, body, Target{ID: "db", Type: TargetDatabase, Active: true})
+	}
+	let()
+}
+
+func newIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	return ids
+}
+
+// With more webhooks waiting than files may be open, the applier waits
+// after each apply that had to open a file, and applies every event all
+// the same.
+func TestApplierPacesColdOpens(t *testing.T) {
+	r := newIntakeRigOn(t, t.TempDir(), ManagerOptions{MaxOpen: 2}, IntakeOptions{})
+	ids := newIDs(12)
+	r.queueOneEach(ids, `{}`)
+	r.waitApplied(len(ids) - 1)
+	if n := r.intake.pauses.Load(); n < int64(len(ids))/2 {
+		t.Errorf("the applier paused %d times over %d cold opens, want one after each but the last few", n, len(ids))
+	}
+	for _, id := range ids {
+		if n := eventCount(t, r.events, id); n != 1 {
+			t.Errorf("webhook %s has %d events, want 1", id, n)
+		}
+	}
+}
+
+// Files already open cost the applier nothing to reach: it does not wait
+// after applying to them, however many webhooks are ready. Counted by the
+// pauses, which the test above shows do happen after cold opens.
+func TestApplierDoesNotPaceOpenFiles(t *testing.T) {
+	r := newIntakeRig(t, t.TempDir(), IntakeOptions{})
+	ids := newIDs(12)
+	r.queueOneEach(ids, `{}`) // opens every file: up to 11 pauses
+	r.waitApplied(len(ids) - 1)
+	before := r.intake.pauses.Load()
+	r.queueOneEach(ids, `{}`)
+	r.waitApplied(2 * (len(ids) - 1))
+	if n := r.intake.pauses.Load() - before; n != 0 {
+		t.Errorf("the applier paused %d times applying to files already open, want 0", n)
+	}
+}
+
+// Once intake.db is half full, the applier no longer waits after cold
+// opens: disk room is what every ingest needs.
+func TestApplierStopsPacingWhenTheIntakeIsHalfFull(t *testing.T) {
+	const size = 256 << 10
+	r := newIntakeRigOn(t, t.TempDir(), ManagerOptions{MaxOpen: 2}, IntakeOptions{Size: size})
+	ids := newIDs(12)
+	// 3/4 of the size, which stays on disk until a sync round forgets it.
+	r.queueOneEach(ids, `{"pad":"`+strings.Repeat("x", size*3/4/len(ids))+`"}`)
+	r.waitApplied(len(ids) - 1)
+	if n := r.intake.pauses.Load(); n != 0 {
+		t.Errorf("the applier paused %d times with intake.db past half full, want 0", n)
+	}
+}
