@@ -105,8 +105,11 @@ func (in *Intake) syncRound() {
 }
 
 // forgetChunk bounds the entries one transaction of forget removes: the
-// intake's writer is free between two, for the commits of ingests.
-const forgetChunk = 1024
+// intake's writer is free between two, for the commits of ingests. At
+// 1,024, a chunk of 1 KiB events held the writer up to 92 ms under load
+// spread over 1,000 webhooks, and the ingests that waited for it made the
+// p99 (wrk: 85 to 90 ms; 55 to 60 ms at 128, the throughput the same).
+const forgetChunk = 128
 
 // forget removes the entries of seqs from the intake, forgetChunk at a
 // time, each chunk one statement in a transaction of its own. Losing
