@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +98,28 @@ func TestApplierStopsPacingWhenTheIntakeIsHalfFull(t *testing.T) {
 	r.waitApplied(len(ids) - 1)
 	if n := r.intake.pauses.Load(); n != 0 {
 		t.Errorf("the applier paused %d times with intake.db past half full, want 0", n)
+	}
+}
+
+// intake.db's -wal is checkpointed every intakeCheckpointPages pages, not
+// SQLite's 1,000 (16 MiB of 16 KiB pages): the commit that checkpoints
+// holds every ingest waiting behind it while it copies the -wal into the
+// file. The -wal file keeps the size it reached, so its size bounds the
+// longest checkpoint.
+func TestIntakeCheckpointsItsWALOften(t *testing.T) {
+	r := newIntakeRig(t, t.TempDir(), IntakeOptions{SyncDelay: time.Hour})
+	wh := uuid.NewString()
+	body := `{"pad":"` + strings.Repeat("x", 40<<10) + `"}`
+	for range 500 { // 20 MiB: past 1,000 pages
+		r.ingest(wh, body)
+	}
+	fi, err := os.Stat(filepath.Join(r.dir, intakeFileName+"-wal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pageSize = 16 << 10
+	if max := int64(intakeCheckpointPages+64) * (pageSize + 24); fi.Size() > max {
+		t.Errorf("intake.db-wal grew to %d bytes (%d pages), want at most %d: it is not checkpointed every %d pages",
+			fi.Size(), fi.Size()/(pageSize+24), max, intakeCheckpointPages)
 	}
 }
