@@ -27,6 +27,22 @@ var freshEventDB struct {
 	bytes []byte
 }
 
+// freshEventDBDirPattern names the directory a fresh event DB is made in.
+const freshEventDBDirPattern = ".fresh-event-db-"
+
+// removeCopyLeftovers removes what a process killed while making a fresh
+// event DB, or copying one, left in dir: the directory it was made in, and
+// a copy not yet linked (<file>.new). One process uses a data directory
+// (its lock), and this one makes and copies only under freshEventDB.mu.
+func removeCopyLeftovers(dir string) {
+	for _, pattern := range []string{freshEventDBDirPattern + "*", "events-*.db.new"} {
+		left, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, p := range left {
+			_ = os.RemoveAll(p)
+		}
+	}
+}
+
 // freshEventDBBytes returns the bytes of a fresh event DB, made in dir (a
 // file of the process's own, removed after) on first use.
 func freshEventDBBytes(ctx context.Context, dir string) ([]byte, error) {
@@ -35,7 +51,8 @@ func freshEventDBBytes(ctx context.Context, dir string) ([]byte, error) {
 	if freshEventDB.bytes != nil {
 		return freshEventDB.bytes, nil
 	}
-	tmp, err := os.MkdirTemp(dir, ".fresh-event-db-")
+	removeCopyLeftovers(dir)
+	tmp, err := os.MkdirTemp(dir, freshEventDBDirPattern)
 	if err != nil {
 		return nil, fmt.Errorf("make a fresh event db: %w", err)
 	}

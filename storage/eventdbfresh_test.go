@@ -127,3 +127,44 @@ func TestOpenAndWriteLeaveTheReaderClosed(t *testing.T) {
 		t.Errorf("%d reader connections open after reading the webhook's figures (cached at open), want 0", n)
 	}
 }
+
+// What a process killed while making or copying a fresh event DB left in
+// the data directory is removed when the next process makes its own.
+func TestFreshEventDBLeftoversAreRemoved(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	made := filepath.Join(dir, freshEventDBDirPattern+"123")
+	if err := os.Mkdir(made, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(made, "events.db"), []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(dir, "events-"+newID(t)+".db.new")
+	if err := os.WriteFile(copied, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	freshEventDB.mu.Lock()
+	kept := freshEventDB.bytes
+	freshEventDB.bytes = nil // as in a new process
+	freshEventDB.mu.Unlock()
+	t.Cleanup(func() {
+		freshEventDB.mu.Lock()
+		if freshEventDB.bytes == nil {
+			freshEventDB.bytes = kept
+		}
+		freshEventDB.mu.Unlock()
+	})
+	if err := createFreshEventDB(ctx, filepath.Join(dir, "events-"+newID(t)+".db")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{made, copied} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", filepath.Base(p), err)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, freshEventDBDirPattern+"*"))
+	if len(left) != 0 {
+		t.Errorf("the directory the fresh event DB was made in is still there: %v", left)
+	}
+}
