@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/cluster"
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -53,6 +54,12 @@ type Options struct {
 	// Observer, if set, is told what the engine does (for metrics), along
 	// with the alerts and the live updates the Dir makes of it.
 	Observer engine.Observer
+	// Cluster, if set, puts the Dir in cluster mode: its ingests go to the
+	// replicated intake stream (cluster.go), not to intake.db.
+	Cluster *cluster.Options
+	// MaxEventBytes bounds an event's body (max_body_size), which bounds a
+	// message of the cluster's intake stream.
+	MaxEventBytes int64
 }
 
 // Declaration is what one configuration puts in force: its declared
@@ -84,6 +91,9 @@ type Dir struct {
 	main   *storage.MainDB
 	events *storage.WebhookDBManager
 	intake *storage.Intake
+	// cluster is this node's part in the cluster, nil when not in
+	// cluster mode (Options.Cluster).
+	cluster *cluster.Cluster
 	// ingesting counts each webhook's ingests in flight (ingestRoute).
 	ingesting sync.Map // webhook id -> *atomic.Int64
 	engine    *engine.Engine
@@ -187,6 +197,11 @@ func Open(path string, opts Options) (d *Dir, err error) {
 	})
 	d.alerts = newAlertSender(d.engine.PostSigned, opts.Logger.Named("alerts"))
 	d.engine.SetSnapshot(snap)
+	if opts.Cluster != nil {
+		if err := d.startCluster(); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -219,6 +234,11 @@ func (d *Dir) Start() {
 	d.start.Do(func() {
 		d.engine.Start()
 		d.retention.start()
+		if d.cluster != nil {
+			// After the first Declare: the partitions' messages find
+			// their webhooks.
+			d.cluster.Consume()
+		}
 	})
 }
 
@@ -229,7 +249,9 @@ func (d *Dir) Start() {
 // then is closed by its last user, and the error says which.
 func (d *Dir) Close(ctx context.Context) error {
 	d.stopBackground()
-	// First, while the engine still takes the deliveries it applies.
+	// First, while the engine still takes the deliveries it applies: no
+	// more messages from the cluster's stream, then the intake.
+	leave := d.closeCluster()
 	intake := d.intake.Close(ctx)
 	pruned := make(chan error, 1)
 	go func() { pruned <- d.retention.close(ctx) }() // at once: nothing waits for a pruning
@@ -238,7 +260,7 @@ func (d *Dir) Close(ctx context.Context) error {
 	// After the engine: the alerts of its last attempts are counted as
 	// not sent, not lost silently.
 	alerts := d.alerts.close(ctx)
-	return errors.Join(intake, jobs, <-pruned, alerts, d.closeStorage(ctx))
+	return errors.Join(leave, intake, jobs, <-pruned, alerts, d.closeStorage(ctx))
 }
 
 // waitJobs waits until ctx is done for the bulk redelivery jobs, which
@@ -365,6 +387,9 @@ func (d *Dir) Route(key string) (storage.Route, bool) {
 // may acknowledge it. It goes through the shared intake, or straight into
 // its webhook's event DB while that webhook is busy (see ingestRoute).
 func (d *Dir) Ingest(ctx context.Context, route storage.Route, ev *storage.Event) error {
+	if d.cluster != nil {
+		return d.clusterIngest(ctx, route, ev)
+	}
 	direct, done := d.ingestRoute(route.Webhook.ID)
 	defer done()
 	// A dedup key is claimed in the intake's transaction: never direct.

@@ -20,6 +20,7 @@ type dirObserver struct {
 
 func (o dirObserver) AttemptRecorded(a engine.AttemptInfo) {
 	o.extra.AttemptRecorded(a)
+	o.d.clusterDone(a)
 	o.d.changes.Publish(a.WebhookID)
 }
 

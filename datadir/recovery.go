@@ -67,6 +67,10 @@ func (d *Dir) CancelDelivery(ctx context.Context, webhookID, deliveryID string) 
 	if err := d.engine.Cancel(ctx, webhookID, deliveryID); err != nil {
 		return err
 	}
+	if d.cluster != nil {
+		// Cancelled is final: its event's message may be finished.
+		d.cluster.Done(deliveryID)
+	}
 	d.changes.Publish(webhookID)
 	return nil
 }

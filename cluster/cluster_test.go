@@ -1,0 +1,203 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/webhooker/caddy-webhooker/storage"
+)
+
+// fakeApplier stores messages in memory and lets the test say when a
+// delivery is final.
+type fakeApplier struct {
+	mu      sync.Mutex
+	stored  map[string]*Message // by event id
+	applied chan *Message
+	// finish, when set, makes every delivery final as soon as it starts.
+	finish func(id string)
+}
+
+func newFakeApplier() *fakeApplier {
+	return &fakeApplier{stored: map[string]*Message{}, applied: make(chan *Message, 1000)}
+}
+
+func (f *fakeApplier) Apply(_ context.Context, m *Message) ([]string, func(), error) {
+	if m.WebhookID == "unknown" {
+		return nil, nil, ErrNotHere
+	}
+	f.mu.Lock()
+	_, seen := f.stored[m.Event.ID]
+	f.stored[m.Event.ID] = m
+	f.mu.Unlock()
+	open := []string{"d-" + m.Event.ID}
+	if seen {
+		return open, nil, nil
+	}
+	return open, func() {
+		f.applied <- m
+		if f.finish != nil {
+			f.finish(open[0])
+		}
+	}, nil
+}
+
+func (f *fakeApplier) Final(context.Context, string, []string) ([]string, error) { return nil, nil }
+func (f *fakeApplier) Serial(*Message) bool                                      { return false }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testNode struct {
+	c     *Cluster
+	apply *fakeApplier
+}
+
+// startThree starts three nodes routed to each other, each with its own
+// store dir, and waits until the intake stream is set up.
+func startThree(t *testing.T) []*testNode {
+	t.Helper()
+	routes := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	nodes := make([]*testNode, 3)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		others := []string{}
+		for j, r := range routes {
+			if j != i {
+				others = append(others, r)
+			}
+		}
+		a := newFakeApplier()
+		c, err := Start(Options{
+			Node: fmt.Sprintf("n%d", i), Listen: freeAddr(t), ClusterListen: routes[i], Routes: others,
+		}, Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, MaxBytes: 64 << 20}, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = &testNode{c: c, apply: a}
+		a.finish = c.Done
+		t.Cleanup(func() { c.Close() })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-c.Ready():
+			case <-time.After(60 * time.Second):
+				t.Errorf("node %d: stream not ready in 60s", i)
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, n := range nodes {
+		n.c.Consume()
+	}
+	return nodes
+}
+
+func event(t *testing.T, body string) *storage.Event {
+	t.Helper()
+	return &storage.Event{
+		ID: uuid.Must(uuid.NewV7()).String(), EntrypointKey: "k", Method: "POST", Path: "/hooks/k",
+		Body: []byte(body), ReceivedAt: time.Now().UTC().Truncate(time.Microsecond),
+		Headers: map[string][]string{"X-Test": {"1"}},
+	}
+}
+
+// TestThreeNodesApplyEachEventOnce: events published on every node are
+// applied once each, by some node, and acknowledged (the work-queue stream
+// is empty after).
+func TestThreeNodesApplyEachEventOnce(t *testing.T) {
+	nodes := startThree(t)
+	ctx := context.Background()
+	const n = 300
+	want := map[string]bool{}
+	for i := range n {
+		ev := event(t, fmt.Sprintf(`{"i":%d}`, i))
+		wh := fmt.Sprintf("wh-%d", i%37)
+		if err := nodes[i%3].c.Publish(ctx, wh, ev, []string{"t1"}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		want[ev.ID] = true
+	}
+	got := map[string]int{}
+	deadline := time.After(60 * time.Second)
+	for len(got) < n {
+		select {
+		case m := <-nodes[0].apply.applied:
+			got[m.Event.ID]++
+		case m := <-nodes[1].apply.applied:
+			got[m.Event.ID]++
+		case m := <-nodes[2].apply.applied:
+			got[m.Event.ID]++
+		case <-deadline:
+			t.Fatalf("applied %d of %d in 60s", len(got), n)
+		}
+	}
+	for id, k := range got {
+		if !want[id] || k != 1 {
+			t.Fatalf("event %s applied %d times (published: %v)", id, k, want[id])
+		}
+	}
+	// Every message acknowledged: the work queue empties.
+	st := nodes[0].c.stream.Load()
+	for {
+		info, err := (*st).Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("%d messages left in the stream", info.State.Msgs)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var acked uint64
+	for _, nd := range nodes {
+		acked += nd.c.Figures().Acked
+	}
+	if acked != n {
+		t.Fatalf("acked %d, want %d", acked, n)
+	}
+}
+
+// TestMessageRoundTrip: what encode writes, decode reads back, and a
+// truncated or foreign message is refused.
+func TestMessageRoundTrip(t *testing.T) {
+	ev := event(t, "body \x00 bytes")
+	data, err := encode(&Message{WebhookID: "w", Event: ev, TargetIDs: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.WebhookID != "w" || m.Event.ID != ev.ID || string(m.Event.Body) != string(ev.Body) ||
+		len(m.TargetIDs) != 2 || m.Event.Headers.Get("X-Test") != "1" || !m.Event.ReceivedAt.Equal(ev.ReceivedAt) {
+		t.Fatalf("round trip: %+v", m)
+	}
+	for _, bad := range [][]byte{nil, {0, 0}, {0, 0, 0, 99, '{'}, append([]byte{0, 0, 0, 2}, "{}"...), {0xff, 0xff, 0xff, 0xff}} {
+		if _, err := decode(bad); !errors.Is(err, errMalformed) {
+			t.Errorf("decode(%q) = %v, want errMalformed", bad, err)
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package cluster
+
+// Figures are a node's counts since it started, for metrics and the UI.
+type Figures struct {
+	Node string
+	// Ready: the intake stream is set up and takes ingests.
+	Ready bool
+	// Connected: this node's connection to NATS is up.
+	Connected bool
+	// Routes is how many other nodes the embedded server is routed to
+	// (-1 with `nats <url>`).
+	Routes int
+	// PartitionsOwned is how many partitions are pinned to this node.
+	PartitionsOwned int
+	// Published counts the events this node put in the stream; Repeats
+	// those a dedup id turned away.
+	Published, Repeats uint64
+	// Applied counts the messages this node stored; TakenOver those of
+	// them the stream had handed out before (to a node lost since), whose
+	// deliveries may be made twice; Repeated the messages handed out again
+	// whose event was stored here already.
+	Applied, TakenOver, Repeated uint64
+	// Acked counts the messages finished here; Retried those handed back
+	// to try later; Malformed those dropped.
+	Acked, Retried, Malformed uint64
+	// Held is how many messages this node awaits the deliveries of.
+	Held int
+}
+
+// Figures reports this node's state and counts.
+func (c *Cluster) Figures() Figures {
+	f := Figures{Node: c.opts.Node, Routes: -1}
+	select {
+	case <-c.ready:
+		f.Ready = true
+	default:
+	}
+	f.Connected = c.nc != nil && c.nc.IsConnected()
+	if c.srv != nil {
+		f.Routes = c.srv.NumRoutes()
+	}
+	f.Published, f.Repeats = c.published.Load(), c.duplicates.Load()
+	if o := c.owner; o != nil {
+		f.PartitionsOwned = int(o.owned.Load())
+		f.Applied, f.TakenOver, f.Repeated = o.applied.Load(), o.takenOver.Load(), o.repeated.Load()
+		f.Acked, f.Retried, f.Malformed = o.acked.Load(), o.retried.Load(), o.malformed.Load()
+		o.mu.Lock()
+		f.Held = len(o.held)
+		o.mu.Unlock()
+	}
+	return f
+}
+
+// Done tells that delivery id is final: see owner.Done.
+func (c *Cluster) Done(deliveryID string) {
+	if c.owner != nil {
+		c.owner.Done(deliveryID)
+	}
+}
