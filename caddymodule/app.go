@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/webhooker/caddy-webhooker/cluster"
 	"github.com/webhooker/caddy-webhooker/datadir"
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -146,6 +147,20 @@ type App struct {
 	// targets that a series each would burden Prometheus (see the README).
 	// Default: true.
 	MetricsPerTarget *bool `json:"metrics_per_target,omitempty"`
+
+	// Cluster runs this gateway as a node of a cluster: ingests go to a
+	// replicated NATS JetStream stream, acknowledged once a quorum of
+	// nodes holds them, and each webhook's events are applied and
+	// delivered by the node that owns its partition (README, "Running a
+	// cluster"). Each node embeds a NATS server with JetStream, its files
+	// under data_dir/nats. Takes effect at the next start. Default: none
+	// (a single node, nothing but SQLite).
+	Cluster *cluster.Options `json:"cluster,omitempty"`
+
+	// NATS is the URL of a NATS cluster with JetStream run elsewhere, used
+	// instead of the embedded server (Caddyfile `nats <url>`). Example:
+	// "nats://nats.internal:4222". Default: none.
+	NATS string `json:"nats,omitempty"`
 
 	// Webhooks are the webhooks this config declares. The config owns them:
 	// the admin API shows them read-only. A webhook removed from the
@@ -373,7 +388,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if ow := a.OperationalWebhook; ow != nil {
 		a.declaration.OperationalWebhook = &datadir.OperationalWebhook{URL: ow.URL, Options: ow.Options}
 	}
+	clusterOpts, err := a.clusterOptions()
+	if err != nil {
+		return err
+	}
 	data, err := acquireDataDir(a.DataDir, datadir.Options{
+		Cluster:         clusterOpts,
+		MaxEventBytes:   a.MaxBodySize,
 		Synchronous:     storage.Synchronous(a.Synchronous),
 		MaxOpenEventDBs: a.MaxOpenEventDBs,
 		IntakeMemory:    a.IntakeMemory,
@@ -424,6 +445,9 @@ func (a *App) Validate() error {
 		return fmt.Errorf("stop_grace_period must not be negative")
 	}
 	if err := a.TenantQuotas.check(); err != nil {
+		return err
+	}
+	if _, err := a.clusterOptions(); err != nil {
 		return err
 	}
 	return storage.Synchronous(a.Synchronous).Validate()

@@ -207,6 +207,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			on := v == "on"
 			a.MetricsPerTarget = &on
+		case "cluster":
+			o, err := unmarshalCluster(d)
+			if err != nil {
+				return err
+			}
+			a.Cluster = o
+		case "nats":
+			if !d.AllArgs(&a.NATS) {
+				return d.Errf("nats takes one URL, e.g. nats://nats.internal:4222")
+			}
 		case "webhook":
 			w, targets, err := unmarshalWebhook(d, ds)
 			if err != nil {
@@ -225,6 +235,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			later = body
 		}
 		return errAt(later, err)
+	}
+	if _, err := a.clusterOptions(); err != nil {
+		at := given["cluster"]
+		if at.File == "" {
+			at = given["nats"]
+		}
+		return errAt(at, err)
 	}
 	// The target policy may come after the webhooks it refuses.
 	pc, err := a.TargetPolicy.engineConfig()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -52,7 +53,8 @@ func acquireDataDir(path string, opts datadir.Options, logger *zap.Logger) (*poo
 func sameSettings(a, b datadir.Options) bool {
 	return a.Synchronous == b.Synchronous && a.MaxOpenEventDBs == b.MaxOpenEventDBs && a.IntakeMemory == b.IntakeMemory && a.IntakeSize == b.IntakeSize &&
 		a.Workers == b.Workers && a.QueueSize == b.QueueSize && a.RetryQueueSize == b.RetryQueueSize &&
-		a.MaxPerTarget == b.MaxPerTarget && a.StopGracePeriod == b.StopGracePeriod && a.GatewayID == b.GatewayID
+		a.MaxPerTarget == b.MaxPerTarget && a.StopGracePeriod == b.StopGracePeriod && a.GatewayID == b.GatewayID &&
+		a.MaxEventBytes == b.MaxEventBytes && reflect.DeepEqual(a.Cluster, b.Cluster)
 }
 
 func releaseDataDir(path string) error {

@@ -83,7 +83,7 @@ func registerMetrics(ctx caddy.Context, data *pooledDir, logger *zap.Logger) err
 		ingestAnswers, deliveryAttempts, verificationFailures,
 		attempts, attemptDuration, deliveriesExhausted, breakerOpenings, eventsIngested, eventsDropped,
 		eventsFiltered, filterErrors, eventsDeduplicated,
-		stateCollector{data: data, logger: logger},
+		stateCollector{data: data, logger: logger}, clusterCollector{data: data},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "caddy", Subsystem: "webhooker", Name: "delivery_queue_length",
 			Help: queueHelp, ConstLabels: prometheus.Labels{"queue": "fresh"},

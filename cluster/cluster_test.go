@@ -125,6 +125,11 @@ func event(t *testing.T, body string) *storage.Event {
 func TestThreeNodesApplyEachEventOnce(t *testing.T) {
 	nodes := startThree(t)
 	ctx := context.Background()
+	for _, nd := range nodes {
+		if f := nd.c.Figures(); f.Routes != 2 || !f.Ready || !f.Connected {
+			t.Fatalf("%s: %+v, want routed to 2 others, ready and connected", nd.c.Node(), f)
+		}
+	}
 	const n = 300
 	want := map[string]bool{}
 	for i := range n {

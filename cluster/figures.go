@@ -37,7 +37,7 @@ func (c *Cluster) Figures() Figures {
 	}
 	f.Connected = c.nc != nil && c.nc.IsConnected()
 	if c.srv != nil {
-		f.Routes = c.srv.NumRoutes()
+		f.Routes = c.routedNodes()
 	}
 	f.Published, f.Repeats = c.published.Load(), c.duplicates.Load()
 	if o := c.owner; o != nil {
@@ -56,4 +56,18 @@ func (c *Cluster) Done(deliveryID string) {
 	if c.owner != nil {
 		c.owner.Done(deliveryID)
 	}
+}
+
+// routedNodes counts the other servers the embedded one has routes to (a
+// pool of connections each).
+func (c *Cluster) routedNodes() int {
+	rz, err := c.srv.Routez(nil)
+	if err != nil {
+		return 0
+	}
+	seen := map[string]bool{}
+	for _, r := range rz.Routes {
+		seen[r.RemoteID] = true
+	}
+	return len(seen)
 }

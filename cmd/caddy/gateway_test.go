@@ -16,6 +16,7 @@ type binaryGateway struct {
 	bin, dir, caddyfile string
 	dataDir             string
 	hooks               string // http://127.0.0.1:<port>/hooks/
+	admin               string // http://localhost:<port>
 }
 
 // newBinaryGateway writes the Caddyfile: an admin endpoint and a site on
@@ -25,7 +26,7 @@ func newBinaryGateway(t *testing.T, bin, dir, webhooker string) *binaryGateway {
 	t.Helper()
 	adminPort, sitePort := freePort(t), freePort(t)
 	g := &binaryGateway{bin: bin, dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"), dataDir: filepath.Join(dir, "data"),
-		hooks: fmt.Sprintf("http://127.0.0.1:%d/hooks/", sitePort)}
+		hooks: fmt.Sprintf("http://127.0.0.1:%d/hooks/", sitePort), admin: fmt.Sprintf("http://localhost:%d", adminPort)}
 	config := fmt.Sprintf("{\n\tadmin localhost:%d\n\twebhooker {\n\t\tdata_dir %s\n%s\t}\n}\n\nhttp://:%d {\n\twebhooker /hooks/*\n}\n",
 		adminPort, g.dataDir, webhooker, sitePort)
 	if err := os.WriteFile(g.caddyfile, []byte(config), 0o600); err != nil {
