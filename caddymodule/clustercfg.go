@@ -18,6 +18,7 @@ import (
 //		cluster_listen <host:port>
 //		routes         <host:port>...
 //		replicas       <n>
+//		secret         <shared secret>
 //	}
 func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 	if d.NextArg() {
@@ -32,8 +33,8 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 		}
 		given[sub] = true
 		switch sub {
-		case "node", "listen", "cluster_listen":
-			field := map[string]*string{"node": &o.Node, "listen": &o.Listen, "cluster_listen": &o.ClusterListen}[sub]
+		case "node", "listen", "cluster_listen", "secret":
+			field := map[string]*string{"node": &o.Node, "listen": &o.Listen, "cluster_listen": &o.ClusterListen, "secret": &o.Secret}[sub]
 			if !d.AllArgs(field) {
 				return nil, d.Errf("cluster: %s takes one value", sub)
 			}
@@ -49,7 +50,7 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 			}
 			o.Replicas = n
 		default:
-			return nil, d.Errf("cluster: unrecognized option %q (node, listen, cluster_listen, routes, replicas)", sub)
+			return nil, d.Errf("cluster: unrecognized option %q (node, listen, cluster_listen, routes, replicas, secret)", sub)
 		}
 	}
 	return o, nil

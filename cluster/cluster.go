@@ -38,6 +38,7 @@ import (
 //			cluster_listen <host:port>
 //			routes         <host:port>...
 //			replicas       <n>
+//			secret         <shared secret>
 //		}
 //	}
 //
@@ -46,7 +47,9 @@ import (
 type Options struct {
 	// Node is this node's name, unique in the cluster.
 	Node string `json:"node,omitempty"`
-	// Listen is the embedded server's client address.
+	// Listen is the embedded server's client address, where this node's
+	// own connection goes: a loopback address, as it has no
+	// authentication (default: 127.0.0.1 on a port of the system's choice).
 	Listen string `json:"listen,omitempty"`
 	// ClusterListen is the embedded server's route address, where the
 	// other nodes connect.
@@ -56,6 +59,11 @@ type Options struct {
 	// Replicas is the intake stream's replica count (DefaultReplicas when
 	// zero).
 	Replicas int `json:"replicas,omitempty"`
+	// Secret authenticates the routes between the nodes: every node must
+	// have the same. Required when ClusterListen is not a loopback
+	// address, so that no one who reaches the route port joins the
+	// cluster (and reads or writes its events).
+	Secret string `json:"secret,omitempty"`
 	// URL, when set, is an existing NATS cluster's: no server is embedded.
 	URL string `json:"url,omitempty"`
 }
@@ -77,10 +85,34 @@ func (o *Options) Validate() error {
 		if o.Node == "" {
 			return errors.New("cluster: node <name> is required")
 		}
-		for _, a := range append([]string{o.Listen, o.ClusterListen}, o.Routes...) {
+		if !validNodeName(o.Node) {
+			return fmt.Errorf("cluster: node %q: letters, digits, '-', '_' and '.' only, at most 64", o.Node)
+		}
+		if o.ClusterListen == "" {
+			return errors.New("cluster: cluster_listen <host:port> is required: the other nodes' routes connect there")
+		}
+		if len(o.Routes) == 0 {
+			return errors.New("cluster: routes <host:port>... is required: the other nodes' cluster_listen addresses (a cluster of one is a single node: leave cluster out)")
+		}
+		for _, a := range append([]string{o.ClusterListen}, o.Routes...) {
 			if _, _, err := splitHostPort(a); err != nil {
 				return fmt.Errorf("cluster: %w", err)
 			}
+		}
+		if o.Listen != "" {
+			host, _, err := splitHostPort(o.Listen)
+			if err != nil {
+				return fmt.Errorf("cluster: listen %w", err)
+			}
+			if !isLoopback(host) {
+				return fmt.Errorf("cluster: listen %s: the client port takes this node's own connection only and has no authentication: give a loopback address such as 127.0.0.1:4222", o.Listen)
+			}
+		}
+		if host, _, _ := splitHostPort(o.ClusterListen); !isLoopback(host) && o.Secret == "" {
+			return fmt.Errorf("cluster: cluster_listen %s is reachable from other machines: set secret (the same on every node, e.g. {$WEBHOOKER_CLUSTER_SECRET}) so that only nodes holding it join", o.ClusterListen)
+		}
+		if o.Secret != "" && len(o.Secret) < minSecretBytes {
+			return fmt.Errorf("cluster: secret of %d bytes: at least %d", len(o.Secret), minSecretBytes)
 		}
 	}
 	if o.Replicas < 0 || o.Replicas > 5 {
@@ -94,6 +126,31 @@ func (o *Options) replicas() int {
 		return DefaultReplicas
 	}
 	return o.Replicas
+}
+
+// minSecretBytes: a shared secret shorter than this is guessable.
+const minSecretBytes = 16
+
+// isLoopback: an IP literal of the loopback network, or "localhost". Any
+// other spelling (a name, "0.0.0.0", "") may reach further.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validNodeName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func splitHostPort(a string) (string, int, error) {
@@ -156,6 +213,7 @@ const (
 	streamName    = "WEBHOOKER_INTAKE"
 	subjectPrefix = "webhooker.intake"
 	clusterName   = "webhooker"
+	routeUser     = "webhooker"
 )
 
 // Start starts the embedded server (unless URL is set), connects to it,
@@ -185,14 +243,20 @@ func Start(opts Options, set Settings, apply Applier) (*Cluster, error) {
 	if name == "" {
 		name = "webhooker"
 	}
-	nc, err := nats.Connect(url, nats.Name("webhooker "+name), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(250*time.Millisecond),
+	connOpts := []nats.Option{nats.Name("webhooker " + name), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				c.log.Warn("disconnected from NATS", zap.Error(err))
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { c.log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrl())) }))
+		nats.ReconnectHandler(func(nc *nats.Conn) { c.log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrl())) })}
+	if c.srv != nil {
+		// Its own server, never another node's client port (loopback
+		// there too: another machine's addresses mean nothing here).
+		connOpts = append(connOpts, nats.IgnoreDiscoveredServers())
+	}
+	nc, err := nats.Connect(url, connOpts...)
 	if err != nil {
 		c.shutdownServer()
 		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
@@ -212,9 +276,12 @@ func Start(opts Options, set Settings, apply Applier) (*Cluster, error) {
 // routed to the other nodes.
 func (c *Cluster) startServer() (*server.Server, error) {
 	o := c.opts
-	host, port, err := splitHostPort(o.Listen)
-	if err != nil {
-		return nil, err
+	host, port := "127.0.0.1", server.RANDOM_PORT
+	if o.Listen != "" {
+		var err error
+		if host, port, err = splitHostPort(o.Listen); err != nil {
+			return nil, err
+		}
 	}
 	chost, cport, err := splitHostPort(o.ClusterListen)
 	if err != nil {
@@ -223,6 +290,9 @@ func (c *Cluster) startServer() (*server.Server, error) {
 	routes := make([]*url.URL, len(o.Routes))
 	for i, r := range o.Routes {
 		routes[i] = &url.URL{Scheme: "nats-route", Host: r}
+		if o.Secret != "" {
+			routes[i].User = url.UserPassword(routeUser, o.Secret)
+		}
 	}
 	maxPayload := c.set.MaxMessage
 	if maxPayload > 64<<20 {
@@ -244,6 +314,9 @@ func (c *Cluster) startServer() (*server.Server, error) {
 			Port: cport,
 		},
 	}
+	if o.Secret != "" {
+		sopts.Cluster.Username, sopts.Cluster.Password = routeUser, o.Secret
+	}
 	if abs, err := filepath.Abs(c.set.StoreDir); err == nil {
 		sopts.StoreDir = abs
 	}
@@ -251,11 +324,15 @@ func (c *Cluster) startServer() (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: NATS server: %w", err)
 	}
-	srv.SetLoggerV2(natsLogger{c.log.Named("nats")}, false, false, false)
+	fatal := &atomic.Pointer[string]{}
+	srv.SetLoggerV2(natsLogger{l: c.log.Named("nats"), fatal: fatal}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("cluster: NATS server did not listen on %s within 30s", o.Listen)
+		if f := fatal.Load(); f != nil {
+			return nil, fmt.Errorf("cluster: NATS server: %s", *f)
+		}
+		return nil, fmt.Errorf("cluster: NATS server did not listen within 30s")
 	}
 	return srv, nil
 }
@@ -358,12 +435,20 @@ func (c *Cluster) Node() string { return c.opts.Node }
 // Ready is closed once the intake stream is set up.
 func (c *Cluster) Ready() <-chan struct{} { return c.ready }
 
-// natsLogger hands the embedded server's log to zap.
-type natsLogger struct{ l *zap.Logger }
+// natsLogger hands the embedded server's log to zap, and keeps the fatal
+// error that stopped it from starting, for Start's error.
+type natsLogger struct {
+	l     *zap.Logger
+	fatal *atomic.Pointer[string]
+}
 
 func (n natsLogger) Noticef(f string, v ...any) { n.l.Info(fmt.Sprintf(f, v...)) }
 func (n natsLogger) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Fatalf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	n.fatal.Store(&msg)
+	n.l.Error(msg)
+}
+func (n natsLogger) Errorf(f string, v ...any) { n.l.Error(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n natsLogger) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }

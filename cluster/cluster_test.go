@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -204,5 +206,48 @@ func TestMessageRoundTrip(t *testing.T) {
 		if _, err := decode(bad); !errors.Is(err, errMalformed) {
 			t.Errorf("decode(%q) = %v, want errMalformed", bad, err)
 		}
+	}
+}
+
+// TestRouteWithoutTheSecretIsRefused: a server that reaches a node's route
+// port without the cluster's secret is refused (the node logs why) and never
+// counted as routed; one with it joins.
+func TestRouteWithoutTheSecretIsRefused(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	aRoute, bRoute := freeAddr(t), freeAddr(t)
+	secret := "0123456789abcdef-right"
+	a, err := Start(Options{Node: "a", ClusterListen: aRoute, Routes: []string{bRoute}, Replicas: 1, Secret: secret},
+		Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, Logger: zap.New(core)}, newFakeApplier())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	intruder, err := Start(Options{Node: "x", ClusterListen: freeAddr(t), Routes: []string{aRoute}, Replicas: 1, Secret: "0123456789abcdef-wrong"},
+		Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20}, newFakeApplier())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer intruder.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for logs.FilterMessageSnippet("Authorization Error").Len() == 0 && logs.FilterMessageSnippet("authentication").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the route without the secret was never refused; a's log:\n%v", logs.All())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := a.Figures().Routes; n != 0 {
+		t.Fatalf("a is routed to %d servers after refusing the intruder", n)
+	}
+	friend, err := Start(Options{Node: "b", ClusterListen: bRoute, Routes: []string{aRoute}, Replicas: 1, Secret: secret},
+		Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20}, newFakeApplier())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer friend.Close()
+	for a.Figures().Routes != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node with the secret did not join: a routed to %d", a.Figures().Routes)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
