@@ -2,6 +2,8 @@ package caddymodule_test
 
 import (
 	"encoding/json"
+	"os"
+	"strings"
 	"testing"
 )
 
@@ -76,5 +78,33 @@ func TestCaddyfileClusterAdapts(t *testing.T) {
 	_ = json.Unmarshal(raw, &withJSONNames)
 	if withJSONNames["cluster"]["cluster_listen"] != "10.0.0.1:6222" {
 		t.Fatalf("cluster_listen not under its name: %s", raw)
+	}
+}
+
+// TestDeployClusterCaddyfileAdapts: the compose cluster's Caddyfile adapts
+// with a node's environment, and is refused without the secret.
+func TestDeployClusterCaddyfileAdapts(t *testing.T) {
+	src, err := os.ReadFile("../deploy/cluster/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("WEBHOOKER_NODE", "webhooker-1")
+	t.Setenv("WEBHOOKER_ROUTES", "webhooker-2:6222 webhooker-3:6222")
+	t.Setenv("WEBHOOKER_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef")
+	raw, err := adaptWebhooker(t, string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app struct {
+		Cluster struct {
+			Routes []string `json:"routes"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(raw, &app); err != nil || len(app.Cluster.Routes) != 2 {
+		t.Fatalf("routes of the adapted config: %s (%v)", raw, err)
+	}
+	t.Setenv("WEBHOOKER_CLUSTER_SECRET", "")
+	if _, err := adaptWebhooker(t, string(src)); err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("adapted without the secret: %v", err)
 	}
 }

@@ -72,6 +72,13 @@ func consumerConfig(p int) jetstream.ConsumerConfig {
 		PriorityPolicy: jetstream.PriorityPolicyPinned,
 		PriorityGroups: []string{priorityGroup},
 		PinnedTTL:      pinnedTTL,
+		// The consumers' state (what was handed out, what acknowledged) is
+		// replicated like the stream, but kept in memory: written to
+		// disk, each delivery and each ack would cost a write on every
+		// node. Should all the nodes stop at once, it is lost, and the
+		// stream, which keeps every message not acknowledged, hands
+		// those out again: duplicates, never a loss.
+		MemoryStorage: true,
 	}
 }
 

@@ -38,6 +38,12 @@ func (d *Dir) startCluster() error {
 	return nil
 }
 
+// ClusterConfigReadOnly is the API's answer (409) to a configuration
+// change in cluster mode: the main DB is each node's own, so a webhook made
+// on one node would be unknown to the others, and its events, published to
+// the partition of a node that lacks it, would wait there.
+const ClusterConfigReadOnly = "cluster mode: the configuration is each node's Caddyfile; a change through the API would reach this node only, so it is refused: declare webhooks (and their entrypoints and targets) in every node's Caddyfile and reload"
+
 // clusterMetaRoom is what a message holds beside the body: the request's
 // headers and the event's fields.
 const clusterMetaRoom = 1 << 20

@@ -466,6 +466,9 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 		Background:      d.background,
 		Jobs:            &d.jobs,
 	}
+	if d.cluster != nil {
+		b.ConfigReadOnly = ClusterConfigReadOnly
+	}
 	return b
 }
 

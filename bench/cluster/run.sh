@@ -9,6 +9,7 @@
 #   bench/cluster/run.sh ./caddy 10s full normal
 #
 # Prints one line per row: ok answers/s (2xx only) and each wrk's p99.
+# CLUSTER_ONLY=1 skips the single node.
 # Needs wrk, curl and free localhost ports 2020-2023, 8081, 8091-8093,
 # 4231-4233, 6231-6233.
 set -eu
@@ -78,10 +79,12 @@ http://localhost:8081 {
 	webhooker /hooks/*
 }
 CFG
-	run single "$work/single.Caddyfile"
-	up 2020 8081
-	wrkrow "single node, synchronous $sync" 64:8081
-	stopall
+	if [ -z "${CLUSTER_ONLY:-}" ]; then
+		run single "$work/single.Caddyfile"
+		up 2020 8081
+		wrkrow "single node, synchronous $sync" 64:8081
+		stopall
+	fi
 
 	for i in 1 2 3; do
 		routes=""

@@ -1,0 +1,60 @@
+package admin_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/webhooker/caddy-webhooker/admin"
+)
+
+// TestConfigReadOnlyRefusesEveryConfigWrite: with ConfigReadOnly set (cluster
+// mode), every write to the configuration answers 409 with the reason and
+// writes nothing; reads, and the operations on events, are served.
+func TestConfigReadOnlyRefusesEveryConfigWrite(t *testing.T) {
+	var b *admin.Backend
+	e := newEnvWith(t, func(bk *admin.Backend) { b = bk })
+	wh := e.createWebhook("before")
+	tg := e.addTarget(wh.ID, map[string]any{"name": "db", "type": "database"})
+	user, key := e.createUser("alice")
+	const why = "cluster mode: refused for the test"
+	b.ConfigReadOnly = why
+
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/webhooker/webhooks", map[string]any{"name": "after"}},
+		{"PATCH", "/webhooker/webhooks/" + wh.ID, map[string]any{"description": "x"}},
+		{"DELETE", "/webhooker/webhooks/" + wh.ID, nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/entrypoints", map[string]any{"key": "k-after"}},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/targets", map[string]any{"name": "t2", "type": "log"}},
+		{"PATCH", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID, map[string]any{"name": "renamed"}},
+		{"DELETE", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID, nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID + "/pause", nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID + "/resume", nil},
+		{"POST", "/webhooker/users", map[string]any{"name": "bob"}},
+		{"DELETE", "/webhooker/users/" + user.ID, nil},
+		{"POST", "/webhooker/users/" + user.ID + "/api-keys", map[string]any{"name": "k2"}},
+		{"DELETE", "/webhooker/users/" + user.ID + "/api-keys/" + key.ID, nil},
+	} {
+		resp := e.call(c.method, c.path, c.body)
+		if resp.status != http.StatusConflict || !strings.Contains(resp.String(), why) {
+			t.Errorf("%s %s: %d %s, want 409 saying why", c.method, c.path, resp.status, resp)
+		}
+	}
+	// Nothing was written.
+	var list struct {
+		Webhooks []webhookJSON `json:"webhooks"`
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/webhooks", nil, &list)
+	if len(list.Webhooks) != 1 || list.Webhooks[0].Name != "before" {
+		t.Fatalf("webhooks after the refused writes: %+v", list.Webhooks)
+	}
+	var got webhookJSON
+	e.must(http.StatusOK, "GET", "/webhooker/webhooks/"+wh.ID, nil, &got)
+	if len(got.Targets) != 1 || got.Targets[0].Name != "db" || got.Targets[0].Paused {
+		t.Fatalf("the webhook after the refused writes: %+v", got)
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/users/"+user.ID, nil, nil)
+}
