@@ -11,8 +11,12 @@ import (
 	"github.com/webhooker/caddy-webhooker/storage"
 )
 
-// maxEventsPage caps ?limit= on the event list.
-const maxEventsPage = 500
+// DefaultEventsPage is the event list's page without ?limit=, and
+// MaxEventsPage caps ?limit=.
+const (
+	DefaultEventsPage = 50
+	MaxEventsPage     = 500
+)
 
 type eventRow struct {
 	ID          string         `json:"id"`
@@ -99,14 +103,14 @@ func (h *Handler) withEventDB(r *http.Request, fn func(*storage.Webhook, *storag
 }
 
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
-	q := storage.EventQuery{Limit: 50}
+	q := storage.EventQuery{Limit: DefaultEventsPage}
 	params := r.URL.Query()
 	if s := params.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			return errorf(http.StatusBadRequest, "limit %q: want a whole number from 1 to %d", s, maxEventsPage)
+			return errorf(http.StatusBadRequest, "limit %q: want a whole number from 1 to %d", s, MaxEventsPage)
 		}
-		q.Limit = min(n, maxEventsPage)
+		q.Limit = min(n, MaxEventsPage)
 	}
 	if s := params.Get("before"); s != "" {
 		if storage.ValidateID(s) != nil {
@@ -114,13 +118,16 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		q.Before = s
 	}
+	var err error
+	if q.BeforeAt, err = timeParam(params, "before_at"); err != nil {
+		return err
+	}
 	switch s := storage.DeliveryStatus(params.Get("status")); s {
 	case "", storage.DeliveryPending, storage.DeliveryRetrying, storage.DeliveryDelivered, storage.DeliveryFailed:
 		q.Status = s
 	default:
 		return errorf(http.StatusBadRequest, "status %q: want pending, retrying, delivered or failed", s)
 	}
-	var err error
 	if q.From, err = timeParam(params, "from"); err != nil {
 		return err
 	}
@@ -168,7 +175,8 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		page := map[string]any{"events": rows}
 		if len(rows) == q.Limit {
-			page["next_before"] = rows[len(rows)-1].ID
+			last := rows[len(rows)-1]
+			page["next_before"], page["next_before_at"] = last.ID, last.ReceivedAt
 		}
 		writeJSON(w, http.StatusOK, page)
 		return nil

@@ -201,6 +201,8 @@ type Cluster struct {
 	consumeOnce sync.Once
 
 	owner *owner
+	// readSub answers the other nodes' reads (ServeReads).
+	readSub *nats.Subscription
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -409,6 +411,9 @@ func (c *Cluster) ensureStream() error {
 // down.
 func (c *Cluster) Close() error {
 	c.cancel()
+	if c.readSub != nil {
+		_ = c.readSub.Unsubscribe()
+	}
 	if c.owner != nil {
 		c.owner.stop()
 	}

@@ -35,6 +35,10 @@ func (d *Dir) startCluster() error {
 		return err
 	}
 	d.cluster = c
+	if err := c.ServeReads(d.answerRead); err != nil {
+		c.Close()
+		return fmt.Errorf("cluster: answering the other nodes' reads: %w", err)
+	}
 	return nil
 }
 

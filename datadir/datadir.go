@@ -440,13 +440,22 @@ func (d *Dir) OpenEventDBs() int { return d.events.OpenCount() }
 // tenant's.
 type apiHandlers struct {
 	endpoint, admin, tenant *admin.Handler
+	// endpointServed and adminServed are the endpoint's and the admin
+	// site's faces as served: in cluster mode their event-log reads are
+	// answered by every node (clusterreads.go).
+	endpointServed, adminServed http.Handler
 }
 
 func (d *Dir) makeAPIs(decl *Declaration) *apiHandlers {
 	b, e := d.Backend(decl.Quotas), d.Backend(decl.Quotas)
 	b.PublicURL, e.PublicURL = decl.PublicURL, decl.PublicURL
 	e.Backup = d.backupForAPI
-	return &apiHandlers{endpoint: admin.NewAdminHandler(e), admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
+	a := &apiHandlers{endpoint: admin.NewAdminHandler(e), admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
+	a.endpointServed, a.adminServed = a.endpoint, a.admin
+	if d.cluster != nil {
+		a.endpointServed, a.adminServed = clusterReads{d: d, local: a.endpoint}, clusterReads{d: d, local: a.admin}
+	}
+	return a
 }
 
 // Backend is what the API acts on in this directory, with quotas for its
@@ -477,12 +486,12 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 // Caddy's admin endpoint; TenantAPI serves a tenant's routes to API key
 // holders. They are nil until a declaration is in force.
 func (d *Dir) AdminAPI() http.Handler {
-	return d.api(func(a *apiHandlers) http.Handler { return a.admin })
+	return d.api(func(a *apiHandlers) http.Handler { return a.adminServed })
 }
 
 // AdminEndpointAPI: see AdminAPI.
 func (d *Dir) AdminEndpointAPI() http.Handler {
-	return d.api(func(a *apiHandlers) http.Handler { return a.endpoint })
+	return d.api(func(a *apiHandlers) http.Handler { return a.endpointServed })
 }
 
 // TenantAPI: see AdminAPI.

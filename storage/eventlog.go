@@ -27,6 +27,10 @@ type EventQuery struct {
 	// Before is an event id: only events older than it (by time of receipt,
 	// then id). "" starts at the newest.
 	Before string
+	// BeforeAt, if set, is Before's time of receipt: the cursor then needs
+	// no event of this file (a page merged from several nodes' files, in
+	// cluster mode, ends at an event of one of them).
+	BeforeAt time.Time
 	// Status keeps only events with at least one delivery in that status
 	// (to TargetID, when set).
 	Status DeliveryStatus
@@ -104,10 +108,12 @@ func (db *WebhookDB) ListEvents(ctx context.Context, q EventQuery) ([]EventSumma
 	if q.Before != "" {
 		var before int64
 		err := tx.QueryRowContext(ctx, `SELECT received_at FROM events WHERE id = ?`, q.Before).Scan(&before)
-		if errors.Is(err, sql.ErrNoRows) {
+		switch {
+		case errors.Is(err, sql.ErrNoRows) && !q.BeforeAt.IsZero():
+			before = q.BeforeAt.UnixNano()
+		case errors.Is(err, sql.ErrNoRows):
 			return nil, fmt.Errorf("list events before %s: event %s: %w", q.Before, q.Before, ErrNotFound)
-		}
-		if err != nil {
+		case err != nil:
 			return nil, fmt.Errorf("list events: %w", err)
 		}
 		where = append(where, `(e.received_at < ? OR (e.received_at = ? AND e.id < ?))`)

@@ -268,6 +268,34 @@ func TestListEventsBeforeAnUnknownEventIsNotFound(t *testing.T) {
 	wantErr(t, "ListEvents before an unknown id", err, ErrNotFound)
 }
 
+// TestListEventsBeforeAtAnEventOfAnotherFile: a cursor at an event this
+// file does not hold (another node's, in a merged page) pages by its time
+// of receipt, ties broken by id, as one of its own would.
+func TestListEventsBeforeAtAnEventOfAnotherFile(t *testing.T) {
+	db := openEventDB(t)
+	base := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+	ids := []string{
+		"00000000-0000-7000-8000-000000000001", "00000000-0000-7000-8000-000000000003",
+		"00000000-0000-7000-8000-000000000005", "00000000-0000-7000-8000-000000000007",
+	}
+	times := []time.Time{base, base.Add(time.Second), base.Add(time.Second), base.Add(2 * time.Second)}
+	storeEventsWithIDs(t, db, ids, times, "a")
+	// The foreign cursor sits at base+1s with an id between ...03 and ...05.
+	page := listEvents(t, db, EventQuery{Before: "00000000-0000-7000-8000-000000000004", BeforeAt: base.Add(time.Second)})
+	var got []string
+	for _, s := range page {
+		got = append(got, s.ID[len(s.ID)-1:])
+	}
+	if strings.Join(got, ",") != "3,1" {
+		t.Fatalf("page before the foreign cursor = %v, want [3 1]", got)
+	}
+	// An id of this file wins over BeforeAt: its own time is used.
+	page = listEvents(t, db, EventQuery{Before: ids[3], BeforeAt: base})
+	if len(page) != 3 {
+		t.Fatalf("page before a known id with a wrong BeforeAt: %d events, want 3", len(page))
+	}
+}
+
 func TestRedeliverAddsPendingDeliveries(t *testing.T) {
 	ctx := context.Background()
 	db := openEventDB(t)

@@ -1,0 +1,306 @@
+package datadir
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/webhooker/caddy-webhooker/admin"
+)
+
+// In cluster mode each node's event DBs hold the events it applied: those
+// of the partitions it owns, and what it applied before a takeover. The
+// event log's reads (a page of a webhook's events, one event) are asked
+// of every node and merged, so that any node's API answers for every
+// webhook.
+
+// readRequest is an event-log read asked of every node.
+type readRequest struct {
+	Path  string `json:"path"`
+	Query string `json:"query,omitempty"`
+}
+
+// readAnswer is one node's answer: the status and body its own API gave.
+type readAnswer struct {
+	Status int             `json:"status"`
+	Body   json.RawMessage `json:"body"`
+}
+
+// eventLogRead says whether path is a read the nodes answer together: a
+// webhook's events, or one event. The path was cleaned by the mux before.
+func eventLogRead(path string) (list bool, ok bool) {
+	rest, found := strings.CutPrefix(path, admin.Prefix+"/webhooks/")
+	if !found {
+		return false, false
+	}
+	parts := strings.Split(rest, "/")
+	for _, p := range parts {
+		if p == "." || p == ".." {
+			return false, false // the mux cleans it: served locally
+		}
+	}
+	switch {
+	case len(parts) == 2 && parts[0] != "" && parts[1] == "events":
+		return true, true
+	case len(parts) == 3 && parts[0] != "" && parts[1] == "events" && parts[2] != "":
+		return false, true
+	}
+	return false, false
+}
+
+// answerRead answers another node's read from this node's own files,
+// through the admin API as it would answer it locally.
+func (d *Dir) answerRead(data []byte) []byte {
+	var rq readRequest
+	if err := json.Unmarshal(data, &rq); err != nil {
+		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not a read request")})
+	}
+	if _, ok := eventLogRead(rq.Path); !ok {
+		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read: " + rq.Path)})
+	}
+	h := d.api(func(a *apiHandlers) http.Handler { return a.admin })
+	if h == nil {
+		return mustJSON(readAnswer{Status: http.StatusServiceUnavailable, Body: errorBody("not started")})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), gatherTimeout)
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, rq.Path+"?"+rq.Query, nil)
+	if err != nil {
+		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody(err.Error())})
+	}
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	h.ServeHTTP(rec, r)
+	out := mustJSON(readAnswer{Status: rec.status, Body: rec.body.Bytes()})
+	if len(out) > d.cluster.MaxReadAnswer() {
+		return mustJSON(readAnswer{Status: http.StatusBadGateway, Body: errorBody(fmt.Sprintf(
+			"node %s holds it, but its answer of %d bytes is over what NATS carries: read it on that node's API", d.cluster.Node(), len(out)))})
+	}
+	return out
+}
+
+// gatherTimeout bounds one node's answer to a read.
+const gatherTimeout = 5 * time.Second
+
+// clusterReads serves a face of the admin API in cluster mode: event-log
+// reads are answered by every node together, the rest by this node.
+type clusterReads struct {
+	d     *Dir
+	local http.Handler
+}
+
+func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	list, ok := eventLogRead(r.URL.Path)
+	if r.Method != http.MethodGet || !ok {
+		c.local.ServeHTTP(w, r)
+		return
+	}
+	query := r.URL.Query()
+	if list && query.Get("before") != "" && query.Get("before_at") == "" {
+		// The cursor's event may be another node's: its time of receipt
+		// lets every node page from it.
+		at, status, body := c.receivedAt(r, query.Get("before"))
+		if status != http.StatusOK {
+			writeRaw(w, status, body)
+			return
+		}
+		query.Set("before_at", at.Format(time.RFC3339Nano))
+	}
+	answers, err := c.gather(r.Context(), readRequest{Path: r.URL.Path, Query: query.Encode()})
+	if err != nil {
+		writeRaw(w, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: "+err.Error()))
+		return
+	}
+	if list {
+		status, body := mergePages(answers, pageLimit(query))
+		writeRaw(w, status, body)
+		return
+	}
+	status, body := firstFound(answers)
+	writeRaw(w, status, body)
+}
+
+// gather asks every node, this one included, and decodes their answers.
+// Those that do not decode are logged and left out.
+func (c clusterReads) gather(ctx context.Context, rq readRequest) ([]readAnswer, error) {
+	replies, err := c.d.cluster.Gather(ctx, mustJSON(rq))
+	if err != nil && len(replies) == 0 {
+		return nil, err
+	}
+	out := make([]readAnswer, 0, len(replies))
+	for _, rp := range replies {
+		var a readAnswer
+		if err := json.Unmarshal(rp.Data, &a); err != nil || a.Status == 0 {
+			c.d.opts.Logger.Warn("a node's answer to an event-log read does not decode: left out",
+				zap.String("node", rp.Node), zap.Int("bytes", len(rp.Data)))
+			continue
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no node answered")
+	}
+	return out, nil
+}
+
+// receivedAt finds the time of receipt of event id of the read's webhook
+// on whichever node holds it.
+func (c clusterReads) receivedAt(r *http.Request, id string) (time.Time, int, []byte) {
+	path := strings.TrimSuffix(r.URL.Path, "/") + "/" + url.PathEscape(id)
+	answers, err := c.gather(r.Context(), readRequest{Path: path})
+	if err != nil {
+		return time.Time{}, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: " + err.Error())
+	}
+	status, body := firstFound(answers)
+	if status != http.StatusOK {
+		return time.Time{}, status, body
+	}
+	var ev struct {
+		ReceivedAt time.Time `json:"received_at"`
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return time.Time{}, http.StatusInternalServerError, errorBody("the cursor's event does not decode")
+	}
+	return ev.ReceivedAt, http.StatusOK, nil
+}
+
+// firstFound is the first 200 among the answers; without one, the first
+// that says more than 404 (a node holds it but cannot send it), else the
+// first (404 for an event no node holds, a 400 every node gives).
+func firstFound(answers []readAnswer) (int, []byte) {
+	for _, a := range answers {
+		if a.Status == http.StatusOK {
+			return a.Status, a.Body
+		}
+	}
+	for _, a := range answers {
+		if a.Status != http.StatusNotFound {
+			return a.Status, a.Body
+		}
+	}
+	return answers[0].Status, answers[0].Body
+}
+
+// mergePages merges the nodes' pages of one webhook's events, newest first
+// by time of receipt then id (as each node orders its own), each event
+// once (one applied on two nodes after a takeover is listed once, as the
+// node with more deliveries has it), cut to limit.
+func mergePages(answers []readAnswer, limit int) (int, []byte) {
+	type row struct {
+		ID         string            `json:"id"`
+		ReceivedAt time.Time         `json:"received_at"`
+		Deliveries []json.RawMessage `json:"deliveries"`
+	}
+	type page struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	var (
+		rows  []row
+		raw   = map[string]json.RawMessage{}
+		found bool
+		full  bool
+	)
+	for _, a := range answers {
+		if a.Status != http.StatusOK {
+			continue
+		}
+		found = true
+		var p page
+		if err := json.Unmarshal(a.Body, &p); err != nil {
+			continue
+		}
+		full = full || len(p.Events) >= limit
+		for _, e := range p.Events {
+			var rw row
+			if err := json.Unmarshal(e, &rw); err != nil {
+				continue
+			}
+			if prev, seen := raw[rw.ID]; seen {
+				var pr row
+				_ = json.Unmarshal(prev, &pr)
+				if len(pr.Deliveries) >= len(rw.Deliveries) {
+					continue
+				}
+			} else {
+				rows = append(rows, rw)
+			}
+			raw[rw.ID] = e
+		}
+	}
+	if !found {
+		return firstFound(answers)
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		if c := b.ReceivedAt.Compare(a.ReceivedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+	if len(rows) > limit {
+		rows, full = rows[:limit], true
+	}
+	events := make([]json.RawMessage, len(rows))
+	for i, rw := range rows {
+		events[i] = raw[rw.ID]
+	}
+	out := map[string]any{"events": events}
+	if full && len(rows) == limit {
+		last := rows[len(rows)-1]
+		out["next_before"], out["next_before_at"] = last.ID, last.ReceivedAt
+	}
+	return http.StatusOK, mustJSON(out)
+}
+
+// pageLimit is the page size the admin API would use for query (it has
+// checked the value itself: a bad one is a 400 from every node).
+func pageLimit(query url.Values) int {
+	n, err := strconv.Atoi(query.Get("limit"))
+	if err != nil || n < 1 {
+		return admin.DefaultEventsPage
+	}
+	return min(n, admin.MaxEventsPage)
+}
+
+// recorder keeps what a handler writes, for answerRead.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	wrote  bool
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.body.Write(b)
+}
+func (r *recorder) WriteHeader(status int) {
+	if !r.wrote {
+		r.status, r.wrote = status, true
+	}
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func errorBody(msg string) []byte { return mustJSON(map[string]string{"error": msg}) }
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte(`{"error":"encoding an answer failed"}`)
+	}
+	return b
+}

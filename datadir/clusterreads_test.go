@@ -1,0 +1,105 @@
+package datadir
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+func pageOf(t *testing.T, rows ...string) readAnswer {
+	t.Helper()
+	var events []map[string]any
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, r := range rows {
+		var id string
+		var sec, deliveries int
+		if _, err := fmt.Sscanf(r, "%s %d %d", &id, &sec, &deliveries); err != nil {
+			t.Fatal(err)
+		}
+		ds := make([]map[string]any, deliveries)
+		for i := range ds {
+			ds[i] = map[string]any{"id": fmt.Sprintf("%s-d%d", id, i)}
+		}
+		events = append(events, map[string]any{"id": id, "received_at": base.Add(time.Duration(sec) * time.Second), "deliveries": ds})
+	}
+	body, _ := json.Marshal(map[string]any{"events": events})
+	return readAnswer{Status: http.StatusOK, Body: body}
+}
+
+// TestMergePages: the nodes' pages merge newest first (ties by id), an
+// event on two nodes is listed once (as the node with more deliveries has
+// it), the page is cut to the limit with a cursor, and a node's 404 (it
+// does not hold the webhook's events) is left out.
+func TestMergePages(t *testing.T) {
+	a := pageOf(t, "e9 9 1", "e5 5 1", "e3 3 0")
+	b := pageOf(t, "e8 8 1", "e5 5 2", "e4 5 1")
+	missing := readAnswer{Status: http.StatusNotFound, Body: errorBody("no such webhook")}
+	status, body := mergePages([]readAnswer{a, missing, b}, 4)
+	var page struct {
+		Events []struct {
+			ID         string            `json:"id"`
+			Deliveries []json.RawMessage `json:"deliveries"`
+		} `json:"events"`
+		NextBefore   string    `json:"next_before"`
+		NextBeforeAt time.Time `json:"next_before_at"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil || status != http.StatusOK {
+		t.Fatalf("%d %s (%v)", status, body, err)
+	}
+	var ids string
+	for _, e := range page.Events {
+		ids += e.ID + " "
+	}
+	if ids != "e9 e8 e5 e4 " {
+		t.Fatalf("merged ids %q, want e9 e8 e5 e4", ids)
+	}
+	if len(page.Events[2].Deliveries) != 2 {
+		t.Errorf("e5 listed with %d deliveries, want the 2 of the node that has more", len(page.Events[2].Deliveries))
+	}
+	if page.NextBefore != "e4" || page.NextBeforeAt.Second() != 5 {
+		t.Errorf("cursor %q at %s, want e4 at :05", page.NextBefore, page.NextBeforeAt)
+	}
+	// Short of the limit on every node: the last page, no cursor.
+	_, body = mergePages([]readAnswer{pageOf(t, "e1 1 0"), pageOf(t, "e2 2 0")}, 4)
+	page.NextBefore, page.Events = "", nil
+	if json.Unmarshal(body, &page); page.NextBefore != "" || len(page.Events) != 2 {
+		t.Errorf("last page: %s", body)
+	}
+	// No node has it: the nodes' own answer.
+	status, _ = mergePages([]readAnswer{missing, missing}, 4)
+	if status != http.StatusNotFound {
+		t.Errorf("no node has it: %d, want 404", status)
+	}
+}
+
+// TestEventLogRead: only a webhook's event list and one event are asked of
+// every node; anything else (and any path the mux would clean) is local.
+func TestEventLogRead(t *testing.T) {
+	for path, want := range map[string]string{
+		"/webhooker/webhooks/w/events":              "list",
+		"/webhooker/webhooks/w/events/e":            "one",
+		"/webhooker/webhooks/w/events/e/redeliver":  "local",
+		"/webhooker/webhooks/w":                     "local",
+		"/webhooker/webhooks//events":               "local",
+		"/webhooker/webhooks/../events":             "local",
+		"/webhooker/webhooks/w/events/..":           "local",
+		"/webhooker/webhooks/w/events/":             "local",
+		"/webhooker/users/u":                        "local",
+		"/other/webhooker/webhooks/w/events":        "local",
+		"/webhooker/webhooks/w/targets/t/pause":     "local",
+		"/webhooker/webhooks/w/deliveries/d/cancel": "local",
+	} {
+		list, ok := eventLogRead(path)
+		got := "local"
+		if ok && list {
+			got = "list"
+		} else if ok {
+			got = "one"
+		}
+		if got != want {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
+	}
+}
