@@ -94,13 +94,15 @@ var (
 		fmt.Sprintf("Partitions of the webhooks (of %d) pinned to this node: it applies and delivers their events.", cluster.Partitions), []string{"node"}, nil)
 	clusterHeldDesc = prometheus.NewDesc("caddy_webhooker_cluster_held_messages",
 		"Messages of the intake stream this node applied and awaits the final outcome of every delivery of, before acknowledging them to the stream.", []string{"node"}, nil)
+	clusterReleasedDesc = prometheus.NewDesc("caddy_webhooker_cluster_partitions_released_total",
+		"Partitions this node let go to a node with fewer (it held more than its share: the partitions over the nodes, rounded up).", []string{"node"}, nil)
 	clusterMessagesDesc = prometheus.NewDesc("caddy_webhooker_cluster_messages_total",
 		"Intake stream messages by what this node did: published (an ingest), repeat (a dedup id seen within the window), applied (stored here), taken_over (applied here after another node had it: its deliveries may be made twice), repeated (handed out again, already stored here), acked (finished), retried (handed back to try later), malformed (dropped).",
 		[]string{"node", "kind"}, nil)
 )
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{clusterUpDesc, clusterRoutesDesc, clusterOwnedDesc, clusterHeldDesc, clusterMessagesDesc} {
+	for _, d := range []*prometheus.Desc{clusterUpDesc, clusterRoutesDesc, clusterOwnedDesc, clusterHeldDesc, clusterReleasedDesc, clusterMessagesDesc} {
 		ch <- d
 	}
 }
@@ -119,6 +121,7 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(clusterRoutesDesc, prometheus.GaugeValue, float64(f.Routes), f.Node)
 	ch <- prometheus.MustNewConstMetric(clusterOwnedDesc, prometheus.GaugeValue, float64(f.PartitionsOwned), f.Node)
 	ch <- prometheus.MustNewConstMetric(clusterHeldDesc, prometheus.GaugeValue, float64(f.Held), f.Node)
+	ch <- prometheus.MustNewConstMetric(clusterReleasedDesc, prometheus.CounterValue, float64(f.Released), f.Node)
 	for kind, n := range map[string]uint64{
 		"published": f.Published, "repeat": f.Repeats, "applied": f.Applied, "taken_over": f.TakenOver,
 		"repeated": f.Repeated, "acked": f.Acked, "retried": f.Retried, "malformed": f.Malformed,

@@ -25,6 +25,9 @@ type Figures struct {
 	Acked, Retried, Malformed uint64
 	// Held is how many messages this node awaits the deliveries of.
 	Held int
+	// Released counts the partitions this node let go to nodes with fewer
+	// (balance.go).
+	Released uint64
 }
 
 // Figures reports this node's state and counts.
@@ -44,6 +47,7 @@ func (c *Cluster) Figures() Figures {
 		f.PartitionsOwned = int(o.owned.Load())
 		f.Applied, f.TakenOver, f.Repeated = o.applied.Load(), o.takenOver.Load(), o.repeated.Load()
 		f.Acked, f.Retried, f.Malformed = o.acked.Load(), o.retried.Load(), o.malformed.Load()
+		f.Released = o.released.Load()
 		o.mu.Lock()
 		f.Held = len(o.held)
 		o.mu.Unlock()

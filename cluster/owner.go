@@ -52,6 +52,10 @@ const (
 	// finished: past it the partition waits, its events safe in the
 	// stream.
 	maxAckPending = 20000
+	// pullBatch is how many messages a node asks for at once: what it had
+	// received and not yet applied when it releases a partition is handed
+	// out again after ackWait.
+	pullBatch = 64
 	// applyConcurrency bounds a partition's messages being applied at once.
 	applyConcurrency = 32
 	// retryLater is how long a message that could not be applied waits.
@@ -95,11 +99,20 @@ type owner struct {
 	byDelivery map[string]*held
 	held       map[*held]struct{}
 
-	consumers []jetstream.ConsumeContext
+	// consMu guards what is consumed: each partition's consumer, its
+	// bound on applies at once, and its consumption (nil while released,
+	// see balance.go).
+	consMu    sync.Mutex
+	cons      [Partitions]jetstream.Consumer
+	sems      [Partitions]chan struct{}
+	consuming [Partitions]jetstream.ConsumeContext
 	pins      [Partitions]atomic.Pointer[string] // pin id of the last message
-	owned     atomic.Int64
-	wg        sync.WaitGroup
-	stopped   chan struct{}
+	// ownedP says which partitions were pinned here at the last count.
+	ownedP   [Partitions]atomic.Bool
+	owned    atomic.Int64
+	released atomic.Uint64
+	wg       sync.WaitGroup
+	stopped  chan struct{}
 
 	applied, repeated, takenOver, acked, retried, malformed atomic.Uint64
 }
@@ -131,25 +144,37 @@ func (o *owner) start() {
 			o.log.Error("consumer of a partition", zap.Int("partition", p), zap.Error(err))
 			continue
 		}
-		sem := make(chan struct{}, applyConcurrency)
-		cc, err := cons.Consume(func(msg jetstream.Msg) { o.handle(p, msg, sem) },
-			jetstream.PullPriorityGroup(priorityGroup), jetstream.PullExpiry(pullExpiry),
-			jetstream.PullMaxMessages(256),
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
-					o.log.Debug("consuming a partition", zap.Int("partition", p), zap.Error(err))
-				}
-			}))
-		if err != nil {
-			o.log.Error("consuming a partition", zap.Int("partition", p), zap.Error(err))
-			continue
-		}
-		o.mu.Lock()
-		o.consumers = append(o.consumers, cc)
-		o.mu.Unlock()
+		o.consMu.Lock()
+		o.cons[p], o.sems[p] = cons, make(chan struct{}, applyConcurrency)
+		o.consMu.Unlock()
+		o.consume(p)
 	}
 	o.wg.Add(1)
 	go o.keepInProgress()
+}
+
+// consume asks for partition p's messages (JetStream hands them out while
+// p is pinned here), unless it is already or the owner stops.
+func (o *owner) consume(p int) {
+	o.consMu.Lock()
+	defer o.consMu.Unlock()
+	if o.c.ctx.Err() != nil || o.consuming[p] != nil || o.cons[p] == nil {
+		return
+	}
+	sem := o.sems[p]
+	cc, err := o.cons[p].Consume(func(msg jetstream.Msg) { o.handle(p, msg, sem) },
+		jetstream.PullPriorityGroup(priorityGroup), jetstream.PullExpiry(pullExpiry),
+		jetstream.PullMaxMessages(pullBatch),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrPinIDMismatch) && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				o.log.Debug("consuming a partition", zap.Int("partition", p), zap.Error(err))
+			}
+		}))
+	if err != nil {
+		o.log.Error("consuming a partition", zap.Int("partition", p), zap.Error(err))
+		return
+	}
+	o.consuming[p] = cc
 }
 
 // handle applies one message: inline for a serial webhook, otherwise on a
@@ -288,6 +313,7 @@ func (o *owner) keepInProgress() {
 			_ = m.InProgress()
 		}
 		o.countOwned()
+		o.rebalance()
 	}
 }
 
@@ -300,20 +326,24 @@ func (o *owner) countOwned() {
 	var n int64
 	for p := range Partitions {
 		pin := o.pins[p].Load()
-		if pin == nil {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(o.c.ctx, 2*time.Second)
-		info, err := (*st).Consumer(ctx, consumerOf(p))
-		if err == nil {
-			ci := info.CachedInfo()
-			for _, g := range ci.PriorityGroups {
-				if g.Group == priorityGroup && g.PinnedClientID == *pin {
-					n++
+		mine := false
+		if pin != nil {
+			ctx, cancel := context.WithTimeout(o.c.ctx, 2*time.Second)
+			info, err := (*st).Consumer(ctx, consumerOf(p))
+			cancel()
+			if err != nil {
+				// Unknown: as it was.
+				mine = o.ownedP[p].Load()
+			} else {
+				for _, g := range info.CachedInfo().PriorityGroups {
+					mine = mine || g.Group == priorityGroup && g.PinnedClientID == *pin
 				}
 			}
 		}
-		cancel()
+		o.ownedP[p].Store(mine)
+		if mine {
+			n++
+		}
 	}
 	o.owned.Store(n)
 }
@@ -321,12 +351,14 @@ func (o *owner) countOwned() {
 // stop stops consuming and waits for the applies under way. What is held
 // stays unacknowledged: the stream hands it out again to the next owner.
 func (o *owner) stop() {
-	o.mu.Lock()
-	ccs := o.consumers
-	o.consumers = nil
-	o.mu.Unlock()
+	o.consMu.Lock()
+	ccs := o.consuming
+	o.consuming = [Partitions]jetstream.ConsumeContext{}
+	o.consMu.Unlock()
 	for _, cc := range ccs {
-		cc.Stop()
+		if cc != nil {
+			cc.Stop()
+		}
 	}
 	o.wg.Wait()
 }

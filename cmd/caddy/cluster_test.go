@@ -161,6 +161,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	var (
 		acked             sync.Map // sequence number -> event id
 		nAcked, nRefused  atomic.Int64
+		refusedBy         [3]atomic.Int64 // each node's answers other than 200, and its errors (timeouts)
 		next              atomic.Int64
 		stop              = make(chan struct{})
 		wg                sync.WaitGroup
@@ -171,7 +172,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	)
 	// A steady rate: each of 4 senders per node posts every 10 ms at most
 	// (about 400 events/s per node, 1,200/s in all).
-	for _, n := range nodes {
+	for i, n := range nodes {
 		for range perNodeGoroutines {
 			wg.Add(1)
 			go func() {
@@ -189,12 +190,14 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 					resp, err := client.Post(n.g.hooks+key, "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
 					if err != nil {
 						nRefused.Add(1)
-						continue // the node is gone: not acknowledged
+						refusedBy[i].Add(1)
+						continue // the node is gone (or timed out): not acknowledged
 					}
 					body, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode != http.StatusOK {
 						nRefused.Add(1)
+						refusedBy[i].Add(1)
 						continue
 					}
 					var ack struct {
@@ -327,18 +330,28 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 			}
 		}
 	}
-	// An ingest the victim had published when it was killed is stored,
-	// but its 200 died with it: at most one per sender to the victim.
-	if unanswered > perNodeGoroutines {
-		t.Errorf("%d events listed that were never acknowledged: more than the %d ingests in flight to the victim", unanswered, perNodeGoroutines)
+	// Stored but never acknowledged: an ingest the victim had published
+	// when it was killed (its 200 died with it: at most one per sender to
+	// it), or one a node answered 503 because the stream's acknowledgement
+	// did not come in time (while a new leader was elected) though it
+	// stored it. Either is the sender's to send again: at least once.
+	var refusedByLive int64
+	for i := range nodes {
+		if i != victimAt {
+			refusedByLive += refusedBy[i].Load()
+		}
+	}
+	if bound := int64(perNodeGoroutines) + refusedByLive; int64(unanswered) > bound {
+		t.Errorf("%d events listed that were never acknowledged: more than the %d ingests in flight to the victim and the %d not answered 200 by the survivors",
+			unanswered, perNodeGoroutines, refusedByLive)
 	}
 	for id := range want {
 		if listed[id] != 1 {
 			t.Errorf("event %s listed %d times by %s's API", id, listed[id], survivors[1].name)
 		}
 	}
-	t.Logf("%s's API listed all %d acknowledged events of the %d webhooks, applied on three nodes, each once (and %d stored whose answer died with the victim)",
-		survivors[1].name, len(want), clusterWebhooks, unanswered)
+	t.Logf("%s's API listed all %d acknowledged events of the %d webhooks, applied on three nodes, each once; and %d stored but not acknowledged (%d answers other than 200 from nodes up)",
+		survivors[1].name, len(want), clusterWebhooks, unanswered, refusedByLive)
 }
 
 // listEventsThrough pages through a webhook's events on n's admin API.
