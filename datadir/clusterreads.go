@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -24,10 +25,13 @@ import (
 // of every node and merged, so that any node's API answers for every
 // webhook.
 
-// readRequest is an event-log read asked of every node.
+// readRequest is an event-log read, or an operation on an event or a
+// delivery, asked of every node.
 type readRequest struct {
-	Path  string `json:"path"`
-	Query string `json:"query,omitempty"`
+	Method string `json:"method,omitempty"` // "" is GET
+	Path   string `json:"path"`
+	Query  string `json:"query,omitempty"`
+	Body   []byte `json:"body,omitempty"`
 }
 
 // readAnswer is one node's answer: the status and body its own API gave.
@@ -58,15 +62,43 @@ func eventLogRead(path string) (list bool, ok bool) {
 	return false, false
 }
 
-// answerRead answers another node's read from this node's own files,
-// through the admin API as it would answer it locally.
+// eventOp says whether path is an operation on one event or delivery that
+// the node holding it carries out: redeliver an event, retry or cancel a
+// delivery. Every node is asked; those without it answer 404 and do
+// nothing.
+func eventOp(path string) bool {
+	rest, found := strings.CutPrefix(path, admin.Prefix+"/webhooks/")
+	if !found {
+		return false
+	}
+	parts := strings.Split(rest, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return false
+		}
+	}
+	return len(parts) == 4 && (parts[1] == "events" && parts[3] == "redeliver" ||
+		parts[1] == "deliveries" && (parts[3] == "retry" || parts[3] == "cancel"))
+}
+
+// maxOpBody bounds an operation's body asked of the nodes (the API's own
+// bound on a JSON body).
+const maxOpBody = 1 << 20
+
+// answerRead answers another node's read from this node's own files, or
+// carries out an operation on what it holds, through the admin API as it
+// would answer it locally.
 func (d *Dir) answerRead(data []byte) []byte {
 	var rq readRequest
 	if err := json.Unmarshal(data, &rq); err != nil {
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not a read request")})
 	}
-	if _, ok := eventLogRead(rq.Path); !ok {
-		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read: " + rq.Path)})
+	method := http.MethodGet
+	if _, ok := eventLogRead(rq.Path); rq.Method != "" || !ok {
+		if rq.Method != http.MethodPost || !eventOp(rq.Path) {
+			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read or operation: " + rq.Method + " " + rq.Path)})
+		}
+		method = http.MethodPost
 	}
 	h := d.api(func(a *apiHandlers) http.Handler { return a.admin })
 	if h == nil {
@@ -74,13 +106,20 @@ func (d *Dir) answerRead(data []byte) []byte {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), gatherTimeout)
 	defer cancel()
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, rq.Path+"?"+rq.Query, nil)
+	r, err := http.NewRequestWithContext(ctx, method, rq.Path+"?"+rq.Query, bytes.NewReader(rq.Body))
 	if err != nil {
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody(err.Error())})
 	}
+	if method == http.MethodPost {
+		r.Header.Set("Content-Type", "application/json")
+	}
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	h.ServeHTTP(rec, r)
-	out := mustJSON(readAnswer{Status: rec.status, Body: rec.body.Bytes()})
+	var body json.RawMessage
+	if rec.body.Len() > 0 {
+		body = rec.body.Bytes()
+	}
+	out := mustJSON(readAnswer{Status: rec.status, Body: body})
 	if len(out) > d.cluster.MaxReadAnswer() {
 		return mustJSON(readAnswer{Status: http.StatusBadGateway, Body: errorBody(fmt.Sprintf(
 			"node %s holds it, but its answer of %d bytes is over what NATS carries: read it on that node's API", d.cluster.Node(), len(out)))})
@@ -99,6 +138,10 @@ type clusterReads struct {
 }
 
 func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && eventOp(r.URL.Path) {
+		c.op(w, r)
+		return
+	}
 	list, ok := eventLogRead(r.URL.Path)
 	if r.Method != http.MethodGet || !ok {
 		c.local.ServeHTTP(w, r)
@@ -127,6 +170,35 @@ func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	status, body := firstFound(answers)
 	writeRaw(w, status, body)
+}
+
+// op asks every node to carry out an operation on an event or delivery:
+// the one holding it does (two, should a takeover have applied it twice),
+// the others answer 404. The answer is the first 2xx, else the first that
+// says more than 404, else 404.
+func (c clusterReads) op(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && ct != "" && !strings.HasPrefix(ct, "application/json") {
+		c.local.ServeHTTP(w, r) // the API's own 415
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOpBody))
+	if err != nil {
+		writeRaw(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body over %d bytes", maxOpBody)))
+		return
+	}
+	answers, err := c.gather(r.Context(), readRequest{Method: http.MethodPost, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body})
+	if err != nil {
+		writeRaw(w, http.StatusServiceUnavailable, errorBody("asking the cluster's nodes: "+err.Error()))
+		return
+	}
+	for _, a := range answers {
+		if a.Status >= 200 && a.Status < 300 {
+			writeRaw(w, a.Status, a.Body)
+			return
+		}
+	}
+	status, out := firstFound(answers)
+	writeRaw(w, status, out)
 }
 
 // gather asks every node, this one included, and decodes their answers.
@@ -290,6 +362,10 @@ func (r *recorder) WriteHeader(status int) {
 }
 
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	if status == http.StatusNoContent || len(body) == 0 || string(body) == "null" {
+		w.WriteHeader(status)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)

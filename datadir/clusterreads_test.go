@@ -103,3 +103,26 @@ func TestEventLogRead(t *testing.T) {
 		}
 	}
 }
+
+// TestEventOp: only redelivering an event and retrying or cancelling a
+// delivery are asked of every node.
+func TestEventOp(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/webhooker/webhooks/w/events/e/redeliver":   true,
+		"/webhooker/webhooks/w/deliveries/d/retry":   true,
+		"/webhooker/webhooks/w/deliveries/d/cancel":  true,
+		"/webhooker/webhooks/w/redeliver":            false, // a bulk job: this node's
+		"/webhooker/webhooks/w/targets/t/pause":      false,
+		"/webhooker/webhooks/w/events/e":             false,
+		"/webhooker/webhooks/w/deliveries/d/delete":  false,
+		"/webhooker/webhooks/../deliveries/d/retry":  false,
+		"/webhooker/webhooks/w/events//redeliver":    false,
+		"/webhooker/webhooks/w/events/e/redeliver/x": false,
+		"/webhooker/users/u/deliveries/d/retry":      false,
+		"/elsewhere/webhooks/w/deliveries/d/cancel":  false,
+	} {
+		if got := eventOp(path); got != want {
+			t.Errorf("%s: %v, want %v", path, got, want)
+		}
+	}
+}

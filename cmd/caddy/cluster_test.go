@@ -352,6 +352,45 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	}
 	t.Logf("%s's API listed all %d acknowledged events of the %d webhooks, applied on three nodes, each once; and %d stored but not acknowledged (%d answers other than 200 from nodes up)",
 		survivors[1].name, len(want), clusterWebhooks, unanswered, refusedByLive)
+
+	// A redelivery asked of any node is made by the node that holds the
+	// event: 202, and the target gets the event once more.
+	var picked []int
+	acked.Range(func(k, _ any) bool {
+		picked = append(picked, k.(int))
+		return len(picked) < 12
+	})
+	before := map[int]int{}
+	mu.Lock()
+	for _, seq := range picked {
+		before[seq] = received[seq]
+	}
+	mu.Unlock()
+	for _, seq := range picked {
+		id, _ := acked.Load(seq)
+		u := fmt.Sprintf("%s/webhooker/webhooks/%s/events/%s/redeliver", survivors[0].g.admin,
+			storage.DeclaredWebhookID(fmt.Sprintf("w%d", seq%clusterWebhooks)), id)
+		resp, err := http.Post(u, "application/json", strings.NewReader(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("redeliver %s through %s: %d %s", id, survivors[0].name, resp.StatusCode, body)
+		}
+	}
+	waitUntil(t, time.Minute, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, seq := range picked {
+			if received[seq] <= before[seq] {
+				return false
+			}
+		}
+		return true
+	}, func() string { return "a redelivery asked of another node was not made" })
+	t.Logf("%d redeliveries asked of %s were made by the nodes holding the events", len(picked), survivors[0].name)
 }
 
 // listEventsThrough pages through a webhook's events on n's admin API.
