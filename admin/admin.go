@@ -68,6 +68,10 @@ type Backend struct {
 	// they stop. nil: context.Background().
 	Background context.Context
 
+	// Cluster, if set, tells this node's part in the cluster, for GET
+	// /settings (the admin faces only).
+	Cluster func() ClusterState
+
 	// ConfigReadOnly, when set, is why the configuration cannot be changed
 	// through the API (cluster mode: a change would reach this node
 	// only): its writes answer 409 with it.

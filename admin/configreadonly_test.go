@@ -58,3 +58,25 @@ func TestConfigReadOnlyRefusesEveryConfigWrite(t *testing.T) {
 	}
 	e.must(http.StatusOK, "GET", "/webhooker/users/"+user.ID, nil, nil)
 }
+
+// TestSettingsTellTheClusterNode: in cluster mode GET /settings carries the
+// node's state for the event-log page, on the admin faces only.
+func TestSettingsTellTheClusterNode(t *testing.T) {
+	e := newEnvWith(t, func(b *admin.Backend) {
+		b.Cluster = func() admin.ClusterState {
+			return admin.ClusterState{Node: "n2", Ready: true, Routes: 2, Partitions: 16, PartitionsOwned: 5, HeldMessages: 3, ConfigReadOnly: "why"}
+		}
+	})
+	var got struct {
+		Cluster *admin.ClusterState `json:"cluster"`
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/settings", nil, &got)
+	if c := got.Cluster; c == nil || c.Node != "n2" || !c.Ready || c.Routes != 2 || c.PartitionsOwned != 5 || c.HeldMessages != 3 || c.ConfigReadOnly != "why" {
+		t.Fatalf("settings' cluster: %+v", got.Cluster)
+	}
+	_, key := e.createUser("tenant")
+	resp := serve(t, e.tenant, req{method: "GET", path: "/webhooker/settings", key: key.Key})
+	if resp.status != http.StatusOK || strings.Contains(resp.String(), "cluster") {
+		t.Fatalf("tenant settings: %d %s", resp.status, resp)
+	}
+}

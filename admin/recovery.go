@@ -119,8 +119,24 @@ func (h *Handler) cancelDelivery(w http.ResponseWriter, r *http.Request) error {
 // settings tells the UI what it cannot know from the page: where
 // entrypoints are reached, and whether it talks to the tenant API.
 func (h *Handler) settings(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]any{"public_url": h.b.PublicURL, "tenant": h.tenant})
+	out := map[string]any{"public_url": h.b.PublicURL, "tenant": h.tenant}
+	if h.b.Cluster != nil && !h.tenant {
+		out["cluster"] = h.b.Cluster()
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// ClusterState is a node's part in the cluster, for the event-log page
+// (GET /settings). JSON names as in the OpenAPI document.
+type ClusterState struct {
+	Node            string `json:"node"`
+	Ready           bool   `json:"ready"`
+	Routes          int    `json:"routes"`
+	Partitions      int    `json:"partitions"`
+	PartitionsOwned int    `json:"partitions_owned"`
+	HeldMessages    int    `json:"held_messages"`
+	ConfigReadOnly  string `json:"config_read_only"`
 }
 
 // jobs are the bulk redelivery jobs this Backend's handlers see.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/webhooker/caddy-webhooker/admin"
 	"github.com/webhooker/caddy-webhooker/cluster"
 	"github.com/webhooker/caddy-webhooker/engine"
 	"github.com/webhooker/caddy-webhooker/storage"
@@ -177,6 +178,15 @@ func final(s storage.DeliveryStatus) bool {
 func (d *Dir) clusterDone(a engine.AttemptInfo) {
 	if d.cluster != nil && final(a.Status) {
 		d.cluster.Done(a.DeliveryID)
+	}
+}
+
+// clusterState is this node's part in the cluster, for the event-log page.
+func (d *Dir) clusterState() admin.ClusterState {
+	f := d.cluster.Figures()
+	return admin.ClusterState{
+		Node: f.Node, Ready: f.Ready && f.Connected, Routes: f.Routes, Partitions: cluster.Partitions,
+		PartitionsOwned: f.PartitionsOwned, HeldMessages: f.Held, ConfigReadOnly: ClusterConfigReadOnly,
 	}
 }
 

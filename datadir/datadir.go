@@ -477,6 +477,7 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 	}
 	if d.cluster != nil {
 		b.ConfigReadOnly = ClusterConfigReadOnly
+		b.Cluster = d.clusterState
 	}
 	return b
 }

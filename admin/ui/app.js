@@ -643,18 +643,38 @@ function renderList() {
 		form.hidden = false;
 		form.querySelector('input').focus();
 	}, 'primary', { id: 'new-webhook' });
+	const node = el('p', { id: 'cluster-node', class: 'note small', hidden: true });
 	put($('main'),
 		el('div', { class: 'page-head' }, el('h1', {}, 'Webhooks'), el('div', { class: 'actions' }, liveBox(), newBtn)),
+		node,
 		form,
 		list,
 	);
 	const load = async () => {
-		const data = await api('GET', '/webhooks?stats=true');
+		const [data, set] = await Promise.all([api('GET', '/webhooks?stats=true'), settings()]);
 		if (gen !== state.gen) return;
+		drawClusterNode(node, newBtn, set.cluster);
 		put(list, webhookTable(data.webhooks || []));
 	};
 	watch(null, load);
 	load().catch(showError);
+}
+
+// drawClusterNode says, in cluster mode, which node answers and how it
+// stands (GET /settings' cluster, read once per sign-in), and hides New
+// webhook, which the API refuses there.
+function drawClusterNode(box, newBtn, c) {
+	if (!c) return;
+	box.hidden = false;
+	newBtn.hidden = true;
+	const parts = [
+		`Cluster node ${c.node}`,
+		c.ready ? 'taking events' : 'not taking events (no quorum)',
+		c.routes >= 0 ? `routed to ${c.routes} other node${c.routes === 1 ? '' : 's'}` : 'on an external NATS',
+		`${c.partitions_owned} of ${c.partitions} partitions here`,
+		`${c.held_messages} event${c.held_messages === 1 ? '' : 's'} awaiting deliveries`,
+	];
+	put(box, parts.join(' · '), el('br'), el('span', { class: 'muted' }, 'Event lists read every node. ' + c.config_read_only));
 }
 
 function webhookTable(webhooks) {
