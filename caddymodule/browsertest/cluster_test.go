@@ -20,7 +20,7 @@ func (idlePeer) Apply(context.Context, *cluster.Message) ([]string, func(), erro
 	return nil, nil, cluster.ErrNotHere
 }
 func (idlePeer) Final(context.Context, string, []string) ([]string, error) { return nil, nil }
-func (idlePeer) Serial(*cluster.Message) bool                                { return false }
+func (idlePeer) Serial(*cluster.Message) bool                              { return false }
 
 func freeLoopback(t *testing.T) string {
 	t.Helper()
