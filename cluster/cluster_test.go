@@ -191,6 +191,27 @@ func TestThreeNodesApplyEachEventOnce(t *testing.T) {
 	if acked != n {
 		t.Fatalf("acked %d, want %d", acked, n)
 	}
+
+	// A dedup id seen within the window, on any node, is a repeat: not
+	// stored again, answered with the first event's id.
+	first := event(t, `{"dedup":1}`)
+	first.Dedup = storage.NewDedupKey("delivery-42", time.Hour)
+	if err := nodes[0].c.Publish(ctx, "wh-dedup", first, []string{"t1"}); err != nil || first.Dedup.Repeat {
+		t.Fatalf("first publish: %v (repeat %v)", err, first.Dedup.Repeat)
+	}
+	again := event(t, `{"dedup":2}`)
+	again.Dedup = storage.NewDedupKey("delivery-42", time.Hour)
+	if err := nodes[2].c.Publish(ctx, "wh-dedup", again, []string{"t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if !again.Dedup.Repeat || again.ID != first.ID {
+		t.Fatalf("repeat on another node: repeat %v, id %s, want the first's %s", again.Dedup.Repeat, again.ID, first.ID)
+	}
+	other := event(t, `{"dedup":3}`)
+	other.Dedup = storage.NewDedupKey("delivery-42", time.Hour)
+	if err := nodes[1].c.Publish(ctx, "wh-other", other, []string{"t1"}); err != nil || other.Dedup.Repeat {
+		t.Fatalf("the same dedup id on another webhook is its own: %v (repeat %v)", err, other.Dedup.Repeat)
+	}
 }
 
 // TestMessageRoundTrip: what encode writes, decode reads back, and a

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
@@ -285,6 +286,12 @@ func (o *owner) Done(id string) {
 
 func (o *owner) ack(msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			// Stopping: the attempts finishing in the grace period are
+			// recorded here, and handed out again from the stream.
+			o.log.Debug("a finished event not acknowledged: the node is stopping", zap.Error(err))
+			return
+		}
 		o.log.Warn("acknowledging a finished event to the stream: it will be handed out again", zap.Error(err))
 		return
 	}
