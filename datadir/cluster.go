@@ -97,21 +97,21 @@ func (a clusterApplier) Apply(ctx context.Context, m *cluster.Message) ([]string
 	var open []storage.Delivery
 	stored := false
 	err := d.events.With(ctx, m.WebhookID, func(db *storage.WebhookDB) error {
-		// Handed out before: this node may have stored it (then lost its
-		// pin, or its word to the stream), and its engine has its
-		// deliveries since, or since its start-up scan.
-		if m.Redelivered && eventStored(ctx, db, m.Event.ID) {
-			stored = true
-			deliveries, err := db.Deliveries(ctx, m.Event.ID)
-			for _, dl := range deliveries {
-				if !final(dl.Status) {
-					open = append(open, dl)
-				}
-			}
+		// Stored here before: this node applied it, then lost its pin or
+		// its word to the stream, or every node stopped and the stream
+		// hands out again what was not acknowledged. Its engine has its
+		// open deliveries (since, or from its start-up scan).
+		var err error
+		if open, stored, err = db.IngestOnce(m.Event, targets); err != nil || !stored {
 			return err
 		}
-		var err error
-		open, err = db.Ingest(m.Event, targets)
+		open = nil
+		deliveries, err := db.Deliveries(ctx, m.Event.ID)
+		for _, dl := range deliveries {
+			if !final(dl.Status) {
+				open = append(open, dl)
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -131,12 +131,6 @@ func (a clusterApplier) Apply(ctx context.Context, m *cluster.Message) ([]string
 		d.retention.ingested(wh, m.Event.ReceivedAt)
 		d.changes.Publish(m.WebhookID)
 	}, nil
-}
-
-// eventStored says whether the event with id is in db.
-func eventStored(ctx context.Context, db *storage.WebhookDB, id string) bool {
-	_, _, err := db.EventMeta(ctx, id)
-	return err == nil
 }
 
 func (a clusterApplier) Final(ctx context.Context, webhookID string, ids []string) ([]string, error) {

@@ -187,6 +187,39 @@ func (db *WebhookDB) Ingest(ev *Event, targets []Target) ([]Delivery, error) {
 	return rec.pending, nil
 }
 
+// IngestOnce is Ingest for an event that may be stored already, by its id
+// (cluster mode: a message handed out again once the consumers' state was
+// lost with every node): then nothing is written, stored is true and
+// pending is nil.
+func (db *WebhookDB) IngestOnce(ev *Event, targets []Target) (pending []Delivery, stored bool, err error) {
+	rec, err := newEventRecord(ev, targets)
+	if err != nil {
+		return nil, false, err
+	}
+	err = db.commits.submit(&commitRequest{size: len(ev.Body), write: func(w *writeTx) error {
+		stored = false // a batch retried after a failed commit runs this again
+		res, err := w.exec(sqlApplyEvent, eventArgs(ev, rec.headers)...)
+		if err != nil {
+			return fmt.Errorf("insert event: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			stored = err == nil
+			return err
+		}
+		if err := w.insertPending(ev, rec.pending); err != nil {
+			return err
+		}
+		return w.insertKept(ev, rec.kept)
+	}})
+	if err != nil {
+		return nil, false, fmt.Errorf("store event in %s: %w", db.webhookID, err)
+	}
+	if stored {
+		return nil, true, nil
+	}
+	return rec.pending, false, nil
+}
+
 // eventRecord is what storing an event writes besides the event itself:
 // its headers encoded, and its deliveries, pending for the engine or kept
 // (to a database target: delivered at ingest).

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,23 +37,7 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildCaddy(t)
 
-	var (
-		mu       sync.Mutex
-		received = make(map[int]int) // sequence number -> deliveries seen
-	)
-	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body struct{ N int }
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		received[body.N]++
-		mu.Unlock()
-		// A slow target, so that deliveries are still owed when the kill comes.
-		time.Sleep(5 * time.Millisecond)
-	}))
-	defer target.Close()
+	target := newSeqTarget(t, 5*time.Millisecond)
 
 	g := newBinaryGateway(t, bin, dir, fmt.Sprintf(`		# Fewer workers than ingest needs: deliveries are owed at the kill.
 		workers 2
@@ -66,7 +49,7 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 			}
 			target archive database
 		}
-`, target.URL))
+`, target.url))
 	dataDir, entrypoint := g.dataDir, g.hooks+"crash-key"
 
 	start := func() *exec.Cmd {
@@ -90,18 +73,7 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 		stop   = make(chan struct{})
 		wg     sync.WaitGroup
 	)
-	missing := func() []int {
-		mu.Lock()
-		defer mu.Unlock()
-		var out []int
-		acked.Range(func(k, _ any) bool {
-			if received[k.(int)] == 0 {
-				out = append(out, k.(int))
-			}
-			return true
-		})
-		return out
-	}
+	missing := func() []int { return target.missing(&acked) }
 	client := &http.Client{Timeout: 5 * time.Second}
 	for range 8 {
 		wg.Add(1)
@@ -175,9 +147,7 @@ func TestSIGKILLLosesNoAcknowledgedEvent(t *testing.T) {
 		stored += n
 		return true
 	})
-	mu.Lock()
-	delivered := len(received)
-	mu.Unlock()
+	delivered := target.distinct()
 	t.Logf("acknowledged before SIGKILL: %d, of which not yet delivered at the kill: %d; after the restart: %d stored, all %d delivered (%d distinct events reached the target, counting unacknowledged ones)",
 		ackedBeforeKill, owedAtKill, stored, ackedBeforeKill, delivered)
 	if owedAtKill == 0 {

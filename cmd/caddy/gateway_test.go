@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // binaryGateway is the built caddy binary set up to run on a Caddyfile of
@@ -47,4 +53,66 @@ func (g *binaryGateway) start(t *testing.T) (cmd *exec.Cmd, logs *bytes.Buffer) 
 		t.Fatal(err)
 	}
 	return cmd, logs
+}
+
+// seqTarget is a receiver that counts the deliveries of each body
+// {"n": N}, answering 200 after delay: a slow target, so that deliveries
+// are still owed when a kill comes.
+type seqTarget struct {
+	url string
+	// refuse, while set, answers 503 and counts nothing: a target down.
+	refuse   atomic.Bool
+	mu       sync.Mutex
+	received map[int]int // sequence number -> deliveries seen
+}
+
+func newSeqTarget(t *testing.T, delay time.Duration) *seqTarget {
+	t.Helper()
+	s := &seqTarget{received: map[int]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.refuse.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		var body struct{ N int }
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.received[body.N]++
+		s.mu.Unlock()
+		time.Sleep(delay)
+	}))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
+	return s
+}
+
+// count is how many times n was delivered.
+func (s *seqTarget) count(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.received[n]
+}
+
+// distinct is how many sequence numbers were delivered at least once.
+func (s *seqTarget) distinct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.received)
+}
+
+// missing lists the sequence numbers (the keys of acked) never delivered.
+func (s *seqTarget) missing(acked *sync.Map) []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	acked.Range(func(k, _ any) bool {
+		if s.received[k.(int)] == 0 {
+			out = append(out, k.(int))
+		}
+		return true
+	})
+	return out
 }
