@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -345,4 +346,52 @@ func TestNodeThatJoinsLateTakesItsShare(t *testing.T) {
 		}
 	}
 	t.Logf("released by the first two: %d, %d; the late node applied %d", nodes[0].c.Figures().Released, nodes[1].c.Figures().Released, applied(2))
+}
+
+// TestFullIntakeRefusesWithErrIntakeFull: past the stream's MaxBytes an
+// ingest is refused with ErrIntakeFull (503), nothing stored; what was
+// acknowledged before stays.
+func TestFullIntakeRefusesWithErrIntakeFull(t *testing.T) {
+	aRoute, bRoute := freeAddr(t), freeAddr(t)
+	set := func() Settings { return Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, MaxBytes: 64 << 10} }
+	a, err := Start(Options{Node: "a", ClusterListen: aRoute, Routes: []string{bRoute}, Replicas: 1}, set(), newFakeApplier())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Start(Options{Node: "b", ClusterListen: bRoute, Routes: []string{aRoute}, Replicas: 1}, set(), newFakeApplier())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	select {
+	case <-a.Ready():
+	case <-time.After(60 * time.Second):
+		t.Fatal("stream not ready in 60s")
+	}
+	// Nobody consumes: the stream only fills.
+	ctx := context.Background()
+	var acked int
+	for i := range 200 {
+		err := a.Publish(ctx, "wh", event(t, strings.Repeat("x", 1024)), []string{"t"})
+		if errors.Is(err, ErrIntakeFull) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		acked++
+	}
+	if acked == 0 || acked >= 200 {
+		t.Fatalf("%d of 200 1 KiB events acknowledged into a 64 KiB stream", acked)
+	}
+	st := a.stream.Load()
+	info, err := (*st).Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int(info.State.Msgs) != acked || info.State.Bytes > 64<<10 {
+		t.Fatalf("stream holds %d messages, %d bytes; want the %d acknowledged, at most 64 KiB", info.State.Msgs, info.State.Bytes, acked)
+	}
+	t.Logf("%d events acknowledged, then ErrIntakeFull", acked)
 }
