@@ -38,7 +38,12 @@ type readRequest struct {
 type readAnswer struct {
 	Status int             `json:"status"`
 	Body   json.RawMessage `json:"body"`
+	Node   string          `json:"-"` // who answered (Gather's reply header)
 }
+
+// webhookList is the path of the webhook list, whose figures (?stats=true)
+// add up every node's.
+const webhookList = admin.Prefix + "/webhooks"
 
 // eventLogRead says whether path is a read the nodes answer together: a
 // webhook's events, or one event. The path was cleaned by the mux before.
@@ -94,7 +99,7 @@ func (d *Dir) answerRead(data []byte) []byte {
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not a read request")})
 	}
 	method := http.MethodGet
-	if _, ok := eventLogRead(rq.Path); rq.Method != "" || !ok {
+	if _, ok := eventLogRead(rq.Path); rq.Method != "" || !ok && rq.Path != webhookList {
 		if rq.Method != http.MethodPost || !eventOp(rq.Path) {
 			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read or operation: " + rq.Method + " " + rq.Path)})
 		}
@@ -140,6 +145,10 @@ type clusterReads struct {
 func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && eventOp(r.URL.Path) {
 		c.op(w, r)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == webhookList && r.URL.Query().Get("stats") == "true" {
+		c.webhookFigures(w, r)
 		return
 	}
 	list, ok := eventLogRead(r.URL.Path)
@@ -201,6 +210,87 @@ func (c clusterReads) op(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, status, out)
 }
 
+// webhookFigures serves the webhook list with each webhook's figures added
+// up over every node's event DBs: the list is this node's (every node has
+// the same webhooks), the counts every node's. An event applied on two
+// nodes after a takeover counts twice.
+func (c clusterReads) webhookFigures(w http.ResponseWriter, r *http.Request) {
+	answers, err := c.gather(r.Context(), readRequest{Path: webhookList, Query: r.URL.RawQuery})
+	if err != nil {
+		writeRaw(w, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: "+err.Error()))
+		return
+	}
+	status, body := mergeFigures(answers, c.d.cluster.Node())
+	writeRaw(w, status, body)
+}
+
+// mergeFigures adds up the webhooks' stats of every node's list into the
+// list of node self (of the first 200 when self did not answer).
+func mergeFigures(answers []readAnswer, self string) (int, []byte) {
+	type list struct {
+		Webhooks []map[string]json.RawMessage `json:"webhooks"`
+	}
+	type stats struct {
+		Events      int            `json:"events"`
+		LastEventAt *time.Time     `json:"last_event_at,omitempty"`
+		Deliveries  map[string]int `json:"deliveries"`
+	}
+	var base *list
+	sums := map[string]*stats{}
+	errs := map[string][]string{}
+	for _, a := range answers {
+		if a.Status != http.StatusOK {
+			continue
+		}
+		var l list
+		if err := json.Unmarshal(a.Body, &l); err != nil {
+			continue
+		}
+		if base == nil || a.Node == self {
+			base = &l
+		}
+		for _, wh := range l.Webhooks {
+			var id string
+			_ = json.Unmarshal(wh["id"], &id)
+			var st stats
+			if raw, ok := wh["stats"]; !ok || json.Unmarshal(raw, &st) != nil {
+				var e string
+				_ = json.Unmarshal(wh["stats_error"], &e)
+				errs[id] = append(errs[id], a.Node+": "+e)
+				continue
+			}
+			sum := sums[id]
+			if sum == nil {
+				sum = &stats{Deliveries: map[string]int{}}
+				sums[id] = sum
+			}
+			sum.Events += st.Events
+			if st.LastEventAt != nil && (sum.LastEventAt == nil || st.LastEventAt.After(*sum.LastEventAt)) {
+				sum.LastEventAt = st.LastEventAt
+			}
+			for k, n := range st.Deliveries {
+				sum.Deliveries[k] += n
+			}
+		}
+	}
+	if base == nil {
+		return firstFound(answers)
+	}
+	for _, wh := range base.Webhooks {
+		var id string
+		_ = json.Unmarshal(wh["id"], &id)
+		delete(wh, "stats")
+		delete(wh, "stats_error")
+		if sum := sums[id]; sum != nil {
+			wh["stats"] = mustJSON(sum)
+		}
+		if e := errs[id]; len(e) > 0 {
+			wh["stats_error"] = mustJSON(strings.Join(e, "; "))
+		}
+	}
+	return http.StatusOK, mustJSON(base)
+}
+
 // gather asks every node, this one included, and decodes their answers.
 // Those that do not decode are logged and left out.
 func (c clusterReads) gather(ctx context.Context, rq readRequest) ([]readAnswer, error) {
@@ -210,7 +300,7 @@ func (c clusterReads) gather(ctx context.Context, rq readRequest) ([]readAnswer,
 	}
 	out := make([]readAnswer, 0, len(replies))
 	for _, rp := range replies {
-		var a readAnswer
+		a := readAnswer{Node: rp.Node}
 		if err := json.Unmarshal(rp.Data, &a); err != nil || a.Status == 0 {
 			c.d.opts.Logger.Warn("a node's answer to an event-log read does not decode: left out",
 				zap.String("node", rp.Node), zap.Int("bytes", len(rp.Data)))

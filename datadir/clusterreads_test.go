@@ -126,3 +126,41 @@ func TestEventOp(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeFigures: the webhook list's figures add up over the nodes, the
+// newest last event wins, a node's error is kept beside the others' sum,
+// and the list itself is this node's.
+func TestMergeFigures(t *testing.T) {
+	list := func(node, body string) readAnswer {
+		return readAnswer{Status: http.StatusOK, Node: node, Body: json.RawMessage(body)}
+	}
+	a := list("n1", `{"webhooks":[
+		{"id":"w1","name":"one","stats":{"events":2,"last_event_at":"2026-01-01T00:00:02Z","deliveries":{"pending":1,"delivered":1}}},
+		{"id":"w2","name":"two","stats":{"events":0,"deliveries":{"pending":0}}}]}`)
+	b := list("n2", `{"webhooks":[
+		{"id":"w1","name":"one (n2's copy)","stats":{"events":3,"last_event_at":"2026-01-01T00:00:05Z","deliveries":{"pending":0,"delivered":3}}},
+		{"id":"w2","name":"two","stats_error":"disk on fire"}]}`)
+	status, body := mergeFigures([]readAnswer{b, a, {Status: http.StatusServiceUnavailable, Node: "n3"}}, "n1")
+	var got struct {
+		Webhooks []struct {
+			ID, Name   string
+			StatsError string `json:"stats_error"`
+			Stats      *struct {
+				Events      int            `json:"events"`
+				LastEventAt time.Time      `json:"last_event_at"`
+				Deliveries  map[string]int `json:"deliveries"`
+			} `json:"stats"`
+		} `json:"webhooks"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil || status != http.StatusOK || len(got.Webhooks) != 2 {
+		t.Fatalf("%d %s (%v)", status, body, err)
+	}
+	w1, w2 := got.Webhooks[0], got.Webhooks[1]
+	if w1.Name != "one" || w1.Stats == nil || w1.Stats.Events != 5 || w1.Stats.Deliveries["delivered"] != 4 ||
+		w1.Stats.Deliveries["pending"] != 1 || w1.Stats.LastEventAt.Second() != 5 {
+		t.Errorf("w1: %s", body)
+	}
+	if w2.Stats == nil || w2.Stats.Events != 0 || w2.StatsError != "n2: disk on fire" {
+		t.Errorf("w2: %s", body)
+	}
+}

@@ -103,8 +103,12 @@ func TestRecordedAttemptsShareAnFsyncOfTheWAL(t *testing.T) {
 					if one != 1 {
 						t.Errorf("one record: %d fsyncs, want 1", one)
 					}
-					if all < 1 || all > int64(len(ids)-1)/2 {
-						t.Errorf("%d records at once: %d fsyncs, want at least one and far fewer than records", len(ids)-1, all)
+					// How many records wait together is the scheduler's to say
+					// (43 of 63 once, under the race detector on a loaded
+					// machine): one fsync fewer than records shows sharing;
+					// without it each record has its own.
+					if all < 1 || all >= int64(len(ids)-1) {
+						t.Errorf("%d records at once: %d fsyncs, want at least one and fewer than records", len(ids)-1, all)
 					}
 				case SynchronousNormal:
 					if one+all != 0 {

@@ -327,6 +327,33 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	t.Logf("%s's API listed all %d acknowledged events of the %d webhooks, applied on three nodes, each once; and %d stored but not acknowledged (%d answers other than 200 from nodes up)",
 		survivors[1].name, len(want), clusterWebhooks, unanswered, refusedByLive)
 
+	// The webhook list's figures add up every node's event DBs: at least
+	// every event listed (one applied on two nodes counts twice).
+	resp, err := http.Get(survivors[1].g.admin + "/webhooker/webhooks?stats=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var figures struct {
+		Webhooks []struct {
+			Stats struct {
+				Events int `json:"events"`
+			} `json:"stats"`
+		} `json:"webhooks"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&figures)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := 0
+	for _, w := range figures.Webhooks {
+		counted += w.Stats.Events
+	}
+	if counted < len(listed) {
+		t.Errorf("the webhook list counts %d events over the nodes, fewer than the %d listed", counted, len(listed))
+	}
+	t.Logf("the webhook list through %s counts %d events over the nodes (%d distinct listed)", survivors[1].name, counted, len(listed))
+
 	// A redelivery asked of any node is made by the node that holds the
 	// event: 202, and the target gets the event once more.
 	var picked []int
