@@ -80,3 +80,21 @@ func TestSettingsTellTheClusterNode(t *testing.T) {
 		t.Fatalf("tenant settings: %d %s", resp.status, resp)
 	}
 }
+
+// TestEventsBeforeAtIsChecked: before_at, the cursor's time for pages
+// merged from several nodes, is an RFC 3339 time in range, else 400.
+func TestEventsBeforeAtIsChecked(t *testing.T) {
+	e := newEnv(t)
+	wh := e.createWebhook("w")
+	for _, bad := range []string{"yesterday", "3000-01-01T00:00:00Z", "2026-13-01T00:00:00Z"} {
+		resp := e.call("GET", "/webhooker/webhooks/"+wh.ID+"/events?before=01a2359e-e8b7-7ed6-8c47-03a2c0832d56&before_at="+bad, nil)
+		if resp.status != http.StatusBadRequest || !strings.Contains(resp.String(), "before_at") {
+			t.Errorf("before_at=%s: %d %s, want 400 naming before_at", bad, resp.status, resp)
+		}
+	}
+	// A cursor of another node's event, with its time: an empty page here.
+	resp := e.call("GET", "/webhooker/webhooks/"+wh.ID+"/events?before=01a2359e-e8b7-7ed6-8c47-03a2c0832d56&before_at=2026-01-01T00:00:00Z", nil)
+	if resp.status != http.StatusOK {
+		t.Fatalf("a foreign cursor with its time: %d %s", resp.status, resp)
+	}
+}

@@ -164,3 +164,24 @@ func TestMergeFigures(t *testing.T) {
 		t.Errorf("w2: %s", body)
 	}
 }
+
+// TestAnswerReadRefusesWhatIsNotARead: a request from the cluster's NATS
+// that does not decode, names another path, or another method, is refused
+// with 400 before anything is served.
+func TestAnswerReadRefusesWhatIsNotARead(t *testing.T) {
+	d := &Dir{} // nothing of it is reached
+	for _, in := range []string{
+		`junk`,
+		`{"path":"/webhooker/users"}`,
+		`{"path":"/webhooker/backup","method":"POST"}`,
+		`{"path":"/webhooker/webhooks/w","method":"DELETE"}`,
+		`{"path":"/webhooker/webhooks/w/events","method":"POST"}`,
+		`{"path":"/webhooker/webhooks/w/deliveries/d/cancel","method":"GET"}`,
+		`{"path":"/webhooker/webhooks/../users/events"}`,
+	} {
+		var a readAnswer
+		if err := json.Unmarshal(d.answerRead([]byte(in)), &a); err != nil || a.Status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s (%v), want 400", in, a.Status, a.Body, err)
+		}
+	}
+}
