@@ -14,8 +14,10 @@ import (
 const readSubject = "webhooker.read"
 
 // gatherWait bounds how long Gather waits for the nodes' answers; with the
-// embedded server it returns as soon as every routed node has answered.
-const gatherWait = 2 * time.Second
+// embedded server it returns as soon as every routed node has answered, so
+// only a node lost and not yet unrouted costs it. It is long enough for an
+// answer that writes (a redelivery) on a loaded node.
+const gatherWait = 10 * time.Second
 
 // readConcurrency bounds the reads a node answers at once.
 const readConcurrency = 8
@@ -57,10 +59,11 @@ func (c *Cluster) ServeReads(answer func(request []byte) []byte) error {
 
 // Gather asks every node up to answer request from its own files and
 // returns their answers, this node's included. It waits for as many
-// answers as the embedded server has nodes routed (plus itself), or until
-// gatherWait, whichever comes first: a node lost meanwhile costs the wait,
-// not the answer of the others.
-func (c *Cluster) Gather(ctx context.Context, request []byte) ([]Reply, error) {
+// answers as the embedded server has nodes routed (plus itself), for one
+// that enough (if set) says is enough, or until gatherWait, whichever
+// comes first: a node lost meanwhile costs the wait, not the answer of the
+// others.
+func (c *Cluster) Gather(ctx context.Context, request []byte, enough func(Reply) bool) ([]Reply, error) {
 	inbox := c.nc.NewRespInbox()
 	ch := make(chan *nats.Msg, 16)
 	sub, err := c.nc.ChanSubscribe(inbox, ch)
@@ -81,7 +84,11 @@ func (c *Cluster) Gather(ctx context.Context, request []byte) ([]Reply, error) {
 	for want < 0 || len(out) < want {
 		select {
 		case m := <-ch:
-			out = append(out, Reply{Node: m.Header.Get("Webhooker-Node"), Data: m.Data})
+			r := Reply{Node: m.Header.Get("Webhooker-Node"), Data: m.Data}
+			out = append(out, r)
+			if enough != nil && enough(r) {
+				return out, nil
+			}
 		case <-timer.C:
 			return out, nil
 		case <-ctx.Done():

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/cluster"
 )
 
 // In cluster mode each node's event DBs hold the events it applied: those
@@ -132,8 +133,9 @@ func (d *Dir) answerRead(data []byte) []byte {
 	return out
 }
 
-// gatherTimeout bounds one node's answer to a read.
-const gatherTimeout = 5 * time.Second
+// gatherTimeout bounds one node's answer to a read (within the asking
+// node's wait, cluster's gatherWait).
+const gatherTimeout = 8 * time.Second
 
 // clusterReads serves a face of the admin API in cluster mode: event-log
 // reads are answered by every node together, the rest by this node.
@@ -167,7 +169,12 @@ func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		query.Set("before_at", at.Format(time.RFC3339Nano))
 	}
-	answers, err := c.gather(r.Context(), readRequest{Path: r.URL.Path, Query: query.Encode()})
+	// One event: the first node that has it answers for it.
+	var enough func(cluster.Reply) bool
+	if !list {
+		enough = succeeded
+	}
+	answers, err := c.gather(r.Context(), readRequest{Path: r.URL.Path, Query: query.Encode()}, enough)
 	if err != nil {
 		writeRaw(w, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: "+err.Error()))
 		return
@@ -195,7 +202,8 @@ func (c clusterReads) op(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body over %d bytes", maxOpBody)))
 		return
 	}
-	answers, err := c.gather(r.Context(), readRequest{Method: http.MethodPost, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body})
+	// The node that holds it answers 2xx: no need to wait for the others.
+	answers, err := c.gather(r.Context(), readRequest{Method: http.MethodPost, Path: r.URL.Path, Query: r.URL.RawQuery, Body: body}, succeeded)
 	if err != nil {
 		writeRaw(w, http.StatusServiceUnavailable, errorBody("asking the cluster's nodes: "+err.Error()))
 		return
@@ -215,7 +223,7 @@ func (c clusterReads) op(w http.ResponseWriter, r *http.Request) {
 // the same webhooks), the counts every node's. An event applied on two
 // nodes after a takeover counts twice.
 func (c clusterReads) webhookFigures(w http.ResponseWriter, r *http.Request) {
-	answers, err := c.gather(r.Context(), readRequest{Path: webhookList, Query: r.URL.RawQuery})
+	answers, err := c.gather(r.Context(), readRequest{Path: webhookList, Query: r.URL.RawQuery}, nil)
 	if err != nil {
 		writeRaw(w, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: "+err.Error()))
 		return
@@ -293,8 +301,9 @@ func mergeFigures(answers []readAnswer, self string) (int, []byte) {
 
 // gather asks every node, this one included, and decodes their answers.
 // Those that do not decode are logged and left out.
-func (c clusterReads) gather(ctx context.Context, rq readRequest) ([]readAnswer, error) {
-	replies, err := c.d.cluster.Gather(ctx, mustJSON(rq))
+// enough, if set, ends the wait at the first answer it accepts.
+func (c clusterReads) gather(ctx context.Context, rq readRequest, enough func(cluster.Reply) bool) ([]readAnswer, error) {
+	replies, err := c.d.cluster.Gather(ctx, mustJSON(rq), enough)
 	if err != nil && len(replies) == 0 {
 		return nil, err
 	}
@@ -314,11 +323,17 @@ func (c clusterReads) gather(ctx context.Context, rq readRequest) ([]readAnswer,
 	return out, nil
 }
 
+// succeeded says whether a node's answer is a 2xx.
+func succeeded(r cluster.Reply) bool {
+	var a readAnswer
+	return json.Unmarshal(r.Data, &a) == nil && a.Status >= 200 && a.Status < 300
+}
+
 // receivedAt finds the time of receipt of event id of the read's webhook
 // on whichever node holds it.
 func (c clusterReads) receivedAt(r *http.Request, id string) (time.Time, int, []byte) {
 	path := strings.TrimSuffix(r.URL.Path, "/") + "/" + url.PathEscape(id)
-	answers, err := c.gather(r.Context(), readRequest{Path: path})
+	answers, err := c.gather(r.Context(), readRequest{Path: path}, succeeded)
 	if err != nil {
 		return time.Time{}, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: " + err.Error())
 	}
