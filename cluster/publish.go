@@ -26,7 +26,9 @@ var ErrIntakeFull = errors.New("cluster intake full: the stream holds as many un
 // shorter window does not apply in cluster mode (README).
 const dedupWindow = storage.DefaultDedupWindow
 
-// Header names of an intake message.
+// Header names of an intake message. The owner reads the message's meta,
+// not these: Webhooker-Webhook is for whoever inspects the stream (`nats
+// stream view`), Webhooker-Event also finds the first event of a repeat.
 const (
 	headerWebhook = "Webhooker-Webhook"
 	headerEvent   = "Webhooker-Event"

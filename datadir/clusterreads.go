@@ -49,23 +49,31 @@ const webhookList = admin.Prefix + "/webhooks"
 // eventLogRead says whether path is a read the nodes answer together: a
 // webhook's events, or one event. The path was cleaned by the mux before.
 func eventLogRead(path string) (list bool, ok bool) {
-	rest, found := strings.CutPrefix(path, admin.Prefix+"/webhooks/")
-	if !found {
-		return false, false
-	}
-	parts := strings.Split(rest, "/")
-	for _, p := range parts {
-		if p == "." || p == ".." {
-			return false, false // the mux cleans it: served locally
-		}
-	}
+	parts, ok := webhookPath(path)
 	switch {
-	case len(parts) == 2 && parts[0] != "" && parts[1] == "events":
+	case ok && len(parts) == 2 && parts[1] == "events":
 		return true, true
-	case len(parts) == 3 && parts[0] != "" && parts[1] == "events" && parts[2] != "":
+	case ok && len(parts) == 3 && parts[1] == "events":
 		return false, true
 	}
 	return false, false
+}
+
+// webhookPath splits a path under the API's /webhooks/ into its segments;
+// ok is false elsewhere, and for an empty, "." or ".." segment (the mux
+// cleans or refuses those: such a path is served locally).
+func webhookPath(path string) (parts []string, ok bool) {
+	rest, found := strings.CutPrefix(path, admin.Prefix+"/webhooks/")
+	if !found {
+		return nil, false
+	}
+	parts = strings.Split(rest, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." {
+			return nil, false
+		}
+	}
+	return parts, true
 }
 
 // eventOp says whether path is an operation on one event or delivery that
@@ -73,17 +81,8 @@ func eventLogRead(path string) (list bool, ok bool) {
 // delivery. Every node is asked; those without it answer 404 and do
 // nothing.
 func eventOp(path string) bool {
-	rest, found := strings.CutPrefix(path, admin.Prefix+"/webhooks/")
-	if !found {
-		return false
-	}
-	parts := strings.Split(rest, "/")
-	for _, p := range parts {
-		if p == "" || p == "." || p == ".." {
-			return false
-		}
-	}
-	return len(parts) == 4 && (parts[1] == "events" && parts[3] == "redeliver" ||
+	parts, ok := webhookPath(path)
+	return ok && len(parts) == 4 && (parts[1] == "events" && parts[3] == "redeliver" ||
 		parts[1] == "deliveries" && (parts[3] == "retry" || parts[3] == "cancel"))
 }
 
@@ -99,12 +98,15 @@ func (d *Dir) answerRead(data []byte) []byte {
 	if err := json.Unmarshal(data, &rq); err != nil {
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not a read request")})
 	}
-	method := http.MethodGet
-	if _, ok := eventLogRead(rq.Path); rq.Method != "" || !ok && rq.Path != webhookList {
-		if rq.Method != http.MethodPost || !eventOp(rq.Path) {
-			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read or operation: " + rq.Method + " " + rq.Path)})
-		}
+	var method string
+	_, read := eventLogRead(rq.Path)
+	switch {
+	case rq.Method == "" && (read || rq.Path == webhookList):
+		method = http.MethodGet
+	case rq.Method == http.MethodPost && eventOp(rq.Path):
 		method = http.MethodPost
+	default:
+		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read or operation: " + rq.Method + " " + rq.Path)})
 	}
 	h := d.api(func(a *apiHandlers) http.Handler { return a.admin })
 	if h == nil {
@@ -381,10 +383,12 @@ func mergePages(answers []readAnswer, limit int) (int, []byte) {
 		Events []json.RawMessage `json:"events"`
 	}
 	var (
-		rows  []row
-		raw   = map[string]json.RawMessage{}
-		found bool
-		full  bool
+		rows []row
+		raw  = map[string]json.RawMessage{}
+		// deliveries counts those of the copy kept in raw.
+		deliveries = map[string]int{}
+		found      bool
+		full       bool
 	)
 	for _, a := range answers {
 		if a.Status != http.StatusOK {
@@ -401,16 +405,14 @@ func mergePages(answers []readAnswer, limit int) (int, []byte) {
 			if err := json.Unmarshal(e, &rw); err != nil {
 				continue
 			}
-			if prev, seen := raw[rw.ID]; seen {
-				var pr row
-				_ = json.Unmarshal(prev, &pr)
-				if len(pr.Deliveries) >= len(rw.Deliveries) {
+			if n, seen := deliveries[rw.ID]; seen {
+				if n >= len(rw.Deliveries) {
 					continue
 				}
 			} else {
 				rows = append(rows, rw)
 			}
-			raw[rw.ID] = e
+			raw[rw.ID], deliveries[rw.ID] = e, len(rw.Deliveries)
 		}
 	}
 	if !found {
