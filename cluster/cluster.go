@@ -196,6 +196,8 @@ type Cluster struct {
 	// ready is closed once the stream and its consumers exist.
 	ready  chan struct{}
 	stream atomic.Pointer[jetstream.Stream]
+	// dedup keeps the first event id of each dedup id for its window.
+	dedup atomic.Pointer[jetstream.KeyValue]
 	// consume is closed by Consume: this node may take partitions.
 	consume     chan struct{}
 	consumeOnce sync.Once
@@ -216,6 +218,7 @@ const (
 	subjectPrefix = "webhooker.intake"
 	clusterName   = "webhooker"
 	routeUser     = "webhooker"
+	dedupBucket   = "webhooker_dedup"
 )
 
 // Start starts the embedded server (unless URL is set), connects to it,
@@ -402,6 +405,17 @@ func (c *Cluster) ensureStream() error {
 			return fmt.Errorf("consumer of partition %d: %w", p, err)
 		}
 	}
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      dedupBucket,
+		Description: "caddy-webhooker: the first event id of each dedup id, for its window",
+		TTL:         dedupWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.opts.replicas(),
+	})
+	if err != nil {
+		return fmt.Errorf("dedup bucket: %w", err)
+	}
+	c.dedup.Store(&kv)
 	c.stream.Store(&st)
 	return nil
 }

@@ -200,6 +200,22 @@ func TestThreeNodesApplyEachEventOnce(t *testing.T) {
 	if err := nodes[0].c.Publish(ctx, "wh-dedup", first, []string{"t1"}); err != nil || first.Dedup.Repeat {
 		t.Fatalf("first publish: %v (repeat %v)", err, first.Dedup.Repeat)
 	}
+	// The first is applied and finished, so the work-queue stream no
+	// longer holds it: its id must come from elsewhere.
+	for {
+		info, err := (*st).Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 && info.State.LastSeq > uint64(n) {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("the first dedup event not finished: %d messages left", info.State.Msgs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	again := event(t, `{"dedup":2}`)
 	again.Dedup = storage.NewDedupKey("delivery-42", time.Hour)
 	if err := nodes[2].c.Publish(ctx, "wh-dedup", again, []string{"t1"}); err != nil {

@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -82,13 +86,21 @@ func (c *Cluster) Publish(ctx context.Context, webhookID string, ev *storage.Eve
 	}
 	if ack.Duplicate {
 		ev.Dedup.Repeat = true
-		if first, err := c.firstOf(ctx, ack.Sequence); err == nil {
-			ev.ID = first
-		}
+		ev.ID = c.firstOf(ctx, webhookID, ev.Dedup.Key, ack.Sequence)
 		c.duplicates.Add(1)
 		return nil
 	}
 	c.published.Add(1)
+	if ev.Dedup.Key != "" {
+		// The stream keeps the message only until it is finished: the
+		// first event's id of a dedup id is kept apart, for the repeats.
+		if kv := c.dedup.Load(); kv != nil {
+			if _, err := (*kv).Put(ctx, dedupKey(webhookID, ev.Dedup.Key), []byte(ev.ID)); err != nil {
+				c.log.Warn("keeping the event id of a dedup id: a repeat may be answered without it",
+					zap.String("webhook_id", webhookID), zap.String("event_id", ev.ID), zap.Error(err))
+			}
+		}
+	}
 	return nil
 }
 
@@ -99,16 +111,38 @@ const publishTimeout = 5 * time.Second
 // which a stream at its MaxBytes with DiscardNew answers.
 const errCodeStoreFailed jetstream.ErrorCode = 10077
 
-// firstOf is the event id of the message at seq, the first stored with a
-// dedup id that came again.
-func (c *Cluster) firstOf(ctx context.Context, seq uint64) (string, error) {
-	st := c.stream.Load()
-	if st == nil {
-		return "", ErrNotReady
+// dedupKey is the key of a webhook's dedup id in the dedup bucket (its
+// keys take few characters: the id is hashed).
+func dedupKey(webhookID, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return webhookID + "." + hex.EncodeToString(sum[:16])
+}
+
+// firstOf is the id of the event first stored with webhookID's dedup id
+// key, which the stream took as the message at seq: from the dedup bucket
+// (its Put may follow the repeat by a moment: asked again a few times), or
+// the message while the stream still holds it. "" when neither has it (the
+// node that stored it was lost before keeping its id): the repeat is
+// answered without an id, and logged.
+func (c *Cluster) firstOf(ctx context.Context, webhookID, key string, seq uint64) string {
+	if kv := c.dedup.Load(); kv != nil {
+		for try := range 5 {
+			if e, err := (*kv).Get(ctx, dedupKey(webhookID, key)); err == nil {
+				return string(e.Value())
+			}
+			if st := c.stream.Load(); st != nil {
+				if m, err := (*st).GetMsg(ctx, seq); err == nil {
+					return m.Header.Get(headerEvent)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return ""
+			case <-time.After(time.Duration(try+1) * 20 * time.Millisecond):
+			}
+		}
 	}
-	m, err := (*st).GetMsg(ctx, seq)
-	if err != nil {
-		return "", err
-	}
-	return m.Header.Get(headerEvent), nil
+	c.log.Warn("a repeated dedup id whose first event id is not known here: answered without it",
+		zap.String("webhook_id", webhookID))
+	return ""
 }
