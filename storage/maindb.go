@@ -44,6 +44,9 @@ type MainDB struct {
 	// filters are the compiled target filters of the last snapshot, which
 	// the next one reuses (LoadSnapshot).
 	filters *compiledFilters
+	// repl is the cluster's configuration log this DB's writes go
+	// through; nil outside cluster mode (see Replicate).
+	repl *replication
 }
 
 // OpenMainDB opens (creating and migrating) the main DB in dataDir.
@@ -118,6 +121,10 @@ func (db *MainDB) syncDeclared(ctx context.Context, declared []*Webhook) ([]KeyC
 			return nil, fmt.Errorf("webhook %s: %w", w.Name, err)
 		}
 		clashes = append(clashes, c...)
+	}
+	// Each node's Caddyfile declares its own: not for the cluster's log.
+	if err := forgetChanges(ctx, tx); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err

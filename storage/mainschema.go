@@ -95,4 +95,34 @@ ALTER TABLE webhooks ADD COLUMN dedup_kind TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhooks ADD COLUMN dedup_source TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhooks ADD COLUMN dedup_window INTEGER NOT NULL DEFAULT 0;
 `},
+	{name: "config_changes, config_log", sql: `
+-- Cluster mode (configlog.go): the rows a write changed, collected by these
+-- triggers and published to the cluster's configuration log in the write's
+-- transaction (every other write empties the table), and how far this node
+-- has applied that log. An API key's last use is this node's own. (No
+-- INSERT OR IGNORE in the triggers: an upsert's conflict clause overrides
+-- a trigger's.)
+CREATE TABLE config_changes (
+	tbl TEXT NOT NULL,
+	id  TEXT NOT NULL,
+	PRIMARY KEY (tbl, id)
+) WITHOUT ROWID;
+CREATE TABLE config_log (
+	one         INTEGER PRIMARY KEY CHECK (one = 1),
+	applied_seq INTEGER NOT NULL, -- the last change of the log in this DB
+	seeded      INTEGER NOT NULL  -- the API configuration made before cluster mode is published
+);
+INSERT INTO config_log VALUES (1, 0, 0);
+CREATE TRIGGER users_inserted AFTER INSERT ON users BEGIN INSERT INTO config_changes SELECT 'users', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'users' AND id = NEW.id); END;
+CREATE TRIGGER users_updated AFTER UPDATE ON users BEGIN INSERT INTO config_changes SELECT 'users', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'users' AND id = NEW.id); END;
+CREATE TRIGGER api_keys_inserted AFTER INSERT ON api_keys BEGIN INSERT INTO config_changes SELECT 'api_keys', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'api_keys' AND id = NEW.id); END;
+CREATE TRIGGER api_keys_updated AFTER UPDATE OF user_id, name, prefix, hash, created_at, revoked_at ON api_keys
+	BEGIN INSERT INTO config_changes SELECT 'api_keys', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'api_keys' AND id = NEW.id); END;
+CREATE TRIGGER webhooks_inserted AFTER INSERT ON webhooks BEGIN INSERT INTO config_changes SELECT 'webhooks', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'webhooks' AND id = NEW.id); END;
+CREATE TRIGGER webhooks_updated AFTER UPDATE ON webhooks BEGIN INSERT INTO config_changes SELECT 'webhooks', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'webhooks' AND id = NEW.id); END;
+CREATE TRIGGER entrypoints_inserted AFTER INSERT ON entrypoints BEGIN INSERT INTO config_changes SELECT 'entrypoints', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'entrypoints' AND id = NEW.id); END;
+CREATE TRIGGER entrypoints_updated AFTER UPDATE ON entrypoints BEGIN INSERT INTO config_changes SELECT 'entrypoints', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'entrypoints' AND id = NEW.id); END;
+CREATE TRIGGER targets_inserted AFTER INSERT ON targets BEGIN INSERT INTO config_changes SELECT 'targets', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'targets' AND id = NEW.id); END;
+CREATE TRIGGER targets_updated AFTER UPDATE ON targets BEGIN INSERT INTO config_changes SELECT 'targets', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'targets' AND id = NEW.id); END;
+`},
 }

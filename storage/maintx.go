@@ -9,17 +9,14 @@ import (
 // timeOf reads a time stored as Unix nanoseconds.
 func timeOf(unixNano int64) time.Time { return time.Unix(0, unixNano) }
 
-// write runs fn in one immediate transaction on the writer and commits it.
+// write runs fn in one immediate transaction on the writer and commits it;
+// in cluster mode, once the cluster's configuration log has the rows it
+// changed (configlog.go).
 func (db *MainDB) write(ctx context.Context, fn func(tx *sql.Tx, now int64) error) error {
-	tx, err := db.file.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	if db.repl != nil {
+		return db.repl.write(ctx, db, fn)
 	}
-	defer tx.Rollback()
-	if err := fn(tx, db.now().UnixNano()); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return db.writeTx(ctx, fn, nil)
 }
 
 // read runs fn in one read-only transaction on the reader pool, so that its
