@@ -72,11 +72,6 @@ type Backend struct {
 	// /settings (the admin faces only).
 	Cluster func() ClusterState
 
-	// ConfigReadOnly, when set, is why the configuration cannot be changed
-	// through the API (cluster mode: a change would reach this node
-	// only): its writes answer 409 with it.
-	ConfigReadOnly string
-
 	// Jobs holds the bulk redelivery jobs, shared by the Backends of one
 	// data directory so that a job started before a reload is still seen
 	// (and still the one running on its webhook) after it. nil: this
@@ -135,17 +130,17 @@ func (h *Handler) routeNotFound() {
 }
 
 func (h *Handler) routeWebhooks() {
-	h.config("/webhooks", methods{"GET": h.listWebhooks, "POST": h.createWebhook})
-	h.config("/webhooks/{id}", methods{"GET": h.getWebhook, "PATCH": h.updateWebhook, "DELETE": h.deleteWebhook})
-	h.config("/webhooks/{id}/entrypoints", methods{"POST": h.addEntrypoint})
-	h.config("/webhooks/{id}/entrypoints/{eid}", methods{"PATCH": h.updateEntrypoint, "DELETE": h.deleteEntrypoint})
-	h.config("/webhooks/{id}/targets", methods{"POST": h.addTarget})
-	h.config("/webhooks/{id}/targets/{tid}", methods{"PATCH": h.updateTarget, "DELETE": h.deleteTarget})
+	h.handle("/webhooks", methods{"GET": h.listWebhooks, "POST": h.createWebhook})
+	h.handle("/webhooks/{id}", methods{"GET": h.getWebhook, "PATCH": h.updateWebhook, "DELETE": h.deleteWebhook})
+	h.handle("/webhooks/{id}/entrypoints", methods{"POST": h.addEntrypoint})
+	h.handle("/webhooks/{id}/entrypoints/{eid}", methods{"PATCH": h.updateEntrypoint, "DELETE": h.deleteEntrypoint})
+	h.handle("/webhooks/{id}/targets", methods{"POST": h.addTarget})
+	h.handle("/webhooks/{id}/targets/{tid}", methods{"PATCH": h.updateTarget, "DELETE": h.deleteTarget})
 	h.handle("/webhooks/{id}/events", methods{"GET": h.listEvents})
 	h.handle("/webhooks/{id}/events/{evid}", methods{"GET": h.getEvent})
 	h.handle("/webhooks/{id}/events/{evid}/redeliver", methods{"POST": h.redeliver})
-	h.config("/webhooks/{id}/targets/{tid}/pause", methods{"POST": h.pauseTarget})
-	h.config("/webhooks/{id}/targets/{tid}/resume", methods{"POST": h.resumeTarget})
+	h.handle("/webhooks/{id}/targets/{tid}/pause", methods{"POST": h.pauseTarget})
+	h.handle("/webhooks/{id}/targets/{tid}/resume", methods{"POST": h.resumeTarget})
 	h.handle("/webhooks/{id}/deliveries/{did}/retry", methods{"POST": h.retryDelivery})
 	h.handle("/webhooks/{id}/deliveries/{did}/cancel", methods{"POST": h.cancelDelivery})
 	h.handle("/webhooks/{id}/redeliver", methods{"POST": h.bulkRedeliver})
@@ -155,29 +150,10 @@ func (h *Handler) routeWebhooks() {
 }
 
 func (h *Handler) routeUsers() {
-	h.config("/users", methods{"GET": h.listUsers, "POST": h.createUser})
-	h.config("/users/{id}", methods{"GET": h.getUser, "DELETE": h.deleteUser})
-	h.config("/users/{id}/api-keys", methods{"GET": h.listAPIKeys, "POST": h.createAPIKey})
-	h.config("/users/{id}/api-keys/{kid}", methods{"DELETE": h.revokeAPIKey})
-}
-
-// config routes a path whose writes change the configuration in the main
-// DB (webhooks, entrypoints, targets and their pause, users, keys): while
-// Backend.ConfigReadOnly says why, they are refused with 409 and nothing
-// is written. Reads are served as ever.
-func (h *Handler) config(path string, m methods) {
-	for method, fn := range m {
-		if method == http.MethodGet {
-			continue
-		}
-		m[method] = func(w http.ResponseWriter, r *http.Request) error {
-			if why := h.b.ConfigReadOnly; why != "" {
-				return errorf(http.StatusConflict, "%s", why)
-			}
-			return fn(w, r)
-		}
-	}
-	h.handle(path, m)
+	h.handle("/users", methods{"GET": h.listUsers, "POST": h.createUser})
+	h.handle("/users/{id}", methods{"GET": h.getUser, "DELETE": h.deleteUser})
+	h.handle("/users/{id}/api-keys", methods{"GET": h.listAPIKeys, "POST": h.createAPIKey})
+	h.handle("/users/{id}/api-keys/{kid}", methods{"DELETE": h.revokeAPIKey})
 }
 
 // handlerFunc is an API handler: it writes a success itself and returns an

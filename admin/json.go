@@ -36,6 +36,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, storage.ErrUnauthorized):
 		status = http.StatusUnauthorized
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrConfigConflict):
+		status = http.StatusServiceUnavailable
 	case errors.Is(err, storage.ErrQuota):
 		status = http.StatusForbidden
 	case errors.Is(err, storage.ErrNotFound):

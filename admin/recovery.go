@@ -136,7 +136,10 @@ type ClusterState struct {
 	Partitions      int    `json:"partitions"`
 	PartitionsOwned int    `json:"partitions_owned"`
 	HeldMessages    int    `json:"held_messages"`
-	ConfigReadOnly  string `json:"config_read_only"`
+	// ConfigApplied is the place in the cluster's configuration log of
+	// the last change this node applied: equal on every node once a
+	// change has reached them all.
+	ConfigApplied uint64 `json:"config_applied"`
 }
 
 // jobs are the bulk redelivery jobs this Backend's handlers see.

@@ -198,6 +198,8 @@ type Cluster struct {
 	stream atomic.Pointer[jetstream.Stream]
 	// dedup keeps the first event id of each dedup id for its window.
 	dedup atomic.Pointer[jetstream.KeyValue]
+	// config is the configuration log (config.go).
+	config atomic.Pointer[jetstream.Stream]
 	// consume is closed by Consume: this node may take partitions.
 	consume     chan struct{}
 	consumeOnce sync.Once
@@ -211,6 +213,9 @@ type Cluster struct {
 	wg     sync.WaitGroup
 
 	published, duplicates atomic.Uint64
+	// configChanges counts the changes this node appended to the
+	// configuration log.
+	configChanges atomic.Uint64
 }
 
 const (
@@ -415,6 +420,11 @@ func (c *Cluster) ensureStream() error {
 	if err != nil {
 		return fmt.Errorf("dedup bucket: %w", err)
 	}
+	cfg, err := c.ensureConfigStream(ctx)
+	if err != nil {
+		return err
+	}
+	c.config.Store(&cfg)
 	c.dedup.Store(&kv)
 	c.stream.Store(&st)
 	return nil

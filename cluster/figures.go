@@ -28,6 +28,9 @@ type Figures struct {
 	// Released counts the partitions this node let go to nodes with fewer
 	// (balance.go).
 	Released uint64
+	// ConfigChanges counts the configuration changes this node appended
+	// to the configuration log.
+	ConfigChanges uint64
 }
 
 // Figures reports this node's state and counts.
@@ -43,6 +46,7 @@ func (c *Cluster) Figures() Figures {
 		f.Routes = c.routedNodes()
 	}
 	f.Published, f.Repeats = c.published.Load(), c.duplicates.Load()
+	f.ConfigChanges = c.configChanges.Load()
 	if o := c.owner; o != nil {
 		f.PartitionsOwned = int(o.owned.Load())
 		f.Applied, f.TakenOver, f.Repeated = o.applied.Load(), o.takenOver.Load(), o.repeated.Load()

@@ -40,14 +40,12 @@ func (d *Dir) startCluster() error {
 		c.Close()
 		return fmt.Errorf("cluster: answering the other nodes' reads: %w", err)
 	}
+	if err := d.replicateConfig(); err != nil {
+		c.Close()
+		return fmt.Errorf("cluster: the configuration log: %w", err)
+	}
 	return nil
 }
-
-// ClusterConfigReadOnly is the API's answer (409) to a configuration
-// change in cluster mode: the main DB is each node's own, so a webhook made
-// on one node would be unknown to the others, and its events, published to
-// the partition of a node that lacks it, would wait there.
-const ClusterConfigReadOnly = "cluster mode: the configuration is each node's Caddyfile; a change through the API would reach this node only, so it is refused: declare webhooks (and their entrypoints and targets) in every node's Caddyfile and reload"
 
 // clusterMetaRoom is what a message holds beside the body: the request's
 // headers and the event's fields.
@@ -180,7 +178,7 @@ func (d *Dir) clusterState() admin.ClusterState {
 	f := d.cluster.Figures()
 	return admin.ClusterState{
 		Node: f.Node, Ready: f.Ready && f.Connected, Routes: f.Routes, Partitions: cluster.Partitions,
-		PartitionsOwned: f.PartitionsOwned, HeldMessages: f.Held, ConfigReadOnly: ClusterConfigReadOnly,
+		PartitionsOwned: f.PartitionsOwned, HeldMessages: f.Held, ConfigApplied: d.main.ConfigApplied(),
 	}
 }
 

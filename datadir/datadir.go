@@ -108,6 +108,9 @@ type Dir struct {
 	// jobs are the bulk redelivery jobs of every Backend made here, kept
 	// across reloads.
 	jobs admin.RedeliveryJobs
+	// seeding is the publishing of this node's configuration to the
+	// cluster's log (clusterconfig.go), which the end of background stops.
+	seeding sync.WaitGroup
 
 	reloadMu sync.Mutex // orders loads and swaps of the engine's snapshot
 	pauseMu  sync.Mutex // one pause or resume at a time (SetTargetPaused)
@@ -236,8 +239,10 @@ func (d *Dir) Start() {
 		d.retention.start()
 		if d.cluster != nil {
 			// After the first Declare: the partitions' messages find
-			// their webhooks.
+			// their webhooks, and the configuration log's changes the
+			// webhooks declared here.
 			d.cluster.Consume()
+			d.followConfigLog()
 		}
 	})
 }
@@ -252,6 +257,7 @@ func (d *Dir) Close(ctx context.Context) error {
 	// First, while the engine still takes the deliveries it applies: no
 	// more messages from the cluster's stream, then the intake.
 	leave := d.closeCluster()
+	d.seeding.Wait()
 	intake := d.intake.Close(ctx)
 	pruned := make(chan error, 1)
 	go func() { pruned <- d.retention.close(ctx) }() // at once: nothing waits for a pruning
@@ -476,7 +482,6 @@ func (d *Dir) Backend(quotas storage.Quotas) *admin.Backend {
 		Jobs:            &d.jobs,
 	}
 	if d.cluster != nil {
-		b.ConfigReadOnly = ClusterConfigReadOnly
 		b.Cluster = d.clusterState
 	}
 	return b

@@ -119,6 +119,10 @@ func (r *replication) catchUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	if seq, _ := r.state(); head < seq {
+		return fmt.Errorf("%w: the log ends at change %d, before this node's %d: it was recreated without this node's changes; "+
+			"restore its stream, or start this node from a fresh data directory", ErrUnavailable, head, seq)
+	}
 	for {
 		seq, moved := r.state()
 		if seq >= head {

@@ -201,8 +201,10 @@ func TestConfigMadeOnOneNodeReachesTheOther(t *testing.T) {
 	if last.Node != "b" || !reflect.DeepEqual(last.Deleted, []string{wh.ID}) {
 		t.Fatalf("a's last applied change: %+v, want b's delete of %s", last, wh.ID)
 	}
-	if !changes[0].Already || changes[0].Node != "a" {
-		t.Fatalf("a's first applied change %+v: want its own, found applied already", changes[0])
+	for _, c := range changes {
+		if c.Node == "a" && !c.Already {
+			t.Fatalf("a applied its own change again: %+v", c)
+		}
 	}
 }
 

@@ -653,7 +653,7 @@ function renderList() {
 	const load = async () => {
 		const [data, set] = await Promise.all([api('GET', '/webhooks?stats=true'), settings()]);
 		if (gen !== state.gen) return;
-		drawClusterNode(node, newBtn, set.cluster);
+		drawClusterNode(node, set.cluster);
 		put(list, webhookTable(data.webhooks || []));
 	};
 	watch(null, load);
@@ -661,12 +661,10 @@ function renderList() {
 }
 
 // drawClusterNode says, in cluster mode, which node answers and how it
-// stands (GET /settings' cluster, read once per sign-in), and hides New
-// webhook, which the API refuses there.
-function drawClusterNode(box, newBtn, c) {
+// stands (GET /settings' cluster, read once per sign-in).
+function drawClusterNode(box, c) {
 	if (!c) return;
 	box.hidden = false;
-	newBtn.hidden = true;
 	const parts = [
 		`Cluster node ${c.node}`,
 		c.ready ? 'taking events' : 'not taking events (no quorum)',
@@ -674,7 +672,8 @@ function drawClusterNode(box, newBtn, c) {
 		`${c.partitions_owned} of ${c.partitions} partitions here`,
 		`${c.held_messages} event${c.held_messages === 1 ? '' : 's'} awaiting deliveries`,
 	];
-	put(box, parts.join(' · '), el('br'), el('span', { class: 'muted' }, 'Event lists read every node. ' + c.config_read_only));
+	put(box, parts.join(' · '), el('br'), el('span', { class: 'muted' },
+		`Event lists read every node; a change made here reaches every node (configuration log: change ${c.config_applied} applied here).`));
 }
 
 function webhookTable(webhooks) {

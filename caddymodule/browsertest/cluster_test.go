@@ -33,9 +33,9 @@ func freeLoopback(t *testing.T) string {
 }
 
 // TestUIClusterNode: in cluster mode the webhook list says which node
-// answers and how it stands, and offers no New webhook (the API refuses
-// configuration changes there). The page's node is routed to an idle
-// peer, which makes the quorum and takes no partition.
+// answers and how it stands, and New webhook makes a webhook through the
+// cluster's configuration log. The page's node is routed to an idle peer,
+// which makes the quorum and takes no partition.
 func TestUIClusterNode(t *testing.T) {
 	chromium := chromiumPath(t)
 	here, there := freeLoopback(t), freeLoopback(t)
@@ -71,12 +71,19 @@ func TestUIClusterNode(t *testing.T) {
 	b.openAdminUI()
 	b.waitFor("the cluster line", `!document.querySelector('#cluster-node')?.hidden && document.querySelector('#cluster-node').textContent.includes('ui-node')`)
 	txt := b.text("#cluster-node")
-	for _, want := range []string{"Cluster node ui-node", "taking events", "routed to 1 other node", "of 16 partitions here", "Event lists read every node", "cluster mode"} {
+	for _, want := range []string{"Cluster node ui-node", "taking events", "routed to 1 other node", "of 16 partitions here", "Event lists read every node", "reaches every node", "change 0 applied here"} {
 		if !strings.Contains(txt, want) {
 			b.fail("cluster line %q does not say %q", txt, want)
 		}
 	}
-	b.waitFor("New webhook hidden", `document.querySelector('#new-webhook')?.hidden === true`)
 	b.waitFor("the declared webhook in the list", `document.querySelector('#webhooks tr[data-webhook-id] .webhook-link')?.textContent === 'github'`)
 	b.screenshot("cluster-node")
+
+	b.click("New webhook", "#new-webhook")
+	b.fill("#webhook-name", "made-in-cluster")
+	b.click("Create webhook", "#create-webhook")
+	b.waitFor("the new webhook's page", `location.hash.startsWith('#/webhooks/') && document.querySelector('h1')?.textContent.includes('made-in-cluster')`)
+	b.openAdminUI()
+	b.waitFor("the log's first change applied", `document.querySelector('#cluster-node')?.textContent.includes('change 1 applied here')`)
+	b.checkNoProblems()
 }

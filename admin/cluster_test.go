@@ -1,0 +1,112 @@
+package admin_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/webhooker/caddy-webhooker/admin"
+)
+
+// TestSettingsTellTheClusterNode: in cluster mode GET /settings carries the
+// node's state for the event-log page, on the admin faces only.
+func TestSettingsTellTheClusterNode(t *testing.T) {
+	e := newEnvWith(t, func(b *admin.Backend) {
+		b.Cluster = func() admin.ClusterState {
+			return admin.ClusterState{Node: "n2", Ready: true, Routes: 2, Partitions: 16, PartitionsOwned: 5, HeldMessages: 3, ConfigApplied: 7}
+		}
+	})
+	var got struct {
+		Cluster *admin.ClusterState `json:"cluster"`
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/settings", nil, &got)
+	if c := got.Cluster; c == nil || c.Node != "n2" || !c.Ready || c.Routes != 2 || c.PartitionsOwned != 5 || c.HeldMessages != 3 || c.ConfigApplied != 7 {
+		t.Fatalf("settings' cluster: %+v", got.Cluster)
+	}
+	_, key := e.createUser("tenant")
+	resp := serve(t, e.tenant, req{method: "GET", path: "/webhooker/settings", key: key.Key})
+	if resp.status != http.StatusOK || strings.Contains(resp.String(), "cluster") {
+		t.Fatalf("tenant settings: %d %s", resp.status, resp)
+	}
+}
+
+// TestEventsBeforeAtIsChecked: before_at, the cursor's time for pages
+// merged from several nodes, is an RFC 3339 time in range, else 400.
+func TestEventsBeforeAtIsChecked(t *testing.T) {
+	e := newEnv(t)
+	wh := e.createWebhook("w")
+	for _, bad := range []string{"yesterday", "3000-01-01T00:00:00Z", "2026-13-01T00:00:00Z"} {
+		resp := e.call("GET", "/webhooker/webhooks/"+wh.ID+"/events?before=01a2359e-e8b7-7ed6-8c47-03a2c0832d56&before_at="+bad, nil)
+		if resp.status != http.StatusBadRequest || !strings.Contains(resp.String(), "before_at") {
+			t.Errorf("before_at=%s: %d %s, want 400 naming before_at", bad, resp.status, resp)
+		}
+	}
+	// A cursor of another node's event, with its time: an empty page here.
+	resp := e.call("GET", "/webhooker/webhooks/"+wh.ID+"/events?before=01a2359e-e8b7-7ed6-8c47-03a2c0832d56&before_at=2026-01-01T00:00:00Z", nil)
+	if resp.status != http.StatusOK {
+		t.Fatalf("a foreign cursor with its time: %d %s", resp.status, resp)
+	}
+}
+
+// downLog is a cluster's configuration log out of reach: no quorum.
+type downLog struct{}
+
+func (downLog) Head(context.Context) (uint64, error) {
+	return 0, errors.New("no quorum: 1 of 3 nodes")
+}
+func (downLog) Append(context.Context, []byte, uint64) (uint64, error) {
+	return 0, errors.New("no quorum: 1 of 3 nodes")
+}
+
+// TestConfigWritesWithoutTheLogAnswer503: in cluster mode, a change to the
+// configuration while the cluster's configuration log is out of reach
+// answers 503 with the reason, and writes nothing; reads are served.
+func TestConfigWritesWithoutTheLogAnswer503(t *testing.T) {
+	e := newEnv(t)
+	wh := e.createWebhook("before")
+	tg := e.addTarget(wh.ID, map[string]any{"name": "db", "type": "database"})
+	user, key := e.createUser("alice")
+	if err := e.main.Replicate(context.Background(), downLog{}, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	ep := wh.Entrypoints[0].ID
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/webhooker/webhooks", map[string]any{"name": "after"}},
+		{"PATCH", "/webhooker/webhooks/" + wh.ID, map[string]any{"description": "x"}},
+		{"DELETE", "/webhooker/webhooks/" + wh.ID, nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/entrypoints", map[string]any{}},
+		{"PATCH", "/webhooker/webhooks/" + wh.ID + "/entrypoints/" + ep, map[string]any{"active": false}},
+		{"DELETE", "/webhooker/webhooks/" + wh.ID + "/entrypoints/" + ep, nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/targets", map[string]any{"name": "log", "type": "log"}},
+		{"PATCH", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID, map[string]any{"active": false}},
+		{"DELETE", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID, nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID + "/pause", nil},
+		{"POST", "/webhooker/webhooks/" + wh.ID + "/targets/" + tg.ID + "/resume", nil},
+		{"POST", "/webhooker/users", map[string]any{"name": "bob"}},
+		{"DELETE", "/webhooker/users/" + user.ID, nil},
+		{"POST", "/webhooker/users/" + user.ID + "/api-keys", map[string]any{"name": "k"}},
+		{"DELETE", "/webhooker/users/" + user.ID + "/api-keys/" + key.ID, nil},
+	} {
+		resp := e.call(c.method, c.path, c.body)
+		if resp.status != http.StatusServiceUnavailable || !strings.Contains(resp.String(), "no quorum") {
+			t.Errorf("%s %s: %d %s, want 503 with the log's error", c.method, c.path, resp.status, resp)
+		}
+	}
+	var got webhookJSON
+	e.must(http.StatusOK, "GET", "/webhooker/webhooks/"+wh.ID, nil, &got)
+	if got.Description != "" || len(got.Targets) != 1 || got.Targets[0].Paused || !got.Targets[0].Active || len(got.Entrypoints) != 1 {
+		t.Fatalf("the webhook after the refused writes: %+v", got)
+	}
+	var users struct {
+		Users []userJSON `json:"users"`
+	}
+	e.must(http.StatusOK, "GET", "/webhooker/users", nil, &users)
+	if len(users.Users) != 1 {
+		t.Fatalf("users after the refused writes: %+v", users.Users)
+	}
+}
