@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/webhooker/caddy-webhooker/storage"
 )
@@ -185,8 +186,34 @@ func (h *Handler) handle(path string, m methods) {
 	})
 }
 
+// readCatchUp bounds how long a read waits for this node to apply the
+// cluster's configuration log: a read is then served from what it has.
+const readCatchUp = 2 * time.Second
+
+// catchUp, in cluster mode, lets this node apply every configuration
+// change the cluster's log had when the request came, so that a change
+// made on one node is seen by the next request to any other (a tenant's
+// new API key included). A change waits for it, and is refused (503) when
+// the log is out of reach; a read waits a little, then is served anyway.
+func (h *Handler) catchUp(r *http.Request) error {
+	if h.b.Main == nil || !h.b.Main.Replicated() || h.isPublic(r) {
+		return nil
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		ctx, cancel := context.WithTimeout(r.Context(), readCatchUp)
+		defer cancel()
+		_ = h.b.Main.CatchUp(ctx)
+		return nil
+	}
+	return h.b.Main.CatchUp(r.Context())
+}
+
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.catchUp(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	if h.tenant && !h.isPublic(r) { // the UI asks for the key itself; the document is for everyone
 		user, err := h.authenticate(r)
 		if err != nil {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/webhooker/caddy-webhooker/admin"
+	"github.com/webhooker/caddy-webhooker/storage"
 )
 
 // TestSettingsTellTheClusterNode: in cluster mode GET /settings carries the
@@ -108,5 +110,81 @@ func TestConfigWritesWithoutTheLogAnswer503(t *testing.T) {
 	e.must(http.StatusOK, "GET", "/webhooker/users", nil, &users)
 	if len(users.Users) != 1 {
 		t.Fatalf("users after the refused writes: %+v", users.Users)
+	}
+}
+
+// oneChangeLog is a configuration log holding one change; headAsked is
+// closed when a node first asks for its head.
+type oneChangeLog struct {
+	change    []byte
+	once      sync.Once
+	headAsked chan struct{}
+}
+
+func (l *oneChangeLog) Head(context.Context) (uint64, error) {
+	l.once.Do(func() { close(l.headAsked) })
+	return 1, nil
+}
+
+func (l *oneChangeLog) Append(_ context.Context, change []byte, after uint64) (uint64, error) {
+	if after != 1 {
+		return 0, storage.ErrConfigConflict
+	}
+	return 2, nil
+}
+
+// capturingLog takes every change (a node alone in its cluster).
+type capturingLog struct{ changes [][]byte }
+
+func (l *capturingLog) Head(context.Context) (uint64, error) { return uint64(len(l.changes)), nil }
+func (l *capturingLog) Append(_ context.Context, change []byte, after uint64) (uint64, error) {
+	l.changes = append(l.changes, change)
+	return uint64(len(l.changes)), nil
+}
+
+// TestRequestSeesChangesMadeOnOtherNodes: in cluster mode a request waits
+// until this node has applied the configuration log as it stood when the
+// request came, so that a webhook just made on another node is found by
+// the next request here, not answered 404.
+func TestRequestSeesChangesMadeOnOtherNodes(t *testing.T) {
+	ctx := context.Background()
+	// The webhook made on the other node, as its change in the log.
+	other, err := storage.OpenMainDB(ctx, t.TempDir(), storage.SynchronousNormal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	made := &capturingLog{}
+	if err := other.Replicate(ctx, made, "other"); err != nil {
+		t.Fatal(err)
+	}
+	wh, err := other.CreateWebhook(ctx, storage.NewWebhook{Name: "made-elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e := newEnv(t)
+	log := &oneChangeLog{change: made.changes[0], headAsked: make(chan struct{})}
+	if err := e.main.Replicate(ctx, log, "here"); err != nil {
+		t.Fatal(err)
+	}
+	// This node's follower applies the change only once the request has
+	// asked for the log's head: had the request not waited for it, it
+	// would have looked the webhook up before it was here.
+	applied := make(chan error, 1)
+	go func() {
+		<-log.headAsked
+		_, err := e.main.ApplyConfigChange(ctx, 1, log.change)
+		if err == nil {
+			err = e.data.Reload(ctx)
+		}
+		applied <- err
+	}()
+	resp := e.call("POST", "/webhooker/webhooks/"+wh.ID+"/targets", map[string]any{"name": "log", "type": "log"})
+	if resp.status != http.StatusCreated {
+		t.Fatalf("add a target to the webhook made on another node: %d %s", resp.status, resp)
+	}
+	if err := <-applied; err != nil {
+		t.Fatal(err)
 	}
 }

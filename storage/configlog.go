@@ -95,6 +95,20 @@ func (db *MainDB) ConfigApplied() uint64 {
 	return seq
 }
 
+// Replicated says whether db's writes go through a cluster's
+// configuration log.
+func (db *MainDB) Replicated() bool { return db.repl != nil }
+
+// CatchUp waits until db has applied every change the configuration log
+// holds now (at most 10 s, or until ctx is done): ErrUnavailable when it
+// cannot tell or has not. Outside cluster mode it returns at once.
+func (db *MainDB) CatchUp(ctx context.Context) error {
+	if db.repl == nil {
+		return nil
+	}
+	return db.repl.catchUp(ctx)
+}
+
 func (r *replication) state() (uint64, <-chan struct{}) {
 	r.appliedMu.Lock()
 	defer r.appliedMu.Unlock()

@@ -76,6 +76,9 @@ func startClusterNodes(t *testing.T, bin, target, targetOptions string) []*clust
 			routes %s
 			replicas 3
 		}
+		target_policy {
+			allow 127.0.0.1/32
+		}
 %s`, name, freePort(t), routes[i], strings.Join(others, " "), hooks.String()))
 		nodes[i] = &clusterNode{name: name, g: g}
 	}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// api calls n's admin API and decodes a JSON answer into out (when not
+// nil), returning the status.
+func (n *clusterNode) api(t *testing.T, method, path string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, n.g.admin+"/webhooker"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, n.name, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s on %s: %v: %s", method, path, n.name, err, data)
+		}
+	}
+	if resp.StatusCode >= 500 {
+		t.Logf("%s %s on %s: %d %s", method, path, n.name, resp.StatusCode, data)
+	}
+	return resp.StatusCode
+}
+
+// configApplied is the place in the configuration log n has applied.
+func (n *clusterNode) configApplied(t *testing.T) uint64 {
+	t.Helper()
+	var s struct {
+		Cluster struct {
+			ConfigApplied uint64 `json:"config_applied"`
+		} `json:"cluster"`
+	}
+	if n.api(t, "GET", "/settings", nil, &s) != http.StatusOK {
+		t.Fatalf("settings of %s", n.name)
+	}
+	return s.Cluster.ConfigApplied
+}
+
+// converged waits until every node has applied the configuration log as
+// far as the furthest.
+func converged(t *testing.T, nodes []*clusterNode) uint64 {
+	t.Helper()
+	var want uint64
+	for _, n := range nodes {
+		want = max(want, n.configApplied(t))
+	}
+	for _, n := range nodes {
+		waitUntil(t, 30*time.Second, func() bool { return n.configApplied(t) >= want },
+			func() string { return fmt.Sprintf("%s did not apply the configuration log up to %d:\n%s", n.name, want, n.logs) })
+	}
+	return want
+}
+
+// TestClusterConfigMadeOnOneNodeReachesEvery runs three Caddy processes as
+// a cluster and changes the configuration through the admin API of
+// different nodes: a webhook made on one, its target added on another,
+// takes events on all three and delivers them; three nodes adding a target
+// of one name at once make one target, the others told 409; a node killed
+// meanwhile catches up when it restarts; a webhook deleted on one node is
+// gone from all.
+func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three caddy processes")
+	}
+	bin := buildCaddy(t)
+	target := newSeqTarget(t, 0)
+	nodes := startClusterNodes(t, bin, target.url, "")
+
+	type webhook struct {
+		ID          string `json:"id"`
+		Entrypoints []struct {
+			Key string `json:"key"`
+		} `json:"entrypoints"`
+		Targets []struct {
+			Name string `json:"name"`
+			URL  string `json:"url"`
+		} `json:"targets"`
+	}
+	var wh webhook
+	if st := nodes[0].api(t, "POST", "/webhooks", map[string]any{"name": "made-on-n1"}, &wh); st != http.StatusCreated {
+		t.Fatalf("create a webhook on n1: %d", st)
+	}
+	// n2 adds its target at once: its write waits until n2 has applied the
+	// webhook's creation, so it is never told the webhook does not exist.
+	if st := nodes[1].api(t, "POST", "/webhooks/"+wh.ID+"/targets",
+		map[string]any{"name": "sink", "type": "http", "url": target.url}, nil); st != http.StatusCreated {
+		t.Fatalf("add a target on n2 to the webhook made on n1: %d", st)
+	}
+	converged(t, nodes)
+
+	// Every node takes events on the new entrypoint; they are delivered.
+	key := wh.Entrypoints[0].Key
+	for i, n := range nodes {
+		for j := range 5 {
+			seq := 1_000_000 + 10*i + j
+			resp, err := http.Post(n.g.hooks+key, "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("POST to the API-made entrypoint on %s: %d", n.name, resp.StatusCode)
+			}
+		}
+	}
+	waitUntil(t, 60*time.Second, func() bool {
+		for i := range nodes {
+			for j := range 5 {
+				if target.count(1_000_000+10*i+j) == 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}, func() string { return "the events posted to an API-made entrypoint on every node were not all delivered" })
+
+	// Three nodes add a target named "dup" at the same moment: the log
+	// orders them, one makes it, the others find the name taken.
+	statuses := make([]int, len(nodes))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			statuses[i] = n.api(t, "POST", "/webhooks/"+wh.ID+"/targets",
+				map[string]any{"name": "dup", "type": "log"}, nil)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	created, taken := 0, 0
+	for _, st := range statuses {
+		switch st {
+		case http.StatusCreated:
+			created++
+		case http.StatusConflict:
+			taken++
+		}
+	}
+	if created != 1 || taken != 2 {
+		t.Fatalf("three concurrent adds of one target name answered %v: want one 201 and two 409", statuses)
+	}
+	converged(t, nodes)
+	for _, n := range nodes {
+		var got webhook
+		n.api(t, "GET", "/webhooks/"+wh.ID, nil, &got)
+		if len(got.Targets) != 2 {
+			t.Fatalf("%s has targets %+v: want sink and one dup", n.name, got.Targets)
+		}
+	}
+
+	// n3 is killed; a change made meanwhile reaches it when it restarts.
+	victim := nodes[2]
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = victim.cmd.Wait()
+	if st := nodes[0].api(t, "PATCH", "/webhooks/"+wh.ID, map[string]any{"description": "changed while n3 was down"}, nil); st != http.StatusOK {
+		t.Fatalf("change the webhook on n1 with n3 down: %d", st)
+	}
+	victim.start(t)
+	victim.waitReady(t)
+	converged(t, nodes)
+	var got struct {
+		Description string `json:"description"`
+	}
+	victim.api(t, "GET", "/webhooks/"+wh.ID, nil, &got)
+	if got.Description != "changed while n3 was down" {
+		t.Fatalf("n3 after its restart: description %q", got.Description)
+	}
+
+	// Deleted on n2: gone from every node's routes.
+	if st := nodes[1].api(t, "DELETE", "/webhooks/"+wh.ID, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("delete on n2: %d", st)
+	}
+	converged(t, nodes)
+	for _, n := range nodes {
+		resp, err := http.Post(n.g.hooks+key, "application/json", strings.NewReader(`{"n":-2}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("POST to the deleted webhook's entrypoint on %s: %d, want 404", n.name, resp.StatusCode)
+		}
+		if st := n.api(t, "GET", "/webhooks/"+wh.ID, nil, nil); st != http.StatusNotFound {
+			t.Fatalf("GET the deleted webhook on %s: %d", n.name, st)
+		}
+	}
+}
