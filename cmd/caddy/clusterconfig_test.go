@@ -72,7 +72,9 @@ func converged(t *testing.T, nodes []*clusterNode) uint64 {
 	}
 	for _, n := range nodes {
 		waitUntil(t, 30*time.Second, func() bool { return n.configApplied(t) >= want },
-			func() string { return fmt.Sprintf("%s did not apply the configuration log up to %d:\n%s", n.name, want, n.logs) })
+			func() string {
+				return fmt.Sprintf("%s did not apply the configuration log up to %d:\n%s", n.name, want, n.logs)
+			})
 	}
 	return want
 }
@@ -138,7 +140,9 @@ func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
 			}
 		}
 		return true
-	}, func() string { return "the events posted to an API-made entrypoint on every node were not all delivered" })
+	}, func() string {
+		return "the events posted to an API-made entrypoint on every node were not all delivered"
+	})
 
 	// Three nodes add a target named "dup" at the same moment: the log
 	// orders them, one makes it, the others find the name taken.
