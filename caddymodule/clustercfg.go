@@ -99,10 +99,16 @@ var (
 	clusterMessagesDesc = prometheus.NewDesc("caddy_webhooker_cluster_messages_total",
 		"Intake stream messages by what this node did: published (an ingest), repeat (a dedup id seen within the window), applied (stored here), taken_over (applied here after another node had it: its deliveries may be made twice), repeated (handed out again, already stored here), acked (finished), retried (handed back to try later), malformed (dropped).",
 		[]string{"node", "kind"}, nil)
+	clusterConfigAppliedDesc = prometheus.NewDesc("caddy_webhooker_cluster_config_applied",
+		"The place in the cluster's configuration log of the last change this node applied: the same on every node once a change made through the API has reached them all.", []string{"node"}, nil)
+	clusterConfigChangesDesc = prometheus.NewDesc("caddy_webhooker_cluster_config_changes_total",
+		"Configuration changes made through this node's API, by kind: appended (to the cluster's configuration log), conflict (tried again on the newer state because another node's change came first).",
+		[]string{"node", "kind"}, nil)
 )
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{clusterUpDesc, clusterRoutesDesc, clusterOwnedDesc, clusterHeldDesc, clusterReleasedDesc, clusterMessagesDesc} {
+	for _, d := range []*prometheus.Desc{clusterUpDesc, clusterRoutesDesc, clusterOwnedDesc, clusterHeldDesc, clusterReleasedDesc, clusterMessagesDesc,
+		clusterConfigAppliedDesc, clusterConfigChangesDesc} {
 		ch <- d
 	}
 }
@@ -128,4 +134,8 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(clusterMessagesDesc, prometheus.CounterValue, float64(n), f.Node, kind)
 	}
+	applied, conflicts := d.ConfigLogFigures()
+	ch <- prometheus.MustNewConstMetric(clusterConfigAppliedDesc, prometheus.GaugeValue, float64(applied), f.Node)
+	ch <- prometheus.MustNewConstMetric(clusterConfigChangesDesc, prometheus.CounterValue, float64(f.ConfigChanges), f.Node, "appended")
+	ch <- prometheus.MustNewConstMetric(clusterConfigChangesDesc, prometheus.CounterValue, float64(conflicts), f.Node, "conflict")
 }

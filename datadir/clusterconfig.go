@@ -94,7 +94,14 @@ func (d *Dir) applyConfigChange(ctx context.Context, seq uint64, change []byte) 
 	for _, id := range a.Webhooks {
 		d.changes.Publish(id)
 	}
-	log.Debug("applied a configuration change", zap.Uint64("seq", seq), zap.String("from", a.Node),
+	log.Info("applied a configuration change", zap.Uint64("seq", seq), zap.String("from", a.Node),
 		zap.Int("webhooks", len(a.Webhooks)))
 	return nil
+}
+
+// ConfigLogFigures are this node's place in the cluster's configuration
+// log, and how many of its writes were tried again because another node's
+// change came first.
+func (d *Dir) ConfigLogFigures() (applied, conflicts uint64) {
+	return d.main.ConfigApplied(), d.main.ConfigConflicts()
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,15 +72,41 @@ type replication struct {
 	appliedMu sync.Mutex
 	applied   uint64
 	moved     chan struct{}
+	// conflicts counts the writes tried again because another node's
+	// change came first.
+	conflicts atomic.Uint64
 }
 
 // Replicate makes every write of db go through log (see above), node
 // naming this node in the changes it appends. Call it once, before any
-// write and before ApplyConfigChange.
+// write and before ApplyConfigChange. The first time, it lists the API
+// configuration made before (users, API keys, API webhooks with their
+// entrypoints and targets) for SeedConfigLog to publish.
 func (db *MainDB) Replicate(ctx context.Context, log ConfigLog, node string) error {
 	var applied uint64
-	if err := db.file.writer.QueryRowContext(ctx, `SELECT applied_seq FROM config_log`).Scan(&applied); err != nil {
-		return fmt.Errorf("read the configuration log's place: %w", err)
+	err := db.writeTx(ctx, func(tx *sql.Tx, _ int64) error {
+		var seeded bool
+		if err := tx.QueryRowContext(ctx, `SELECT applied_seq, seeded FROM config_log`).Scan(&applied, &seeded); err != nil || seeded {
+			return err
+		}
+		for _, q := range []string{
+			`INSERT INTO config_seed SELECT 'users', id FROM users`,
+			`INSERT INTO config_seed SELECT 'api_keys', id FROM api_keys`,
+			`INSERT INTO config_seed SELECT 'webhooks', id FROM webhooks WHERE source = 'api'`,
+			`INSERT INTO config_seed SELECT 'entrypoints', e.id FROM entrypoints e
+				JOIN webhooks w ON w.id = e.webhook_id WHERE w.source = 'api'`,
+			`INSERT INTO config_seed SELECT 'targets', t.id FROM targets t
+				JOIN webhooks w ON w.id = t.webhook_id WHERE w.source = 'api'`,
+			`UPDATE config_log SET seeded = 1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("join the configuration log: %w", err)
 	}
 	db.repl = &replication{log: log, node: node, applied: applied, moved: make(chan struct{})}
 	return nil
@@ -93,6 +120,15 @@ func (db *MainDB) ConfigApplied() uint64 {
 	}
 	seq, _ := db.repl.state()
 	return seq
+}
+
+// ConfigConflicts counts the writes tried again because another node's
+// change reached the configuration log first.
+func (db *MainDB) ConfigConflicts() uint64 {
+	if db.repl == nil {
+		return 0
+	}
+	return db.repl.conflicts.Load()
 }
 
 // Replicated says whether db's writes go through a cluster's
@@ -170,6 +206,7 @@ func (r *replication) write(ctx context.Context, db *MainDB, fn func(tx *sql.Tx,
 		if !errors.Is(err, ErrConfigConflict) || attempt == configWriteAttempts {
 			return err
 		}
+		r.conflicts.Add(1)
 	}
 }
 
@@ -227,37 +264,27 @@ func forgetChanges(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
-// SeedConfigLog publishes, once, the configuration made through the API
-// on this node before it ran in a cluster (users, API keys, API webhooks
-// with their entrypoints and targets), so that the other nodes have it
-// too. It returns how many rows it published.
+// SeedConfigLog publishes the configuration made through the API on this
+// node before it ran in a cluster (listed by Replicate), as it is now, so
+// that the other nodes have it too. It returns how many rows it published;
+// once they are published, it publishes nothing.
 func (db *MainDB) SeedConfigLog(ctx context.Context) (int, error) {
 	if db.repl == nil {
 		return 0, errors.New("seed the configuration log: not in cluster mode")
 	}
 	var n int
 	err := db.write(ctx, func(tx *sql.Tx, _ int64) error {
-		var seeded bool
-		if err := tx.QueryRowContext(ctx, `SELECT seeded FROM config_log`).Scan(&seeded); err != nil || seeded {
+		res, err := tx.ExecContext(ctx, `INSERT INTO config_changes SELECT tbl, id FROM config_seed s
+			WHERE NOT EXISTS (SELECT 1 FROM config_changes c WHERE c.tbl = s.tbl AND c.id = s.id)`)
+		if err != nil {
 			return err
 		}
-		for _, q := range []string{
-			`INSERT OR IGNORE INTO config_changes SELECT 'users', id FROM users`,
-			`INSERT OR IGNORE INTO config_changes SELECT 'api_keys', id FROM api_keys`,
-			`INSERT OR IGNORE INTO config_changes SELECT 'webhooks', id FROM webhooks WHERE source = 'api'`,
-			`INSERT OR IGNORE INTO config_changes SELECT 'entrypoints', e.id FROM entrypoints e
-				JOIN webhooks w ON w.id = e.webhook_id WHERE w.source = 'api'`,
-			`INSERT OR IGNORE INTO config_changes SELECT 'targets', t.id FROM targets t
-				JOIN webhooks w ON w.id = t.webhook_id WHERE w.source = 'api'`,
-		} {
-			if _, err := tx.ExecContext(ctx, q); err != nil {
-				return err
-			}
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM config_changes`).Scan(&n); err != nil {
+		rows, err := res.RowsAffected()
+		n = int(rows)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE config_log SET seeded = 1`)
+		_, err = tx.ExecContext(ctx, `DELETE FROM config_seed`)
 		return err
 	})
 	if err != nil {

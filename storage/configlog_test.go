@@ -336,6 +336,10 @@ func TestSeedPublishesConfigMadeBeforeTheClusterOnce(t *testing.T) {
 	}
 	log := newMemLog()
 	a, b := joinLog(t, log, "a", db), joinLog(t, log, "b", openMain(t))
+	// Made through the log before the seed: not the seed's.
+	if _, err := a.CreateWebhook(ctx, NewWebhook{Name: "after"}); err != nil {
+		t.Fatal(err)
+	}
 	n, err := a.SeedConfigLog(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -350,8 +354,15 @@ func TestSeedPublishesConfigMadeBeforeTheClusterOnce(t *testing.T) {
 	if _, err := b.Webhook(ctx, wh.ID); err != nil {
 		t.Fatalf("b lacks the seeded webhook: %v", err)
 	}
-	if log.len() != 1 {
-		t.Fatalf("log has %d changes, want the one seed", log.len())
+	if log.len() != 2 {
+		t.Fatalf("log has %d changes, want the webhook made after joining and the one seed", log.len())
+	}
+	// Joining again (a restart) lists nothing more to seed.
+	if err := db.Replicate(ctx, log, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.SeedConfigLog(ctx); err != nil || n != 0 {
+		t.Fatalf("seeding after a restart: %d rows, %v; want none", n, err)
 	}
 }
 

@@ -116,7 +116,7 @@ func TestOpenMainDBCreatesSchema(t *testing.T) {
 	if v := userVersion(t, raw); v != len(mainMigrations) {
 		t.Errorf("user_version = %d, want %d", v, len(mainMigrations))
 	}
-	if got, want := tableNames(t, raw), []string{"api_keys", "config_changes", "config_log", "entrypoints", "targets", "users", "webhooks"}; !reflect.DeepEqual(got, want) {
+	if got, want := tableNames(t, raw), []string{"api_keys", "config_changes", "config_log", "config_seed", "entrypoints", "targets", "users", "webhooks"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("tables = %v, want %v (configuration and its cluster log's place only, no events)", got, want)
 	}
 	if err := raw.Close(); err != nil {

@@ -110,9 +110,15 @@ CREATE TABLE config_changes (
 CREATE TABLE config_log (
 	one         INTEGER PRIMARY KEY CHECK (one = 1),
 	applied_seq INTEGER NOT NULL, -- the last change of the log in this DB
-	seeded      INTEGER NOT NULL  -- the API configuration made before cluster mode is published
+	seeded      INTEGER NOT NULL  -- config_seed lists the API rows made before cluster mode
 );
 INSERT INTO config_log VALUES (1, 0, 0);
+-- The API rows made before this node ran in a cluster, still to publish.
+CREATE TABLE config_seed (
+	tbl TEXT NOT NULL,
+	id  TEXT NOT NULL,
+	PRIMARY KEY (tbl, id)
+) WITHOUT ROWID;
 CREATE TRIGGER users_inserted AFTER INSERT ON users BEGIN INSERT INTO config_changes SELECT 'users', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'users' AND id = NEW.id); END;
 CREATE TRIGGER users_updated AFTER UPDATE ON users BEGIN INSERT INTO config_changes SELECT 'users', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'users' AND id = NEW.id); END;
 CREATE TRIGGER api_keys_inserted AFTER INSERT ON api_keys BEGIN INSERT INTO config_changes SELECT 'api_keys', NEW.id WHERE NOT EXISTS (SELECT 1 FROM config_changes WHERE tbl = 'api_keys' AND id = NEW.id); END;
