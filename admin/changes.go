@@ -35,6 +35,9 @@ type Changes struct {
 	count     atomic.Int32
 	mu        sync.Mutex
 	listeners map[*changeListener]struct{}
+	// forward, when set, is told every id Publish is (cluster mode: the
+	// other nodes' pages hear of it too).
+	forward atomic.Pointer[func(webhookID string)]
 }
 
 // changeListener is one stream connection: the ids published since it
@@ -49,8 +52,21 @@ func NewChanges() *Changes {
 	return &Changes{listeners: make(map[*changeListener]struct{})}
 }
 
-// Publish tells every listener that webhook webhookID changed.
+// Publish tells every listener that webhook webhookID changed, and the
+// forward function, if any.
 func (c *Changes) Publish(webhookID string) {
+	if f := c.forward.Load(); f != nil {
+		(*f)(webhookID)
+	}
+	c.PublishHere(webhookID)
+}
+
+// Forward makes Publish tell f of every change too. f must not block.
+func (c *Changes) Forward(f func(webhookID string)) { c.forward.Store(&f) }
+
+// PublishHere tells this broker's listeners only: for a change heard from
+// another node, which told its own.
+func (c *Changes) PublishHere(webhookID string) {
 	if c.count.Load() == 0 {
 		return
 	}

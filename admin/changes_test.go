@@ -210,3 +210,17 @@ func TestStreamAndSettingsWithoutWiring(t *testing.T) {
 		t.Errorf("tenant settings = %+v", s)
 	}
 }
+
+// TestChangesForwardWhatIsPublishedHereOnly: Forward hears every Publish
+// (cluster mode: sent to the other nodes), but not PublishHere (a change
+// heard from another node), which would echo it back.
+func TestChangesForwardWhatIsPublishedHereOnly(t *testing.T) {
+	c := admin.NewChanges()
+	var forwarded []string
+	c.Forward(func(id string) { forwarded = append(forwarded, id) })
+	c.Publish("here")
+	c.PublishHere("from-another-node")
+	if len(forwarded) != 1 || forwarded[0] != "here" {
+		t.Fatalf("forwarded %v, want [here]", forwarded)
+	}
+}

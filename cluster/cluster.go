@@ -207,6 +207,10 @@ type Cluster struct {
 	owner *owner
 	// readSub answers the other nodes' reads (ServeReads).
 	readSub *nats.Subscription
+	// changes are the webhooks changed here, for the other nodes' pages;
+	// changedSub hears theirs (changes.go).
+	changes    changeRelay
+	changedSub *nats.Subscription
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -238,7 +242,8 @@ func Start(opts Options, set Settings, apply Applier) (*Cluster, error) {
 	if set.Logger == nil {
 		set.Logger = zap.NewNop()
 	}
-	c := &Cluster{opts: opts, set: set, log: set.Logger, ready: make(chan struct{}), consume: make(chan struct{})}
+	c := &Cluster{opts: opts, set: set, log: set.Logger, ready: make(chan struct{}), consume: make(chan struct{}),
+		changes: changeRelay{pending: make(map[string]struct{}), wake: make(chan struct{}, 1)}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	url := opts.URL
 	if url == "" {
@@ -437,6 +442,9 @@ func (c *Cluster) Close() error {
 	c.cancel()
 	if c.readSub != nil {
 		_ = c.readSub.Unsubscribe()
+	}
+	if c.changedSub != nil {
+		_ = c.changedSub.Unsubscribe()
 	}
 	if c.owner != nil {
 		c.owner.stop()

@@ -45,7 +45,7 @@ func (c *Cluster) ServeReads(answer func(request []byte) []byte) error {
 			defer func() { <-sem }()
 			out := answer(m.Data)
 			reply := nats.NewMsg(m.Reply)
-			reply.Header.Set("Webhooker-Node", c.opts.Node)
+			reply.Header.Set(headerNode, c.opts.Node)
 			reply.Data = out
 			_ = m.RespondMsg(reply)
 		}()
@@ -84,7 +84,7 @@ func (c *Cluster) Gather(ctx context.Context, request []byte, enough func(Reply)
 	for want < 0 || len(out) < want {
 		select {
 		case m := <-ch:
-			r := Reply{Node: m.Header.Get("Webhooker-Node"), Data: m.Data}
+			r := Reply{Node: m.Header.Get(headerNode), Data: m.Data}
 			out = append(out, r)
 			if enough != nil && enough(r) {
 				return out, nil

@@ -40,6 +40,17 @@ func (d *Dir) startCluster() error {
 		c.Close()
 		return fmt.Errorf("cluster: answering the other nodes' reads: %w", err)
 	}
+	// The event-log pages on every node hear of what changes here, and
+	// this node's of what changes on the others.
+	if err := c.HearChanges(func(ids []string) {
+		for _, id := range ids {
+			d.changes.PublishHere(id)
+		}
+	}); err != nil {
+		c.Close()
+		return fmt.Errorf("cluster: the other nodes' live updates: %w", err)
+	}
+	d.changes.Forward(c.Changed)
 	if err := d.replicateConfig(); err != nil {
 		c.Close()
 		return fmt.Errorf("cluster: the configuration log: %w", err)

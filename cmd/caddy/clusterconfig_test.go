@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -144,6 +146,25 @@ func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
 		return "the events posted to an API-made entrypoint on every node were not all delivered"
 	})
 
+	// A page open on any node hears of an event applied on whichever node
+	// owns the webhook's partition: one node applies it, all three hear.
+	heard := make([]chan struct{}, len(nodes))
+	for i, n := range nodes {
+		heard[i] = n.hearChange(t, wh.ID)
+	}
+	resp, err := http.Post(nodes[0].g.hooks+key, "application/json", strings.NewReader(`{"n":2000000}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for i, h := range heard {
+		select {
+		case <-h:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the live updates of %s did not tell of the event applied on the webhook's owner", nodes[i].name)
+		}
+	}
+
 	// Three nodes add a target named "dup" at the same moment: the log
 	// orders them, one makes it, the others find the name taken.
 	statuses := make([]int, len(nodes))
@@ -240,4 +261,38 @@ func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
 			t.Fatalf("GET the deleted webhook on %s: %d", n.name, st)
 		}
 	}
+}
+
+// hearChange opens n's live updates (GET /webhooker/stream) and returns a
+// channel closed when they tell of webhookID.
+func (n *clusterNode) hearChange(t *testing.T, webhookID string) chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", n.g.admin+"/webhooker/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("live updates of %s: %d", n.name, resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	if !sc.Scan() { // ": listening": from now on nothing is missed
+		t.Fatalf("live updates of %s: %v", n.name, sc.Err())
+	}
+	heard := make(chan struct{})
+	go func() {
+		defer resp.Body.Close()
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "data: ") && strings.Contains(sc.Text(), webhookID) {
+				close(heard)
+				return
+			}
+		}
+	}()
+	return heard
 }
