@@ -139,16 +139,21 @@ func (d *Dir) answerRead(data []byte) []byte {
 // node's wait, cluster's gatherWait).
 const gatherTimeout = 8 * time.Second
 
-// clusterReads serves a face of the admin API in cluster mode: event-log
-// reads are answered by every node together, the rest by this node.
+// clusterReads serves a face of the API in cluster mode: event-log reads
+// are answered by every node together, the rest by this node. On the
+// tenant face, this node first checks that the caller's key owns the
+// webhook (the other nodes answer whatever this node asks).
 type clusterReads struct {
-	d     *Dir
-	local http.Handler
+	d      *Dir
+	local  http.Handler
+	tenant bool
 }
 
 func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && eventOp(r.URL.Path) {
-		c.op(w, r)
+		if c.tenantMay(w, r) {
+			c.op(w, r)
+		}
 		return
 	}
 	if r.Method == http.MethodGet && r.URL.Path == webhookList && r.URL.Query().Get("stats") == "true" {
@@ -158,6 +163,9 @@ func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	list, ok := eventLogRead(r.URL.Path)
 	if r.Method != http.MethodGet || !ok {
 		c.local.ServeHTTP(w, r)
+		return
+	}
+	if !c.tenantMay(w, r) {
 		return
 	}
 	query := r.URL.Query()
@@ -225,18 +233,66 @@ func (c clusterReads) op(w http.ResponseWriter, r *http.Request) {
 // the same webhooks), the counts every node's. An event applied on two
 // nodes after a takeover counts twice.
 func (c clusterReads) webhookFigures(w http.ResponseWriter, r *http.Request) {
+	var own *readAnswer // a tenant's own list, from this node
+	if c.tenant {
+		rec := c.serveLocal(r, r.Method, r.URL.Path)
+		if rec.status != http.StatusOK {
+			writeRaw(w, rec.status, rec.body.Bytes())
+			return
+		}
+		own = &readAnswer{Status: rec.status, Body: rec.body.Bytes()}
+	}
 	answers, err := c.gather(r.Context(), readRequest{Path: webhookList, Query: r.URL.RawQuery}, nil)
 	if err != nil {
 		writeRaw(w, http.StatusServiceUnavailable, errorBody("reading the cluster's nodes: "+err.Error()))
 		return
 	}
-	status, body := mergeFigures(answers, c.d.cluster.Node())
+	status, body := mergeFigures(answers, c.d.cluster.Node(), own)
 	writeRaw(w, status, body)
 }
 
-// mergeFigures adds up the webhooks' stats of every node's list into the
-// list of node self (of the first 200 when self did not answer).
-func mergeFigures(answers []readAnswer, self string) (int, []byte) {
+// tenantMay, on the tenant face, checks that the caller's API key owns
+// the webhook of r's path, as this node's tenant API answers for it: if
+// not, that answer (401, 404) is written and it returns false.
+func (c clusterReads) tenantMay(w http.ResponseWriter, r *http.Request) bool {
+	if !c.tenant {
+		return true
+	}
+	parts, ok := webhookPath(r.URL.Path)
+	if !ok {
+		writeRaw(w, http.StatusNotFound, errorBody("not found"))
+		return false
+	}
+	rec := c.serveLocal(r, http.MethodGet, admin.Prefix+"/webhooks/"+url.PathEscape(parts[0]))
+	if rec.status != http.StatusOK {
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		writeRaw(w, rec.status, rec.body.Bytes())
+		return false
+	}
+	return true
+}
+
+// serveLocal answers a GET of path with the caller's credentials on this
+// node's face.
+func (c clusterReads) serveLocal(r *http.Request, method, path string) *recorder {
+	lr := r.Clone(r.Context())
+	lr.Method, lr.Body, lr.ContentLength = method, http.NoBody, 0
+	lr.URL = &url.URL{Path: path, RawQuery: r.URL.RawQuery}
+	lr.RequestURI = ""
+	if path != r.URL.Path {
+		lr.URL.RawQuery = ""
+	}
+	rec := &recorder{header: http.Header{}, status: http.StatusOK}
+	c.local.ServeHTTP(rec, lr)
+	return rec
+}
+
+// mergeFigures adds up the webhooks' stats of every node's list into own
+// when set (a tenant's list), else into the list of node self (of the
+// first 200 when self did not answer).
+func mergeFigures(answers []readAnswer, self string, own *readAnswer) (int, []byte) {
 	type list struct {
 		Webhooks []map[string]json.RawMessage `json:"webhooks"`
 	}
@@ -281,6 +337,12 @@ func mergeFigures(answers []readAnswer, self string) (int, []byte) {
 			for k, n := range st.Deliveries {
 				sum.Deliveries[k] += n
 			}
+		}
+	}
+	if own != nil {
+		base = new(list)
+		if err := json.Unmarshal(own.Body, base); err != nil {
+			return http.StatusInternalServerError, errorBody("this node's webhook list does not decode")
 		}
 	}
 	if base == nil {

@@ -140,7 +140,7 @@ func TestMergeFigures(t *testing.T) {
 	b := list("n2", `{"webhooks":[
 		{"id":"w1","name":"one (n2's copy)","stats":{"events":3,"last_event_at":"2026-01-01T00:00:05Z","deliveries":{"pending":0,"delivered":3}}},
 		{"id":"w2","name":"two","stats_error":"disk on fire"}]}`)
-	status, body := mergeFigures([]readAnswer{b, a, {Status: http.StatusServiceUnavailable, Node: "n3"}}, "n1")
+	status, body := mergeFigures([]readAnswer{b, a, {Status: http.StatusServiceUnavailable, Node: "n3"}}, "n1", nil)
 	var got struct {
 		Webhooks []struct {
 			ID, Name   string

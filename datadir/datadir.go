@@ -446,10 +446,10 @@ func (d *Dir) OpenEventDBs() int { return d.events.OpenCount() }
 // tenant's.
 type apiHandlers struct {
 	endpoint, admin, tenant *admin.Handler
-	// endpointServed and adminServed are the endpoint's and the admin
-	// site's faces as served: in cluster mode their event-log reads are
-	// answered by every node (clusterreads.go).
-	endpointServed, adminServed http.Handler
+	// endpointServed, adminServed and tenantServed are the faces as
+	// served: in cluster mode their event-log reads are answered by every
+	// node (clusterreads.go).
+	endpointServed, adminServed, tenantServed http.Handler
 }
 
 func (d *Dir) makeAPIs(decl *Declaration) *apiHandlers {
@@ -457,9 +457,10 @@ func (d *Dir) makeAPIs(decl *Declaration) *apiHandlers {
 	b.PublicURL, e.PublicURL = decl.PublicURL, decl.PublicURL
 	e.Backup = d.backupForAPI
 	a := &apiHandlers{endpoint: admin.NewAdminHandler(e), admin: admin.NewAdminHandler(b), tenant: admin.NewTenantHandler(b)}
-	a.endpointServed, a.adminServed = a.endpoint, a.admin
+	a.endpointServed, a.adminServed, a.tenantServed = a.endpoint, a.admin, a.tenant
 	if d.cluster != nil {
 		a.endpointServed, a.adminServed = clusterReads{d: d, local: a.endpoint}, clusterReads{d: d, local: a.admin}
+		a.tenantServed = clusterReads{d: d, local: a.tenant, tenant: true}
 	}
 	return a
 }
@@ -502,7 +503,7 @@ func (d *Dir) AdminEndpointAPI() http.Handler {
 
 // TenantAPI: see AdminAPI.
 func (d *Dir) TenantAPI() http.Handler {
-	return d.api(func(a *apiHandlers) http.Handler { return a.tenant })
+	return d.api(func(a *apiHandlers) http.Handler { return a.tenantServed })
 }
 
 func (d *Dir) api(pick func(*apiHandlers) http.Handler) http.Handler {

@@ -14,9 +14,20 @@ import (
 	"time"
 )
 
+// tenant calls n's tenant API (webhooker_api on its site) with an API key.
+func (n *clusterNode) tenant(t *testing.T, key, method, path string, body, out any) int {
+	t.Helper()
+	return n.call(t, strings.TrimSuffix(n.g.hooks, "/hooks/"), "Bearer "+key, method, path, body, out)
+}
+
 // api calls n's admin API and decodes a JSON answer into out (when not
 // nil), returning the status.
 func (n *clusterNode) api(t *testing.T, method, path string, body, out any) int {
+	t.Helper()
+	return n.call(t, n.g.admin, "", method, path, body, out)
+}
+
+func (n *clusterNode) call(t *testing.T, base, auth, method, path string, body, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -26,9 +37,12 @@ func (n *clusterNode) api(t *testing.T, method, path string, body, out any) int 
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, n.g.admin+"/webhooker"+path, rd)
+	req, err := http.NewRequest(method, base+"/webhooker"+path, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -224,13 +238,65 @@ func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
 		t.Fatalf("n3 after its restart: description %q", got.Description)
 	}
 
+	// A user made on n1, given an API key on n2, makes a webhook through
+	// the tenant API of n3; events posted to it on every node are listed
+	// whole by every node's tenant API; another user's key finds nothing.
+	var alice, bob struct {
+		ID string `json:"id"`
+	}
+	var aliceKey, bobKey struct {
+		Key string `json:"key"`
+	}
+	if nodes[0].api(t, "POST", "/users", map[string]any{"name": "alice"}, &alice) != http.StatusCreated ||
+		nodes[0].api(t, "POST", "/users", map[string]any{"name": "bob"}, &bob) != http.StatusCreated {
+		t.Fatal("create the users on n1")
+	}
+	if nodes[1].api(t, "POST", "/users/"+alice.ID+"/api-keys", map[string]any{"name": "ci"}, &aliceKey) != http.StatusCreated ||
+		nodes[1].api(t, "POST", "/users/"+bob.ID+"/api-keys", map[string]any{"name": "ci"}, &bobKey) != http.StatusCreated {
+		t.Fatal("create the API keys on n2")
+	}
+	var tw webhook
+	if st := nodes[2].tenant(t, aliceKey.Key, "POST", "/webhooks", map[string]any{"name": "alices"}, &tw); st != http.StatusCreated {
+		t.Fatalf("alice makes a webhook on n3 with the key made on n2: %d", st)
+	}
+	if st := nodes[2].tenant(t, aliceKey.Key, "POST", "/webhooks/"+tw.ID+"/targets", map[string]any{"name": "keep", "type": "database"}, nil); st != http.StatusCreated {
+		t.Fatalf("alice adds a target on n3: %d", st)
+	}
+	converged(t, nodes)
+	for i, n := range nodes {
+		resp, err := http.Post(n.g.hooks+tw.Entrypoints[0].Key, "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, 3_000_000+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST to alice's webhook on %s: %d", n.name, resp.StatusCode)
+		}
+	}
+	// One node applies them (the partition's owner): each node's tenant
+	// API lists them all.
+	for _, n := range nodes {
+		waitUntil(t, 60*time.Second, func() bool {
+			var page struct {
+				Events []struct {
+					ID string `json:"id"`
+				} `json:"events"`
+			}
+			return n.tenant(t, aliceKey.Key, "GET", "/webhooks/"+tw.ID+"/events", nil, &page) == http.StatusOK && len(page.Events) == len(nodes)
+		}, func() string { return n.name + "'s tenant API did not list alice's events from every node" })
+	}
+	if st := nodes[0].tenant(t, bobKey.Key, "GET", "/webhooks/"+tw.ID+"/events", nil, nil); st != http.StatusNotFound {
+		t.Fatalf("bob reads alice's events through n1: %d, want 404", st)
+	}
+
 	// Deleted on n2: gone from every node's routes.
 	if st := nodes[1].api(t, "DELETE", "/webhooks/"+wh.ID, nil, nil); st != http.StatusNoContent {
 		t.Fatalf("delete on n2: %d", st)
 	}
-	// Five changes in the log, one per write that succeeded (a create, two
-	// target adds, a patch, a delete), applied by every node.
-	if got := converged(t, nodes); got != 5 {
+	// Eleven changes in the log, one per write that succeeded (a create,
+	// two target adds, a patch; two users, two keys, alice's webhook and
+	// target; a delete), applied by every node.
+	if got := converged(t, nodes); got != 11 {
 		for _, n := range nodes {
 			for _, l := range strings.Split(n.logs.String(), "\n") {
 				if strings.Contains(l, "configuration") {
@@ -238,12 +304,12 @@ func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
 				}
 			}
 		}
-		t.Fatalf("the configuration log's place: %d, want 5", got)
+		t.Fatalf("the configuration log's place: %d, want 11", got)
 	}
 	conflicts := 0.0
 	for _, n := range nodes {
-		if got := n.metric(t, "caddy_webhooker_cluster_config_applied"); got != 5 {
-			t.Fatalf("%s's caddy_webhooker_cluster_config_applied: %v, want 5", n.name, got)
+		if got := n.metric(t, "caddy_webhooker_cluster_config_applied"); got != 11 {
+			t.Fatalf("%s's caddy_webhooker_cluster_config_applied: %v, want 11", n.name, got)
 		}
 		conflicts += n.metric(t, `caddy_webhooker_cluster_config_changes_total{kind="conflict",node="`+n.name+`"}`)
 	}

@@ -33,7 +33,7 @@ func newBinaryGateway(t *testing.T, bin, dir, webhooker string) *binaryGateway {
 	adminPort, sitePort := freePort(t), freePort(t)
 	g := &binaryGateway{bin: bin, dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"), dataDir: filepath.Join(dir, "data"),
 		hooks: fmt.Sprintf("http://127.0.0.1:%d/hooks/", sitePort), admin: fmt.Sprintf("http://localhost:%d", adminPort)}
-	config := fmt.Sprintf("{\n\tadmin localhost:%d\n\twebhooker {\n\t\tdata_dir %s\n%s\t}\n}\n\nhttp://:%d {\n\twebhooker /hooks/*\n}\n",
+	config := fmt.Sprintf("{\n\tadmin localhost:%d\n\twebhooker {\n\t\tdata_dir %s\n%s\t}\n}\n\nhttp://:%d {\n\twebhooker /hooks/*\n\twebhooker_api\n}\n",
 		adminPort, g.dataDir, webhooker, sitePort)
 	if err := os.WriteFile(g.caddyfile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
