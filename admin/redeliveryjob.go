@@ -39,6 +39,16 @@ const (
 	jobCancelled = "cancelled"
 )
 
+// jobIDKey holds the id a bulk redelivery job takes (WithJobID).
+type jobIDKey struct{}
+
+// WithJobID makes a bulk redelivery started with ctx take id (a UUID)
+// rather than a new one: in cluster mode every node runs one job on the
+// events it holds, under the id the node asked gave them all.
+func WithJobID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, jobIDKey{}, id)
+}
+
 type bulkRedeliverRequest struct {
 	// TargetID limits the redelivery to one target; "": every active one.
 	TargetID string                 `json:"target_id"`
@@ -228,9 +238,13 @@ func (h *Handler) bulkRedeliver(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	// The job outlives the request: it runs on the Backend's lifetime.
+	id, ok := r.Context().Value(jobIDKey{}).(string)
+	if !ok {
+		id = uuid.NewString()
+	}
 	ctx, cancel := context.WithCancel(h.b.background())
 	j := &redeliveryJob{cancel: cancel, done: make(chan struct{}), view: jobView{
-		ID: uuid.NewString(), WebhookID: wh.ID, State: jobRunning, Matched: matched, StartedAt: time.Now().UTC(),
+		ID: id, WebhookID: wh.ID, State: jobRunning, Matched: matched, StartedAt: time.Now().UTC(),
 	}}
 	if err := h.b.jobs().add(h.b.background(), j); err != nil {
 		cancel()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/webhooker/caddy-webhooker/admin"
@@ -33,6 +34,9 @@ type readRequest struct {
 	Path   string `json:"path"`
 	Query  string `json:"query,omitempty"`
 	Body   []byte `json:"body,omitempty"`
+	// JobID is the id a bulk redelivery started by the request takes on
+	// every node (clusterjobs.go).
+	JobID string `json:"job_id,omitempty"`
 }
 
 // readAnswer is one node's answer: the status and body its own API gave.
@@ -105,6 +109,8 @@ func (d *Dir) answerRead(data []byte) []byte {
 		method = http.MethodGet
 	case rq.Method == http.MethodPost && eventOp(rq.Path):
 		method = http.MethodPost
+	case bulkJobOp(rq.Method, rq.Path):
+		method = rq.Method
 	default:
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read or operation: " + rq.Method + " " + rq.Path)})
 	}
@@ -114,11 +120,17 @@ func (d *Dir) answerRead(data []byte) []byte {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), gatherTimeout)
 	defer cancel()
+	if rq.JobID != "" {
+		if err := uuid.Validate(rq.JobID); err != nil {
+			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("job id: " + err.Error())})
+		}
+		ctx = admin.WithJobID(ctx, rq.JobID)
+	}
 	r, err := http.NewRequestWithContext(ctx, method, rq.Path+"?"+rq.Query, bytes.NewReader(rq.Body))
 	if err != nil {
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody(err.Error())})
 	}
-	if method == http.MethodPost {
+	if len(rq.Body) > 0 {
 		r.Header.Set("Content-Type", "application/json")
 	}
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
@@ -150,6 +162,12 @@ type clusterReads struct {
 }
 
 func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if bulkJobOp(r.Method, r.URL.Path) {
+		if c.tenantMay(w, r) {
+			c.jobs(w, r)
+		}
+		return
+	}
 	if r.Method == http.MethodPost && eventOp(r.URL.Path) {
 		if c.tenantMay(w, r) {
 			c.op(w, r)

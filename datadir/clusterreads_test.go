@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -183,5 +184,74 @@ func TestAnswerReadRefusesWhatIsNotARead(t *testing.T) {
 		if err := json.Unmarshal(d.answerRead([]byte(in)), &a); err != nil || a.Status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s (%v), want 400", in, a.Status, a.Body, err)
 		}
+	}
+}
+
+func TestBulkJobOp(t *testing.T) {
+	const wh = "/webhooker/webhooks/0192a2b4-0000-7000-8000-000000000001"
+	for _, c := range []struct {
+		method, path string
+		want         bool
+	}{
+		{"POST", wh + "/redeliver", true},
+		{"GET", wh + "/redeliver/0192a2b4-0000-7000-8000-000000000002", true},
+		{"DELETE", wh + "/redeliver/0192a2b4-0000-7000-8000-000000000002", true},
+		{"GET", wh + "/redeliver", false},
+		{"POST", wh + "/redeliver/x", false},
+		{"DELETE", wh + "/redeliver", false},
+		{"POST", wh + "/redeliver/x/y", false},
+		{"POST", wh + "/events/x/redeliver", false},
+		{"POST", "/webhooker/webhooks/../redeliver", false},
+	} {
+		if got := bulkJobOp(c.method, c.path); got != c.want {
+			t.Errorf("bulkJobOp(%s %s) = %v, want %v", c.method, c.path, got, c.want)
+		}
+	}
+}
+
+func TestMergeJobs(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	job := func(node, state string, matched, redelivered int, started time.Time, finished *time.Time) readAnswer {
+		b, _ := json.Marshal(clusterJob{ID: "j", WebhookID: "w", State: state, Matched: matched, Redelivered: redelivered,
+			StartedAt: started, FinishedAt: finished})
+		return readAnswer{Node: node, Status: http.StatusOK, Body: b}
+	}
+	t1, t2 := t0.Add(time.Second), t0.Add(2*time.Second)
+	status, body := mergeJobs([]readAnswer{
+		job("n1", "done", 3, 3, t1, &t1),
+		job("n2", "done", 2, 1, t0, &t2),
+		{Node: "n3", Status: http.StatusNotFound, Body: errorBody("not found")},
+	}, false)
+	var got clusterJob
+	if err := json.Unmarshal(body, &got); err != nil || status != http.StatusOK {
+		t.Fatalf("%d %s", status, body)
+	}
+	if got.State != "done" || got.Matched != 5 || got.Redelivered != 4 || !got.StartedAt.Equal(t0) || got.FinishedAt == nil || !got.FinishedAt.Equal(t2) {
+		t.Fatalf("merged %+v", got)
+	}
+	// One node still running: running, not finished.
+	_, body = mergeJobs([]readAnswer{job("n1", "done", 1, 1, t0, &t1), job("n2", "running", 1, 0, t0, nil)}, false)
+	if err := json.Unmarshal(body, &got); err != nil || got.State != "running" || got.FinishedAt != nil {
+		t.Fatalf("merged %s", body)
+	}
+	// A dry run's matches add up; a start is wrapped; a node's refusal is told.
+	_, body = mergeJobs([]readAnswer{
+		{Node: "n1", Status: http.StatusOK, Body: []byte(`{"matched":4}`)},
+		{Node: "n2", Status: http.StatusOK, Body: []byte(`{"matched":2}`)},
+	}, true)
+	if string(body) != `{"matched":6}` {
+		t.Fatalf("dry run: %s", body)
+	}
+	started := job("n1", "running", 2, 0, t0, nil)
+	started.Status, started.Body = http.StatusAccepted, []byte(`{"job":`+string(started.Body)+`}`)
+	status, body = mergeJobs([]readAnswer{started, {Node: "n2", Status: http.StatusConflict, Body: errorBody("redelivery job x is still running")}}, true)
+	var wrapped struct{ Job clusterJob }
+	if err := json.Unmarshal(body, &wrapped); err != nil || status != http.StatusAccepted || wrapped.Job.Matched != 2 ||
+		!strings.Contains(wrapped.Job.LastError, "node n2: 409 redelivery job x is still running") {
+		t.Fatalf("start: %d %s", status, body)
+	}
+	// No node has it: 404.
+	if status, _ := mergeJobs([]readAnswer{{Node: "n1", Status: http.StatusNotFound, Body: errorBody("no such job")}}, false); status != http.StatusNotFound {
+		t.Fatalf("unknown job: %d", status)
 	}
 }

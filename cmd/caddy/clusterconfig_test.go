@@ -289,6 +289,38 @@ func TestClusterConfigMadeOnOneNodeReachesEvery(t *testing.T) {
 		t.Fatalf("bob reads alice's events through n1: %d, want 404", st)
 	}
 
+	// A bulk redelivery asked of any node runs on every node, each on the
+	// events it holds, under one id: its figures are the cluster's, read
+	// and cancelled through any node.
+	type job struct {
+		ID          string `json:"id"`
+		State       string `json:"state"`
+		Matched     int    `json:"matched"`
+		Redelivered int    `json:"redelivered"`
+	}
+	for i, n := range nodes {
+		var dry struct {
+			Matched int `json:"matched"`
+		}
+		if st := n.api(t, "POST", "/webhooks/"+tw.ID+"/redeliver", map[string]any{"status": "delivered", "dry_run": true}, &dry); st != http.StatusOK || dry.Matched != len(nodes) {
+			t.Fatalf("dry run on %s: %d, matched %d, want %d", n.name, st, dry.Matched, len(nodes))
+		}
+		var started struct {
+			Job job `json:"job"`
+		}
+		if st := n.api(t, "POST", "/webhooks/"+tw.ID+"/redeliver", map[string]any{"status": "delivered"}, &started); st != http.StatusAccepted || started.Job.Matched != len(nodes) {
+			t.Fatalf("bulk redelivery on %s: %d %+v, want %d matched", n.name, st, started.Job, len(nodes))
+		}
+		other := nodes[(i+1)%len(nodes)]
+		var got job
+		waitUntil(t, 30*time.Second, func() bool {
+			return other.api(t, "GET", "/webhooks/"+tw.ID+"/redeliver/"+started.Job.ID, nil, &got) == http.StatusOK && got.State != "running"
+		}, func() string { return fmt.Sprintf("the job started on %s, read on %s: %+v", n.name, other.name, got) })
+		if got.State != "done" || got.Redelivered != len(nodes) {
+			t.Fatalf("the job started on %s, read on %s: %+v, want done with %d redelivered", n.name, other.name, got, len(nodes))
+		}
+	}
+
 	// Deleted on n2: gone from every node's routes.
 	if st := nodes[1].api(t, "DELETE", "/webhooks/"+wh.ID, nil, nil); st != http.StatusNoContent {
 		t.Fatalf("delete on n2: %d", st)
