@@ -108,7 +108,11 @@ func openSQLiteConns(abs string, sync Synchronous) (*sqliteFile, error) {
 	// busy_timeout comes first: the pragmas after it may need the file's
 	// lock (journal_mode does), and must wait for it rather than fail with
 	// "database is locked" while another connection holds it.
-	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)", busyTimeoutMillis)
+	// temp_store(memory): what SQLite would put in temporary files (a
+	// statement's journal when it fires triggers, as the main DB's writes
+	// do; a sort) stays in memory, so that no temporary directory is
+	// needed: a scratch container has none.
+	common := fmt.Sprintf("_pragma=busy_timeout(%d)&_pragma=foreign_keys(1)&_pragma=temp_store(memory)", busyTimeoutMillis)
 
 	// page_size applies only to a file not yet written, hence before
 	// journal_mode (which writes it): 16 KiB pages take a 64 KiB body in 4
