@@ -64,8 +64,9 @@ type bulkRedeliverRequest struct {
 	Rate *int `json:"rate"`
 }
 
-// jobView is a bulk redelivery job as the API shows it.
-type jobView struct {
+// JobView is a bulk redelivery job as the API shows it (in cluster mode,
+// datadir adds up every node's).
+type JobView struct {
 	ID          string     `json:"id"`
 	WebhookID   string     `json:"webhook_id"`
 	State       string     `json:"state"`
@@ -82,16 +83,16 @@ type redeliveryJob struct {
 	done   chan struct{} // closed when the job's goroutine ends
 
 	mu   sync.Mutex
-	view jobView
+	view JobView
 }
 
-func (j *redeliveryJob) snapshot() jobView {
+func (j *redeliveryJob) snapshot() JobView {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.view
 }
 
-func (j *redeliveryJob) update(fn func(v *jobView)) {
+func (j *redeliveryJob) update(fn func(v *JobView)) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	fn(&j.view)
@@ -243,7 +244,7 @@ func (h *Handler) bulkRedeliver(w http.ResponseWriter, r *http.Request) error {
 		id = uuid.NewString()
 	}
 	ctx, cancel := context.WithCancel(h.b.background())
-	j := &redeliveryJob{cancel: cancel, done: make(chan struct{}), view: jobView{
+	j := &redeliveryJob{cancel: cancel, done: make(chan struct{}), view: JobView{
 		ID: id, WebhookID: wh.ID, State: jobRunning, Matched: matched, StartedAt: time.Now().UTC(),
 	}}
 	if err := h.b.jobs().add(h.b.background(), j); err != nil {
@@ -264,7 +265,7 @@ func (b *Backend) runRedelivery(ctx context.Context, j *redeliveryJob, wh *stora
 	defer close(j.done)
 	defer j.cancel()
 	finish := func(state, lastError string) {
-		j.update(func(v *jobView) {
+		j.update(func(v *JobView) {
 			now := time.Now().UTC()
 			v.State, v.FinishedAt = state, &now
 			if lastError != "" {
@@ -309,7 +310,7 @@ func (b *Backend) runRedelivery(ctx context.Context, j *redeliveryJob, wh *stora
 				finish(jobCancelled, "")
 				return
 			}
-			j.update(func(v *jobView) {
+			j.update(func(v *JobView) {
 				if err != nil {
 					v.Errors++
 					v.LastError = fmt.Sprintf("event %s: %v", m.EventID, err)

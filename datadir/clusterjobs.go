@@ -6,9 +6,10 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/webhooker/caddy-webhooker/admin"
 )
 
 // Bulk redelivery in cluster mode: each node holds the events it applied,
@@ -29,19 +30,6 @@ func bulkJobPath(path string) (start, job bool) {
 func bulkJobOp(method, path string) bool {
 	start, job := bulkJobPath(path)
 	return start && method == http.MethodPost || job && (method == http.MethodGet || method == http.MethodDelete)
-}
-
-// clusterJob is a job as a node's API shows it (admin's jobView).
-type clusterJob struct {
-	ID          string     `json:"id"`
-	WebhookID   string     `json:"webhook_id"`
-	State       string     `json:"state"`
-	Matched     int        `json:"matched"`
-	Redelivered int        `json:"redelivered"`
-	Errors      int        `json:"errors"`
-	LastError   string     `json:"last_error"`
-	StartedAt   time.Time  `json:"started_at"`
-	FinishedAt  *time.Time `json:"finished_at"`
 }
 
 // jobs starts, reads or cancels a bulk redelivery job on every node.
@@ -75,7 +63,7 @@ func (c clusterReads) jobs(w http.ResponseWriter, r *http.Request) {
 // than 404 is the answer. wrapped: a start's answer, {"job": …}.
 func mergeJobs(answers []readAnswer, wrapped bool) (int, []byte) {
 	var (
-		sum    *clusterJob
+		sum    *admin.JobView
 		status int
 		dry    *int
 		errs   []string
@@ -93,10 +81,10 @@ func mergeJobs(answers []readAnswer, wrapped bool) (int, []byte) {
 			continue
 		}
 		var v struct {
-			Job     *clusterJob `json:"job"`
-			Matched *int        `json:"matched"`
+			Job     *admin.JobView `json:"job"`
+			Matched *int           `json:"matched"`
 		}
-		var j clusterJob
+		var j admin.JobView
 		switch err := json.Unmarshal(a.Body, &v); {
 		case err != nil:
 			continue

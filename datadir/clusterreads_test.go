@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webhooker/caddy-webhooker/admin"
 )
 
 func pageOf(t *testing.T, rows ...string) readAnswer {
@@ -212,7 +214,7 @@ func TestBulkJobOp(t *testing.T) {
 func TestMergeJobs(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	job := func(node, state string, matched, redelivered int, started time.Time, finished *time.Time) readAnswer {
-		b, _ := json.Marshal(clusterJob{ID: "j", WebhookID: "w", State: state, Matched: matched, Redelivered: redelivered,
+		b, _ := json.Marshal(admin.JobView{ID: "j", WebhookID: "w", State: state, Matched: matched, Redelivered: redelivered,
 			StartedAt: started, FinishedAt: finished})
 		return readAnswer{Node: node, Status: http.StatusOK, Body: b}
 	}
@@ -222,7 +224,7 @@ func TestMergeJobs(t *testing.T) {
 		job("n2", "done", 2, 1, t0, &t2),
 		{Node: "n3", Status: http.StatusNotFound, Body: errorBody("not found")},
 	}, false)
-	var got clusterJob
+	var got admin.JobView
 	if err := json.Unmarshal(body, &got); err != nil || status != http.StatusOK {
 		t.Fatalf("%d %s", status, body)
 	}
@@ -245,7 +247,7 @@ func TestMergeJobs(t *testing.T) {
 	started := job("n1", "running", 2, 0, t0, nil)
 	started.Status, started.Body = http.StatusAccepted, []byte(`{"job":`+string(started.Body)+`}`)
 	status, body = mergeJobs([]readAnswer{started, {Node: "n2", Status: http.StatusConflict, Body: errorBody("redelivery job x is still running")}}, true)
-	var wrapped struct{ Job clusterJob }
+	var wrapped struct{ Job admin.JobView }
 	if err := json.Unmarshal(body, &wrapped); err != nil || status != http.StatusAccepted || wrapped.Job.Matched != 2 ||
 		!strings.Contains(wrapped.Job.LastError, "node n2: 409 redelivery job x is still running") {
 		t.Fatalf("start: %d %s", status, body)
