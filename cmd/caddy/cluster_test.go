@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -148,110 +147,50 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	// A slow target, so that deliveries are still owed at the kill.
 	target := newSeqTarget(t, 2*time.Millisecond)
 	nodes := startClusterNodes(t, bin, target.url, fastRetries)
-	var (
-		acked             sync.Map // sequence number -> event id
-		nAcked, nRefused  atomic.Int64
-		refusedBy         [3]atomic.Int64 // each node's answers other than 200, and its errors (timeouts)
-		next              atomic.Int64
-		stop              = make(chan struct{})
-		wg                sync.WaitGroup
-		ackedAfterKill    atomic.Int64
-		killed            atomic.Bool
-		client            = &http.Client{Timeout: 10 * time.Second}
-		perNodeGoroutines = 4
-	)
-	// A steady rate: each of 4 senders per node posts every 10 ms at most
-	// (about 400 events/s per node, 1,200/s in all).
-	for i, n := range nodes {
-		for range perNodeGoroutines {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tick := time.NewTicker(10 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-					}
-					seq := int(next.Add(1))
-					key := fmt.Sprintf("key-%d", seq%clusterWebhooks)
-					resp, err := client.Post(n.g.hooks+key, "application/json", strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
-					if err != nil {
-						nRefused.Add(1)
-						refusedBy[i].Add(1)
-						continue // the node is gone (or timed out): not acknowledged
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						nRefused.Add(1)
-						refusedBy[i].Add(1)
-						continue
-					}
-					var ack struct {
-						EventID string `json:"event_id"`
-					}
-					if err := json.Unmarshal(body, &ack); err != nil || ack.EventID == "" {
-						t.Errorf("200 without an event id from %s: %q", n.name, body)
-						continue
-					}
-					acked.Store(seq, ack.EventID)
-					nAcked.Add(1)
-					if killed.Load() {
-						ackedAfterKill.Add(1)
-					}
-				}
-			}()
-		}
-	}
+	// A steady rate: 4 senders per node (about 400 events/s per node,
+	// 1,200/s in all).
+	const perNodeGoroutines = 4
+	load := startClusterLoad(t, nodes, perNodeGoroutines)
 	time.Sleep(4 * time.Second)
 	// The victim is the node that applied the most: it owns partitions,
 	// so the events sent to their webhooks after the kill are delivered
 	// only if the survivors take them over.
-	victimAt, most := 0, -1.0
-	for i, n := range nodes {
-		if a := n.metric(t, `caddy_webhooker_cluster_messages_total{kind="applied",node="`+n.name+`"}`); a > most {
-			victimAt, most = i, a
-		}
-	}
+	victimAt, most := busiest(t, nodes)
 	victim := nodes[victimAt]
 	survivors := slices.Delete(slices.Clone(nodes), victimAt, victimAt+1)
 	heldAtKill := victim.metric(t, "caddy_webhooker_cluster_held_messages")
-	ackedAtKill := nAcked.Load()
+	ackedAtKill := load.nAcked.Load()
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = victim.cmd.Wait()
-	killed.Store(true)
+	load.mark()
 	killedAt := time.Now()
 	// Long enough for the stream's leader to be elected again among the
 	// survivors, should it have been the victim.
 	time.Sleep(15 * time.Second)
-	close(stop)
-	wg.Wait()
+	load.halt()
 
-	missing := func() []int { return target.missing(&acked) }
+	missing := func() []int { return target.missing(&load.acked) }
 	// The killed node's unfinished messages come back after the stream's
 	// ack wait (30s) and its partitions move after the pin's TTL (15s).
 	waitUntil(t, 3*time.Minute, func() bool { return len(missing()) == 0 }, func() string {
 		m := missing()
 		return fmt.Sprintf("%d of %d acknowledged events never delivered by the survivors (first: %v)\n%s:\n%s\n%s:\n%s",
-			len(m), nAcked.Load(), m[:min(10, len(m))], survivors[0].name, survivors[0].logs.String(), survivors[1].name, survivors[1].logs.String())
+			len(m), load.nAcked.Load(), m[:min(10, len(m))], survivors[0].name, survivors[0].logs.String(), survivors[1].name, survivors[1].logs.String())
 	})
 	allDelivered := time.Since(killedAt)
 	var delivered, duplicates int
-	acked.Range(func(k, _ any) bool {
+	load.acked.Range(func(k, _ any) bool {
 		delivered++
 		duplicates += target.count(k.(int)) - 1
 		return true
 	})
-	if nAcked.Load() < 1000 || ackedAfterKill.Load() == 0 {
-		t.Fatalf("too little load to show anything: %d acknowledged, %d of them after the kill", nAcked.Load(), ackedAfterKill.Load())
+	if load.nAcked.Load() < 1000 || load.ackedSinceMark.Load() == 0 {
+		t.Fatalf("too little load to show anything: %d acknowledged, %d of them after the kill", load.nAcked.Load(), load.ackedSinceMark.Load())
 	}
 	t.Logf("acknowledged %d (%d before the kill, %d after it; %d refused or unanswered); delivered %d of them, %d duplicate deliveries; all delivered %s after the kill",
-		nAcked.Load(), ackedAtKill, ackedAfterKill.Load(), nRefused.Load(), delivered, duplicates, allDelivered.Round(time.Second))
+		load.nAcked.Load(), ackedAtKill, load.ackedSinceMark.Load(), load.nRefused.Load(), delivered, duplicates, allDelivered.Round(time.Second))
 	var takenOver float64
 	for _, n := range survivors {
 		takenOver += n.metric(t, `caddy_webhooker_cluster_messages_total{kind="taken_over",node="`+n.name+`"}`)
@@ -266,12 +205,12 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	waitUntil(t, 60*time.Second, func() bool {
 		return victim.metric(t, "caddy_webhooker_cluster_routes") == 2 && victim.metric(t, "caddy_webhooker_cluster_node_up") == 1
 	}, func() string { return "the restarted node did not rejoin:\n" + victim.logs.String() })
-	base := int(next.Load()) + 1000
+	base := int(load.next.Load()) + 1000
 	for k := range 50 {
 		seq := base + k
 		// A sequence number's webhook is w(seq mod 12) throughout: the
 		// redeliveries below find its event there.
-		resp, err := client.Post(victim.g.hooks+fmt.Sprintf("key-%d", seq%clusterWebhooks), "application/json",
+		resp, err := load.client.Post(victim.g.hooks+fmt.Sprintf("key-%d", seq%clusterWebhooks), "application/json",
 			strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
 		if err != nil {
 			t.Fatal(err)
@@ -284,7 +223,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || err != nil {
 			t.Fatalf("the rejoined node answered %d (%v)", resp.StatusCode, err)
 		}
-		acked.Store(seq, ack.EventID)
+		load.acked.Store(seq, ack.EventID)
 	}
 	waitUntil(t, 2*time.Minute, func() bool { return len(missing()) == 0 }, func() string {
 		return fmt.Sprintf("%d events acknowledged by the rejoined node never delivered:\n%s", len(missing()), victim.logs.String())
@@ -295,7 +234,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	// them: paged (an odd page size, so that pages end on every node's
 	// events), each event once.
 	want := map[string]bool{}
-	acked.Range(func(_, id any) bool {
+	load.acked.Range(func(_, id any) bool {
 		want[id.(string)] = true
 		return true
 	})
@@ -317,7 +256,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	var refusedByLive int64
 	for i := range nodes {
 		if i != victimAt {
-			refusedByLive += refusedBy[i].Load()
+			refusedByLive += load.refusedBy[i].Load()
 		}
 	}
 	if bound := int64(perNodeGoroutines) + refusedByLive; int64(unanswered) > bound {
@@ -362,7 +301,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 	// A redelivery asked of any node is made by the node that holds the
 	// event: 202, and the target gets the event once more.
 	var picked []int
-	acked.Range(func(k, _ any) bool {
+	load.acked.Range(func(k, _ any) bool {
 		picked = append(picked, k.(int))
 		return len(picked) < 12
 	})
@@ -371,7 +310,7 @@ func TestClusterKillOneNodeLosesNoAcknowledgedEvent(t *testing.T) {
 		before[seq] = target.count(seq)
 	}
 	for _, seq := range picked {
-		id, _ := acked.Load(seq)
+		id, _ := load.acked.Load(seq)
 		u := fmt.Sprintf("%s/webhooker/webhooks/%s/events/%s/redeliver", survivors[0].g.admin,
 			storage.DeclaredWebhookID(fmt.Sprintf("w%d", seq%clusterWebhooks)), id)
 		resp, err := http.Post(u, "application/json", strings.NewReader(`{}`))

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
+	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,71 +26,14 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	bin := buildCaddy(t)
 	target := newSeqTarget(t, 2*time.Millisecond)
 	nodes := startClusterNodes(t, bin, target.url, fastRetries)
-	var (
-		acked          sync.Map
-		nAcked, nLost  atomic.Int64
-		next           atomic.Int64
-		frozen         atomic.Int64 // the frozen node's index + 1, 0 before
-		ackedWhileCut  atomic.Int64
-		stop           = make(chan struct{})
-		wg             sync.WaitGroup
-		client         = &http.Client{Timeout: 10 * time.Second}
-		sendersPerNode = 3
-	)
-	for i, n := range nodes {
-		for range sendersPerNode {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tick := time.NewTicker(10 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-					}
-					if frozen.Load() == int64(i+1) {
-						continue // nobody answers there
-					}
-					seq := int(next.Add(1))
-					resp, err := client.Post(n.g.hooks+fmt.Sprintf("key-%d", seq%clusterWebhooks), "application/json",
-						strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
-					if err != nil {
-						nLost.Add(1)
-						continue
-					}
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						nLost.Add(1)
-						continue
-					}
-					acked.Store(seq, true)
-					nAcked.Add(1)
-					if frozen.Load() != 0 {
-						ackedWhileCut.Add(1)
-					}
-				}
-			}()
-		}
-	}
+	load := startClusterLoad(t, nodes, 3)
 	time.Sleep(3 * time.Second)
-	victimAt, most := 0, -1.0
-	for i, n := range nodes {
-		if a := n.metric(t, `caddy_webhooker_cluster_messages_total{kind="applied",node="`+n.name+`"}`); a > most {
-			victimAt, most = i, a
-		}
-	}
+	victimAt, most := busiest(t, nodes)
 	victim := nodes[victimAt]
-	var others []*clusterNode
-	for i, n := range nodes {
-		if i != victimAt {
-			others = append(others, n)
-		}
-	}
+	others := slices.Delete(slices.Clone(nodes), victimAt, victimAt+1)
 	heldAtFreeze := victim.metric(t, "caddy_webhooker_cluster_held_messages")
-	frozen.Store(int64(victimAt + 1))
+	load.skip.Store(int64(victimAt + 1)) // nobody answers there
+	load.mark()
 	if err := victim.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +55,7 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	// is delivered by the two others, the frozen node still frozen.
 	time.Sleep(time.Until(frozeAt.Add(20 * time.Second)))
 	var owed []int
-	acked.Range(func(k, _ any) bool {
+	load.acked.Range(func(k, _ any) bool {
 		owed = append(owed, k.(int))
 		return true
 	})
@@ -144,26 +85,25 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	if err := victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	frozen.Store(0)
+	load.skip.Store(0)
 	healedAt := time.Now()
 	time.Sleep(5 * time.Second)
-	close(stop)
-	wg.Wait()
+	load.halt()
 
-	missing := func() []int { return target.missing(&acked) }
+	missing := func() []int { return target.missing(&load.acked) }
 	waitUntil(t, 3*time.Minute, func() bool { return len(missing()) == 0 }, func() string {
 		m := missing()
-		return fmt.Sprintf("%d of %d acknowledged events never delivered (first: %v)\n%s:\n%s", len(m), nAcked.Load(),
+		return fmt.Sprintf("%d of %d acknowledged events never delivered (first: %v)\n%s:\n%s", len(m), load.nAcked.Load(),
 			m[:min(10, len(m))], victim.name, victim.logs.String())
 	})
 	var duplicates int
-	acked.Range(func(k, _ any) bool {
+	load.acked.Range(func(k, _ any) bool {
 		duplicates += target.count(k.(int)) - 1
 		return true
 	})
-	if ackedWhileCut.Load() == 0 || takenWhileCut == 0 {
+	if load.ackedSinceMark.Load() == 0 || takenWhileCut == 0 {
 		t.Fatalf("the cut did not show: %d events acknowledged while cut off, %v messages taken over from the frozen node",
-			ackedWhileCut.Load(), takenWhileCut)
+			load.ackedSinceMark.Load(), takenWhileCut)
 	}
 	var takenOver float64
 	for _, n := range others {
@@ -171,7 +111,7 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	}
 	t.Logf("froze %s for %s (it had applied %.0f messages and awaited the deliveries of %.0f); the %d events acknowledged in the cut's first 20 s were all delivered by the two others %s into it (%.0f messages taken over from it by then); acknowledged %d in all (%d while it was cut off; %d refused or unanswered); all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over",
 		victim.name, healedAt.Sub(frozeAt).Round(time.Second), most, heldAtFreeze, len(owed), deliveredWhileCut.Round(time.Second), takenWhileCut,
-		nAcked.Load(), ackedWhileCut.Load(), nLost.Load(), time.Since(healedAt).Round(time.Second), duplicates, takenOver)
+		load.nAcked.Load(), load.ackedSinceMark.Load(), load.nRefused.Load(), time.Since(healedAt).Round(time.Second), duplicates, takenOver)
 
 	// Rejoined: routed to both, the change made without it applied, and
 	// what it acknowledges delivered.
@@ -182,10 +122,10 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	if st := victim.api(t, "GET", "/webhooks/"+made.ID, nil, nil); st != http.StatusOK {
 		t.Fatalf("the webhook made while %s was cut off: %d there", victim.name, st)
 	}
-	base := int(next.Load()) + 1000
+	base := int(load.next.Load()) + 1000
 	for k := range 30 {
 		seq := base + k
-		resp, err := client.Post(victim.g.hooks+fmt.Sprintf("key-%d", seq%clusterWebhooks), "application/json",
+		resp, err := load.client.Post(victim.g.hooks+fmt.Sprintf("key-%d", seq%clusterWebhooks), "application/json",
 			strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
 		if err != nil {
 			t.Fatal(err)
@@ -194,7 +134,7 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("the rejoined node answered %d", resp.StatusCode)
 		}
-		acked.Store(seq, true)
+		load.acked.Store(seq, true)
 	}
 	waitUntil(t, 2*time.Minute, func() bool { return len(missing()) == 0 }, func() string {
 		return fmt.Sprintf("%d events acknowledged by the rejoined node never delivered:\n%s", len(missing()), victim.logs.String())
