@@ -3,7 +3,6 @@ package datadir
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 
@@ -36,13 +35,8 @@ func bulkJobOp(method, path string) bool {
 func (c clusterReads) jobs(w http.ResponseWriter, r *http.Request) {
 	rq := readRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery}
 	if r.Method == http.MethodPost {
-		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-			c.local.ServeHTTP(w, r) // the API's own 415
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOpBody))
-		if err != nil {
-			writeRaw(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body over %d bytes", maxOpBody)))
+		body, ok := c.opBody(w, r)
+		if !ok {
 			return
 		}
 		rq.Body, rq.JobID = body, uuid.NewString()

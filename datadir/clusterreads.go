@@ -147,6 +147,22 @@ func (d *Dir) answerRead(data []byte) []byte {
 	return out
 }
 
+// opBody reads the JSON body of an operation to ask of every node, at
+// most maxOpBody bytes. When it cannot, the answer is written (the API's
+// own 415 for another type, 413) and ok is false.
+func (c clusterReads) opBody(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
+	if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && ct != "" && !strings.HasPrefix(ct, "application/json") {
+		c.local.ServeHTTP(w, r)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOpBody))
+	if err != nil {
+		writeRaw(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body over %d bytes", maxOpBody)))
+		return nil, false
+	}
+	return body, true
+}
+
 // gatherTimeout bounds one node's answer to a read (within the asking
 // node's wait, cluster's gatherWait).
 const gatherTimeout = 8 * time.Second
@@ -221,13 +237,8 @@ func (c clusterReads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the others answer 404. The answer is the first 2xx, else the first that
 // says more than 404, else 404.
 func (c clusterReads) op(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && ct != "" && !strings.HasPrefix(ct, "application/json") {
-		c.local.ServeHTTP(w, r) // the API's own 415
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxOpBody))
-	if err != nil {
-		writeRaw(w, http.StatusRequestEntityTooLarge, errorBody(fmt.Sprintf("body over %d bytes", maxOpBody)))
+	body, ok := c.opBody(w, r)
+	if !ok {
 		return
 	}
 	// The node that holds it answers 2xx: no need to wait for the others.
