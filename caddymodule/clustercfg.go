@@ -19,6 +19,9 @@ import (
 //		routes         <host:port>...
 //		replicas       <n>
 //		secret         <shared secret>
+//		tls_cert       <file>
+//		tls_key        <file>
+//		tls_ca         <file>
 //	}
 func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 	if d.NextArg() {
@@ -33,8 +36,9 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 		}
 		given[sub] = true
 		switch sub {
-		case "node", "listen", "cluster_listen", "secret":
-			field := map[string]*string{"node": &o.Node, "listen": &o.Listen, "cluster_listen": &o.ClusterListen, "secret": &o.Secret}[sub]
+		case "node", "listen", "cluster_listen", "secret", "tls_cert", "tls_key", "tls_ca":
+			field := map[string]*string{"node": &o.Node, "listen": &o.Listen, "cluster_listen": &o.ClusterListen, "secret": &o.Secret,
+				"tls_cert": &o.TLSCert, "tls_key": &o.TLSKey, "tls_ca": &o.TLSCA}[sub]
 			if !d.AllArgs(field) {
 				return nil, d.Errf("cluster: %s takes one value", sub)
 			}
@@ -50,7 +54,7 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 			}
 			o.Replicas = n
 		default:
-			return nil, d.Errf("cluster: unrecognized option %q (node, listen, cluster_listen, routes, replicas, secret)", sub)
+			return nil, d.Errf("cluster: unrecognized option %q (node, listen, cluster_listen, routes, replicas, secret, tls_cert, tls_key, tls_ca)", sub)
 		}
 	}
 	return o, nil

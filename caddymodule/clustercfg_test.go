@@ -25,6 +25,9 @@ func TestCaddyfileClusterMistakes(t *testing.T) {
 		{"route port reachable without a secret", "cluster {\n\tnode a\n\tcluster_listen 0.0.0.0:6222\n\troutes 10.0.0.2:6222\n}", 3,
 			"cluster_listen 0.0.0.0:6222 is reachable from other machines: set secret"},
 		{"short secret", "cluster {\n\tnode a\n\tcluster_listen 10.0.0.1:6222\n\troutes 10.0.0.2:6222\n\tsecret abc\n}", 3, "secret of 3 bytes: at least 16"},
+		{"tls_cert without tls_ca", "cluster {\n\tnode a\n\tcluster_listen 10.0.0.1:6222\n\troutes 10.0.0.2:6222\n\ttls_cert a.pem\n\ttls_key a-key.pem\n}", 3,
+			"tls_cert, tls_key and tls_ca go together"},
+		{"tls_ca with nats", "nats nats://n:4222\ncluster {\n\tnode a\n\ttls_ca ca.pem\n}", 4, "listen, cluster_listen, routes and tls_* are for the embedded server"},
 		{"route not host:port", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\troutes 127.0.0.1\n}", 3, `"127.0.0.1": not host:port`},
 		{"port out of range", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:70000\n\troutes 127.0.0.1:6223\n}", 3, "port out of range"},
 		{"replicas over 5", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\troutes 127.0.0.1:6223\n\treplicas 6\n}", 3, "replicas 6: between 1 and 5"},
@@ -78,6 +81,28 @@ func TestCaddyfileClusterAdapts(t *testing.T) {
 	_ = json.Unmarshal(raw, &withJSONNames)
 	if withJSONNames["cluster"]["cluster_listen"] != "10.0.0.1:6222" {
 		t.Fatalf("cluster_listen not under its name: %s", raw)
+	}
+
+	// Routes over TLS, which authenticate the nodes: no secret needed.
+	raw, err = adaptWebhooker(t, `{
+	webhooker {
+		cluster {
+			node n1
+			cluster_listen 10.0.0.1:6222
+			routes 10.0.0.2:6222
+			tls_cert /etc/webhooker/n1.pem
+			tls_key /etc/webhooker/n1-key.pem
+			tls_ca /etc/webhooker/ca.pem
+		}
+	}
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal(raw, &withJSONNames)
+	if c := withJSONNames["cluster"]; c["tls_cert"] != "/etc/webhooker/n1.pem" || c["tls_key"] != "/etc/webhooker/n1-key.pem" || c["tls_ca"] != "/etc/webhooker/ca.pem" {
+		t.Fatalf("adapted: %s", raw)
 	}
 }
 

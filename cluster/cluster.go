@@ -64,6 +64,14 @@ type Options struct {
 	// address, so that no one who reaches the route port joins the
 	// cluster (and reads or writes its events).
 	Secret string `json:"secret,omitempty"`
+	// TLSCert and TLSKey are this node's certificate and key (PEM files)
+	// for its routes, and TLSCA the CA (PEM) that every node's
+	// certificate is checked against, both ways: with the three, the
+	// routes are encrypted and only nodes holding a certificate of that CA
+	// join (tls.go).
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	TLSCA   string `json:"tls_ca,omitempty"`
 	// URL, when set, is an existing NATS cluster's: no server is embedded.
 	URL string `json:"url,omitempty"`
 }
@@ -78,8 +86,8 @@ func (o *Options) Validate() error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("nats %q: not a URL such as nats://host:4222", o.URL)
 		}
-		if o.Listen != "" || o.ClusterListen != "" || len(o.Routes) > 0 {
-			return errors.New("nats <url> uses a NATS cluster run elsewhere: listen, cluster_listen and routes are for the embedded server")
+		if o.Listen != "" || o.ClusterListen != "" || len(o.Routes) > 0 || o.TLSCert != "" || o.TLSKey != "" || o.TLSCA != "" {
+			return errors.New("nats <url> uses a NATS cluster run elsewhere: listen, cluster_listen, routes and tls_* are for the embedded server")
 		}
 	} else {
 		if o.Node == "" {
@@ -108,8 +116,11 @@ func (o *Options) Validate() error {
 				return fmt.Errorf("cluster: listen %s: the client port takes this node's own connection only and has no authentication: give a loopback address such as 127.0.0.1:4222", o.Listen)
 			}
 		}
-		if host, _, _ := splitHostPort(o.ClusterListen); !isLoopback(host) && o.Secret == "" {
-			return fmt.Errorf("cluster: cluster_listen %s is reachable from other machines: set secret (the same on every node, e.g. {$WEBHOOKER_CLUSTER_SECRET}) so that only nodes holding it join", o.ClusterListen)
+		if (o.TLSCert != "" || o.TLSKey != "" || o.TLSCA != "") && !o.routeTLS() {
+			return errors.New("cluster: tls_cert, tls_key and tls_ca go together: this node's certificate and key, and the CA of every node's")
+		}
+		if host, _, _ := splitHostPort(o.ClusterListen); !isLoopback(host) && o.Secret == "" && !o.routeTLS() {
+			return fmt.Errorf("cluster: cluster_listen %s is reachable from other machines: set secret (the same on every node, e.g. {$WEBHOOKER_CLUSTER_SECRET}), or tls_cert, tls_key and tls_ca, so that only nodes holding it join", o.ClusterListen)
 		}
 		if o.Secret != "" && len(o.Secret) < minSecretBytes {
 			return fmt.Errorf("cluster: secret of %d bytes: at least %d", len(o.Secret), minSecretBytes)
@@ -331,6 +342,13 @@ func (c *Cluster) startServer() (*server.Server, error) {
 	}
 	if o.Secret != "" {
 		sopts.Cluster.Username, sopts.Cluster.Password = routeUser, o.Secret
+	}
+	if o.routeTLS() {
+		cfg, err := o.routeTLSConfig()
+		if err != nil {
+			return nil, err
+		}
+		sopts.Cluster.TLSConfig, sopts.Cluster.TLSTimeout = cfg, routeTLSTimeout.Seconds()
 	}
 	if abs, err := filepath.Abs(c.set.StoreDir); err == nil {
 		sopts.StoreDir = abs
