@@ -75,6 +75,9 @@ type replication struct {
 	// conflicts counts the writes tried again because another node's
 	// change came first.
 	conflicts atomic.Uint64
+	// waiting, when set (tests), is called each time catchUp waits for
+	// the follower.
+	waiting func()
 }
 
 // Replicate makes every write of db go through log (see above), node
@@ -162,13 +165,20 @@ func (r *replication) advance(seq uint64) {
 }
 
 // catchUp waits until the DB has applied the log up to its head.
-func (r *replication) catchUp(ctx context.Context) error {
+func (r *replication) catchUp(ctx context.Context) error { return r.catchUpTo(ctx, 0) }
+
+// catchUpTo waits until the DB has applied the log up to its head, and at
+// least up to atLeast: after a conflict, the log is known to hold a change
+// past the one the write was appended after, whatever a head read from a
+// replica not yet up to date says.
+func (r *replication) catchUpTo(ctx context.Context, atLeast uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, configCatchUp)
 	defer cancel()
 	head, err := r.log.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	head = max(head, atLeast)
 	if seq, _ := r.state(); head < seq {
 		return fmt.Errorf("%w: the log ends at change %d, before this node's %d: it was recreated without this node's changes; "+
 			"restore its stream, or start this node from a fresh data directory", ErrUnavailable, head, seq)
@@ -177,6 +187,9 @@ func (r *replication) catchUp(ctx context.Context) error {
 		seq, moved := r.state()
 		if seq >= head {
 			return nil
+		}
+		if r.waiting != nil {
+			r.waiting()
 		}
 		select {
 		case <-moved:
@@ -190,13 +203,14 @@ func (r *replication) catchUp(ctx context.Context) error {
 func (r *replication) write(ctx context.Context, db *MainDB, fn func(tx *sql.Tx, now int64) error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var atLeast uint64
 	for attempt := 1; ; attempt++ {
-		if err := r.catchUp(ctx); err != nil {
+		if err := r.catchUpTo(ctx, atLeast); err != nil {
 			return err
 		}
-		var seq uint64
+		var seq, after uint64
 		err := db.writeTx(ctx, fn, func(tx *sql.Tx) (err error) {
-			seq, err = r.publish(ctx, tx)
+			seq, after, err = r.publish(ctx, tx)
 			return err
 		})
 		if err == nil {
@@ -207,33 +221,35 @@ func (r *replication) write(ctx context.Context, db *MainDB, fn func(tx *sql.Tx,
 			return err
 		}
 		r.conflicts.Add(1)
+		// The log holds a change past after: the next try waits for it.
+		atLeast = after + 1
 	}
 }
 
-// publish appends the rows tx changed to the log and records the change's
-// place in tx. Nothing changed: nothing is appended, and seq is 0.
-func (r *replication) publish(ctx context.Context, tx *sql.Tx) (uint64, error) {
+// publish appends the rows tx changed to the log after the change the DB
+// applied last (after), and records the new change's place (seq) in tx.
+// Nothing changed: nothing is appended, and seq is 0.
+func (r *replication) publish(ctx context.Context, tx *sql.Tx) (seq, after uint64, err error) {
 	rows, err := collectChanges(ctx, tx)
 	if err != nil || len(rows) == 0 {
-		return 0, err
+		return 0, 0, err
 	}
-	var after uint64
 	if err := tx.QueryRowContext(ctx, `SELECT applied_seq FROM config_log`).Scan(&after); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	change, err := json.Marshal(configChange{Node: r.node, Rows: rows})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	seq, err := r.log.Append(ctx, change, after)
+	seq, err = r.log.Append(ctx, change, after)
 	if err != nil {
 		if errors.Is(err, ErrConfigConflict) {
-			return 0, err
+			return 0, after, err
 		}
-		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return 0, after, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE config_log SET applied_seq = ?`, seq)
-	return seq, err
+	return seq, after, err
 }
 
 // writeTx runs fn in one immediate transaction on the writer, then publish

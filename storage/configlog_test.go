@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -18,6 +19,9 @@ type memLog struct {
 	conflicts int
 	// beforeAppend, when set, runs once, before the next Append is decided.
 	beforeAppend func()
+	// lagging, while over 0, makes Head answer one change short, as a
+	// replica not yet up to date may.
+	lagging int
 }
 
 func newMemLog() *memLog { return &memLog{grown: make(chan struct{})} }
@@ -25,6 +29,10 @@ func newMemLog() *memLog { return &memLog{grown: make(chan struct{})} }
 func (l *memLog) Head(context.Context) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.lagging > 0 && len(l.changes) > 0 {
+		l.lagging--
+		return uint64(len(l.changes) - 1), nil
+	}
 	return uint64(len(l.changes)), nil
 }
 
@@ -244,6 +252,60 @@ func TestConfigWriteOnStaleStateIsTriedAgainAndValidatedOnTheNewOne(t *testing.T
 		if len(w.Targets) != 1 || w.Targets[0].URL != "https://b.example/" {
 			t.Fatalf("targets %+v: want b's only", w.Targets)
 		}
+	}
+}
+
+// TestConfigWriteAfterAConflictWaitsForTheChangeThatCameFirst: a head
+// read from a replica not yet up to date must not send the write round
+// again on the state that just lost (it would lose again, five times,
+// while this node's follower is slow: CI saw it): it waits for the change
+// the conflict says is there. Here a's follower applies nothing until a
+// waits for it.
+func TestConfigWriteAfterAConflictWaitsForTheChangeThatCameFirst(t *testing.T) {
+	ctx := context.Background()
+	log := newMemLog()
+	a := openMain(t)
+	if err := a.Replicate(ctx, log, "a"); err != nil {
+		t.Fatal(err)
+	}
+	b := joinLog(t, log, "b", openMain(t))
+	wh, err := b.CreateWebhook(ctx, NewWebhook{Name: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyTo := func(upTo int) {
+		for seq := a.ConfigApplied() + 1; seq <= uint64(upTo); seq++ {
+			changes, _ := log.since(seq - 1)
+			if _, err := a.ApplyConfigChange(ctx, seq, changes[0]); err != nil {
+				t.Errorf("a applies %d: %v", seq, err)
+			}
+		}
+	}
+	applyTo(1)
+	// b takes the name between a's validation and a's append; from then
+	// on every head is one short.
+	log.mu.Lock()
+	log.beforeAppend = func() {
+		if _, err := b.AddTarget(ctx, wh.ID, Target{Name: "shop", Type: TargetHTTP, URL: "https://b.example/", Active: true}); err != nil {
+			t.Errorf("b's add: %v", err)
+		}
+		log.mu.Lock()
+		log.lagging = 100
+		log.mu.Unlock()
+	}
+	log.mu.Unlock()
+	var waited atomic.Int32
+	a.repl.waiting = func() {
+		if waited.Add(1) == 1 {
+			go applyTo(2) // a's follower, woken by a's wait
+		}
+	}
+	_, err = a.AddTarget(ctx, wh.ID, Target{Name: "shop", Type: TargetHTTP, URL: "https://a.example/", Active: true})
+	if !errors.Is(err, ErrConflict) {
+		t.Fatalf("a's add on stale heads: %v, want ErrConflict (name taken), found once a waited for b's change", err)
+	}
+	if log.conflicts != 1 || waited.Load() == 0 {
+		t.Fatalf("the log refused %d appends (want 1), a waited %d times (want some)", log.conflicts, waited.Load())
 	}
 }
 
