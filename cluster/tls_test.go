@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +139,38 @@ func TestRouteTLSOptionsGoTogether(t *testing.T) {
 	o.URL, o.ClusterListen, o.Routes = "nats://n:4222", "", nil
 	if err := o.Validate(); err == nil {
 		t.Fatal("tls_* beside nats <url>: valid")
+	}
+}
+
+// TestRouteTLSFilesThatDoNotServeAreNamed: a missing certificate, a key
+// that is not its own, and a CA file without a certificate are refused at
+// start, each naming the file.
+func TestRouteTLSFilesThatDoNotServeAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	testCA(t, dir, "a", "b")
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := withTLS(Options{Node: "a", ClusterListen: freeAddr(t), Routes: []string{freeAddr(t)}, Replicas: 1}, dir, "a")
+	for name, c := range map[string]struct {
+		change func(o *Options)
+		want   string
+	}{
+		"missing certificate": {func(o *Options) { o.TLSCert = filepath.Join(dir, "missing.pem") }, "missing.pem"},
+		"another's key":       {func(o *Options) { o.TLSKey = filepath.Join(dir, "b-key.pem") }, "private key does not match"},
+		"CA without PEM":      {func(o *Options) { o.TLSCA = notPEM }, "not.pem: no PEM certificate in it"},
+	} {
+		o := base
+		c.change(&o)
+		cl, err := Start(o, Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20}, newFakeApplier())
+		if err == nil {
+			cl.Close()
+			t.Errorf("%s: started", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want it to say %q", name, err, c.want)
+		}
 	}
 }
