@@ -114,6 +114,15 @@ func (d *Dir) answerRead(data []byte) []byte {
 	default:
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("not an event-log read or operation: " + rq.Method + " " + rq.Path)})
 	}
+	if rq.JobID != "" {
+		// Only a bulk redelivery's start takes the id its job is to have.
+		if start, _ := bulkJobPath(rq.Path); !start || method != http.MethodPost {
+			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("a job id goes with a bulk redelivery's start only")})
+		}
+		if err := uuid.Validate(rq.JobID); err != nil {
+			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("job id: " + err.Error())})
+		}
+	}
 	h := d.api(func(a *apiHandlers) http.Handler { return a.admin })
 	if h == nil {
 		return mustJSON(readAnswer{Status: http.StatusServiceUnavailable, Body: errorBody("not started")})
@@ -121,9 +130,6 @@ func (d *Dir) answerRead(data []byte) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), gatherTimeout)
 	defer cancel()
 	if rq.JobID != "" {
-		if err := uuid.Validate(rq.JobID); err != nil {
-			return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody("job id: " + err.Error())})
-		}
 		ctx = admin.WithJobID(ctx, rq.JobID)
 	}
 	r, err := http.NewRequestWithContext(ctx, method, rq.Path+"?"+rq.Query, bytes.NewReader(rq.Body))

@@ -181,6 +181,10 @@ func TestAnswerReadRefusesWhatIsNotARead(t *testing.T) {
 		`{"path":"/webhooker/webhooks/w/events","method":"POST"}`,
 		`{"path":"/webhooker/webhooks/w/deliveries/d/cancel","method":"GET"}`,
 		`{"path":"/webhooker/webhooks/../users/events"}`,
+		`{"path":"/webhooker/webhooks/w/redeliver","method":"POST","job_id":"not-a-uuid"}`,
+		`{"path":"/webhooker/webhooks/w/redeliver","method":"POST","job_id":"` + strings.Repeat("0", 10000) + `"}`,
+		`{"path":"/webhooker/webhooks/w/events","job_id":"01a2364f-0835-7329-a7fc-a1b2d479dfc1"}`,
+		`{"path":"/webhooker/webhooks/w/redeliver/01a2364f-0835-7329-a7fc-a1b2d479dfc1","method":"DELETE","job_id":"01a2364f-0835-7329-a7fc-a1b2d479dfc1"}`,
 	} {
 		var a readAnswer
 		if err := json.Unmarshal(d.answerRead([]byte(in)), &a); err != nil || a.Status != http.StatusBadRequest {
