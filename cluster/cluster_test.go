@@ -368,23 +368,7 @@ func TestNodeThatJoinsLateTakesItsShare(t *testing.T) {
 // ingest is refused with ErrIntakeFull (503), nothing stored; what was
 // acknowledged before stays.
 func TestFullIntakeRefusesWithErrIntakeFull(t *testing.T) {
-	aRoute, bRoute := freeAddr(t), freeAddr(t)
-	set := func() Settings { return Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, MaxBytes: 64 << 10} }
-	a, err := Start(Options{Node: "a", ClusterListen: aRoute, Routes: []string{bRoute}, Replicas: 1}, set(), newFakeApplier())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := Start(Options{Node: "b", ClusterListen: bRoute, Routes: []string{aRoute}, Replicas: 1}, set(), newFakeApplier())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	select {
-	case <-a.Ready():
-	case <-time.After(60 * time.Second):
-		t.Fatal("stream not ready in 60s")
-	}
+	a, _ := startTwo(t, 64<<10)
 	// Nobody consumes: the stream only fills.
 	ctx := context.Background()
 	var acked int

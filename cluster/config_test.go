@@ -12,11 +12,12 @@ import (
 )
 
 // startTwo starts two nodes routed to each other (one replica: two nodes
-// make a JetStream cluster) and waits until their streams are set up.
-func startTwo(t *testing.T) (a, b *Cluster) {
+// make a JetStream cluster), their intake holding at most maxBytes, and
+// waits until their streams are set up.
+func startTwo(t *testing.T, maxBytes int64) (a, b *Cluster) {
 	t.Helper()
 	aRoute, bRoute := freeAddr(t), freeAddr(t)
-	set := func() Settings { return Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, MaxBytes: 1 << 20} }
+	set := func() Settings { return Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, MaxBytes: maxBytes} }
 	a, err := Start(Options{Node: "a", ClusterListen: aRoute, Routes: []string{bRoute}, Replicas: 1}, set(), newFakeApplier())
 	if err != nil {
 		t.Fatal(err)
@@ -27,14 +28,19 @@ func startTwo(t *testing.T) (a, b *Cluster) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	for _, c := range []*Cluster{a, b} {
-		select {
-		case <-c.Ready():
-		case <-time.After(60 * time.Second):
-			t.Fatal("streams not ready in 60s")
-		}
-	}
+	waitReady(t, a, "a")
+	waitReady(t, b, "b")
 	return a, b
+}
+
+// waitReady waits until c's streams are set up, failing after 60 s.
+func waitReady(t *testing.T, c *Cluster, what string) {
+	t.Helper()
+	select {
+	case <-c.Ready():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s: streams not ready in 60s (routed to %d)", what, c.Figures().Routes)
+	}
 }
 
 type applied struct {
@@ -47,7 +53,7 @@ type applied struct {
 // storage.ErrConfigConflict when another came since; a follower gets every
 // change once, in order, from where it says it is.
 func TestConfigLogAppendsOnConditionAndIsFollowedInOrder(t *testing.T) {
-	a, b := startTwo(t)
+	a, b := startTwo(t, 1<<20)
 	ctx := context.Background()
 	if head, err := a.Head(ctx); err != nil || head != 0 {
 		t.Fatalf("head of an empty log: %d, %v", head, err)
@@ -102,7 +108,7 @@ func TestConfigLogAppendsOnConditionAndIsFollowedInOrder(t *testing.T) {
 // TestChangesReachTheOtherNodesNotTheSender: a webhook changed on one node
 // is heard by the others, not by itself.
 func TestChangesReachTheOtherNodesNotTheSender(t *testing.T) {
-	a, b := startTwo(t)
+	a, b := startTwo(t, 1<<20)
 	heardA, heardB := make(chan []string, 10), make(chan []string, 10)
 	if err := a.HearChanges(func(ids []string) { heardA <- ids }); err != nil {
 		t.Fatal(err)

@@ -117,11 +117,7 @@ func TestRoutesOverTLSTakeOnlyTheCAsNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	select {
-	case <-a.Ready():
-	case <-time.After(60 * time.Second):
-		t.Fatalf("no stream over the TLS route in 60s; a routed to %d", a.Figures().Routes)
-	}
+	waitReady(t, a, "a, over the TLS route")
 	if n := a.Figures().Routes; n != 1 {
 		t.Fatalf("a routed to %d, want b only", n)
 	}
