@@ -195,11 +195,15 @@ const readCatchUp = 2 * time.Second
 // made on one node is seen by the next request to any other (a tenant's
 // new API key included). A change waits for it, and is refused (503) when
 // the log is out of reach; a read waits a little, then is served anyway.
+// A read another node asks (ForPeer) is served at once.
 func (h *Handler) catchUp(r *http.Request) error {
 	if h.b.Main == nil || !h.b.Main.Replicated() || h.isPublic(r) {
 		return nil
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if r.Context().Value(peerReadKey{}) != nil {
+			return nil
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), readCatchUp)
 		defer cancel()
 		_ = h.b.Main.CatchUp(ctx)
@@ -207,6 +211,15 @@ func (h *Handler) catchUp(r *http.Request) error {
 	}
 	return h.b.Main.CatchUp(r.Context())
 }
+
+// peerReadKey marks a read another cluster node asks of this one (ForPeer).
+type peerReadKey struct{}
+
+// ForPeer marks a read that another node of the cluster asks of this one,
+// having caught up itself: it is answered from what this node has without
+// asking the configuration log again. A node holding events of a webhook
+// has applied the webhook before them, so the answer lacks nothing.
+func ForPeer(ctx context.Context) context.Context { return context.WithValue(ctx, peerReadKey{}, true) }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/webhooker/caddy-webhooker/admin"
@@ -186,5 +188,35 @@ func TestRequestSeesChangesMadeOnOtherNodes(t *testing.T) {
 	}
 	if err := <-applied; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countingLog counts the heads asked of it.
+type countingLog struct{ heads atomic.Int32 }
+
+func (l *countingLog) Head(context.Context) (uint64, error) { l.heads.Add(1); return 0, nil }
+func (l *countingLog) Append(context.Context, []byte, uint64) (uint64, error) {
+	return 0, errors.New("not for this test")
+}
+
+// TestReadForAPeerAsksNotTheLog: a read another node asks of this one
+// (it caught up itself) does not ask the configuration log again; a read
+// of this node's own client does.
+func TestReadForAPeerAsksNotTheLog(t *testing.T) {
+	e := newEnv(t)
+	wh := e.createWebhook("w")
+	log := &countingLog{}
+	if err := e.main.Replicate(context.Background(), log, "here"); err != nil {
+		t.Fatal(err)
+	}
+	path := "/webhooker/webhooks/" + wh.ID + "/events"
+	peer := httptest.NewRequest("GET", path, nil).WithContext(admin.ForPeer(context.Background()))
+	rec := httptest.NewRecorder()
+	e.adminHandler.ServeHTTP(rec, peer)
+	if rec.Code != http.StatusOK || log.heads.Load() != 0 {
+		t.Fatalf("a peer's read: %d, %d heads asked; want 200 and none", rec.Code, log.heads.Load())
+	}
+	if resp := e.call("GET", path, nil); resp.status != http.StatusOK || log.heads.Load() != 1 {
+		t.Fatalf("a client's read: %d, %d heads asked; want 200 and one", resp.status, log.heads.Load())
 	}
 }

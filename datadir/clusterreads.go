@@ -132,6 +132,7 @@ func (d *Dir) answerRead(data []byte) []byte {
 	if rq.JobID != "" {
 		ctx = admin.WithJobID(ctx, rq.JobID)
 	}
+	ctx = admin.ForPeer(ctx)
 	r, err := http.NewRequestWithContext(ctx, method, rq.Path+"?"+rq.Query, bytes.NewReader(rq.Body))
 	if err != nil {
 		return mustJSON(readAnswer{Status: http.StatusBadRequest, Body: errorBody(err.Error())})
