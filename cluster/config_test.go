@@ -145,3 +145,16 @@ func TestChangesReachTheOtherNodesNotTheSender(t *testing.T) {
 		t.Fatal("a never heard of b's change")
 	}
 }
+
+// TestSplitIDsDropsWhatIsNoID: a batch of changed ids from the network
+// keeps lines of 1 to 64 bytes; empty lines and longer ones are dropped.
+func TestSplitIDsDropsWhatIsNoID(t *testing.T) {
+	long := string(make([]byte, 65))
+	got := splitIDs([]byte("a\n\n" + long + "\nb\nc"))
+	if !slices.Equal(got, []string{"a", "b", "c"}) {
+		t.Fatalf("splitIDs: %q", got)
+	}
+	if got := splitIDs(nil); len(got) != 0 {
+		t.Fatalf("splitIDs(nil): %q", got)
+	}
+}
