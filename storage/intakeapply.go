@@ -21,8 +21,9 @@ const (
 	// DB the applier waits, after an apply that had to open it, before its
 	// next apply, while more webhooks wait. See applyReadyUntil.
 	coldOpenPause = 3
-	// minColdOpen is the shortest open paced: a file already open takes
-	// microseconds to acquire.
+	// minColdOpen is the shortest cold open paced: one quicker costs the
+	// ingest too little to wait for. A file already open is never paced,
+	// however long its handle took to get (acquireCold says which it was).
 	minColdOpen = 200 * time.Microsecond
 )
 
@@ -142,7 +143,8 @@ func (in *Intake) applyQueue(id string, q *intakeQueue) error {
 }
 
 // applyQueueTimed is applyQueue, and also says how long the event DB took
-// to open (about nothing when it was open already).
+// to open: 0 when it was open already, however long its handle took to get
+// on a busy machine.
 func (in *Intake) applyQueueTimed(id string, q *intakeQueue) (opening time.Duration, err error) {
 	q.apply.Lock()
 	in.mu.Lock()
@@ -160,7 +162,7 @@ func (in *Intake) applyQueueTimed(id string, q *intakeQueue) (opening time.Durat
 	)
 	ctx := in.events.lifetime()
 	start := time.Now()
-	err = in.events.withDB(ctx, id, func(db *WebhookDB) error {
+	cold, err := in.events.withDBCold(ctx, id, func(db *WebhookDB) error {
 		opening = time.Since(start)
 		for !b.empty() {
 			chunk = b.next()
@@ -180,6 +182,9 @@ func (in *Intake) applyQueueTimed(id string, q *intakeQueue) (opening time.Durat
 		}
 		return nil
 	})
+	if !cold {
+		opening = 0 // what it took was waiting for the handle, not opening it
+	}
 	if errors.Is(err, ErrNotFound) && in.events.isDeleted(id) {
 		// The webhook was deleted since: its events went with it.
 		for ; len(chunk) > 0 || !b.empty(); chunk = b.next() {
@@ -291,12 +296,19 @@ func (w *writeTx) applyEvent(e *intakeEntry) error {
 
 // withDB is With without the intake's flush: the applier's own way in.
 func (m *WebhookDBManager) withDB(ctx context.Context, id string, fn func(*WebhookDB) error) error {
-	h, err := m.acquire(ctx, id)
+	_, err := m.withDBCold(ctx, id, fn)
+	return err
+}
+
+// withDBCold is withDB that also reports whether the file was cold: not
+// open when asked for, so that this call waited for its open.
+func (m *WebhookDBManager) withDBCold(ctx context.Context, id string, fn func(*WebhookDB) error) (cold bool, err error) {
+	h, cold, err := m.acquireCold(ctx, id)
 	if err != nil {
-		return err
+		return cold, err
 	}
 	defer h.release(m)
-	return fn(h.db)
+	return cold, fn(h.db)
 }
 
 // isDeleted reports whether webhook id was deleted while open.

@@ -277,24 +277,32 @@ func (m *WebhookDBManager) With(ctx context.Context, id string, fn func(*Webhook
 }
 
 func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHandle, error) {
+	h, _, err := m.acquireCold(ctx, id)
+	return h, err
+}
+
+// acquireCold is acquire, and also reports whether the file was cold: its
+// handle not yet open when found, so that this call waited for the open.
+func (m *WebhookDBManager) acquireCold(ctx context.Context, id string) (h *eventDBHandle, cold bool, err error) {
 	path, err := m.EventDBPath(id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m.lifecycle.RLock()
 	defer m.lifecycle.RUnlock()
 	if m.deleted[id] {
-		return nil, fmt.Errorf("event db %s: the webhook was deleted: %w", id, ErrNotFound)
+		return nil, false, fmt.Errorf("event db %s: the webhook was deleted: %w", id, ErrNotFound)
 	}
 	for {
 		v, ok := m.handles.Load(id)
 		if !ok {
 			v, _ = m.handles.LoadOrStore(id, &eventDBHandle{opened: make(chan struct{}), closed: make(chan struct{})})
 		}
-		h := v.(*eventDBHandle)
+		h = v.(*eventDBHandle)
 		if !h.acquire() {
 			continue // closed since we loaded it; it is gone from the map
 		}
+		cold = !h.ready.Load()
 		h.opening.Do(func() {
 			h.acquire() // the open's own ref: it cannot fail while ours is held
 			go m.openHandle(h, id, path)
@@ -304,14 +312,14 @@ func (m *WebhookDBManager) acquire(ctx context.Context, id string) (*eventDBHand
 		case <-ctx.Done():
 			// The open goes on, for the others waiting and for the cache.
 			h.release(m)
-			return nil, fmt.Errorf("open event db %s: %w", id, ctx.Err())
+			return nil, cold, fmt.Errorf("open event db %s: %w", id, ctx.Err())
 		}
 		if h.err != nil {
 			h.release(m)
-			return nil, fmt.Errorf("open event db: %w", h.err)
+			return nil, cold, fmt.Errorf("open event db: %w", h.err)
 		}
 		h.used.Store(m.clock.Add(1))
-		return h, nil
+		return h, cold, nil
 	}
 }
 
