@@ -100,8 +100,10 @@ var (
 		"Messages of the intake stream this node applied and awaits the final outcome of every delivery of, before acknowledging them to the stream.", []string{"node"}, nil)
 	clusterReleasedDesc = prometheus.NewDesc("caddy_webhooker_cluster_partitions_released_total",
 		"Partitions this node let go to a node with fewer (it held more than its share: the partitions over the nodes, rounded up).", []string{"node"}, nil)
+	clusterStallsDesc = prometheus.NewDesc("caddy_webhooker_cluster_stalls_total",
+		"Times this node's process stood still for more than 5 s (SIGSTOP, a paused VM, swapping): its partitions may have gone to other nodes meanwhile, and what it had received under them is left to those (kind=stale of caddy_webhooker_cluster_messages_total).", []string{"node"}, nil)
 	clusterMessagesDesc = prometheus.NewDesc("caddy_webhooker_cluster_messages_total",
-		"Intake stream messages by what this node did: published (an ingest), repeat (a dedup id seen within the window), applied (stored here), taken_over (applied here after another node had it: its deliveries may be made twice), repeated (handed out again, already stored here), acked (finished), retried (handed back to try later), malformed (dropped).",
+		"Intake stream messages by what this node did: published (an ingest), repeat (a dedup id seen within the window), applied (stored here), taken_over (applied here after another node had it: its deliveries may be made twice), repeated (handed out again, already stored here), acked (finished), retried (handed back to try later), malformed (dropped), stale (received under a pin lost while this node stood still: left to the partition's new owner, not delivered twice).",
 		[]string{"node", "kind"}, nil)
 	clusterConfigAppliedDesc = prometheus.NewDesc("caddy_webhooker_cluster_config_applied",
 		"The place in the cluster's configuration log of the last change this node applied: the same on every node once a change made through the API has reached them all.", []string{"node"}, nil)
@@ -112,7 +114,7 @@ var (
 
 func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{clusterUpDesc, clusterRoutesDesc, clusterOwnedDesc, clusterHeldDesc, clusterReleasedDesc, clusterMessagesDesc,
-		clusterConfigAppliedDesc, clusterConfigChangesDesc} {
+		clusterStallsDesc, clusterConfigAppliedDesc, clusterConfigChangesDesc} {
 		ch <- d
 	}
 }
@@ -132,9 +134,10 @@ func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(clusterOwnedDesc, prometheus.GaugeValue, float64(f.PartitionsOwned), f.Node)
 	ch <- prometheus.MustNewConstMetric(clusterHeldDesc, prometheus.GaugeValue, float64(f.Held), f.Node)
 	ch <- prometheus.MustNewConstMetric(clusterReleasedDesc, prometheus.CounterValue, float64(f.Released), f.Node)
+	ch <- prometheus.MustNewConstMetric(clusterStallsDesc, prometheus.CounterValue, float64(f.Stalls), f.Node)
 	for kind, n := range map[string]uint64{
 		"published": f.Published, "repeat": f.Repeats, "applied": f.Applied, "taken_over": f.TakenOver,
-		"repeated": f.Repeated, "acked": f.Acked, "retried": f.Retried, "malformed": f.Malformed,
+		"repeated": f.Repeated, "acked": f.Acked, "retried": f.Retried, "malformed": f.Malformed, "stale": f.Stale,
 	} {
 		ch <- prometheus.MustNewConstMetric(clusterMessagesDesc, prometheus.CounterValue, float64(n), f.Node, kind)
 	}

@@ -21,8 +21,13 @@ type Figures struct {
 	// whose event was stored here already.
 	Applied, TakenOver, Repeated uint64
 	// Acked counts the messages finished here; Retried those handed back
-	// to try later; Malformed those dropped.
-	Acked, Retried, Malformed uint64
+	// to try later; Malformed those dropped; Stale those received under a
+	// pin lost while this node stood still, left to the partition's new
+	// owner (stall.go).
+	Acked, Retried, Malformed, Stale uint64
+	// Stalls counts the times this node's process stood still past
+	// stallAfter (5 s): its partitions' pins may have lapsed meanwhile.
+	Stalls uint64
 	// Held is how many messages this node awaits the deliveries of.
 	Held int
 	// Released counts the partitions this node let go to nodes with fewer
@@ -51,6 +56,7 @@ func (c *Cluster) Figures() Figures {
 		f.PartitionsOwned = int(o.owned.Load())
 		f.Applied, f.TakenOver, f.Repeated = o.applied.Load(), o.takenOver.Load(), o.repeated.Load()
 		f.Acked, f.Retried, f.Malformed = o.acked.Load(), o.retried.Load(), o.malformed.Load()
+		f.Stale, f.Stalls = o.stale.Load(), o.guard.stallCount()
 		f.Released = o.released.Load()
 		o.mu.Lock()
 		f.Held = len(o.held)

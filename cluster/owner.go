@@ -115,7 +115,11 @@ type owner struct {
 	wg       sync.WaitGroup
 	stopped  chan struct{}
 
-	applied, repeated, takenOver, acked, retried, malformed atomic.Uint64
+	// guard leaves alone the messages received under a pin lost while
+	// the process stood still (stall.go).
+	guard *stallGuard
+
+	applied, repeated, takenOver, acked, retried, malformed, stale atomic.Uint64
 }
 
 // held is a message whose deliveries are not all final.
@@ -125,11 +129,13 @@ type held struct {
 }
 
 func newOwner(c *Cluster, apply Applier) *owner {
-	return &owner{
+	o := &owner{
 		c: c, apply: apply, log: c.log.Named("owner"),
 		byDelivery: map[string]*held{}, held: map[*held]struct{}{},
 		stopped: make(chan struct{}),
 	}
+	o.guard = newStallGuard(time.Now, o.pinnedNow)
+	return o
 }
 
 // start consumes every partition, and keeps the messages in progress
@@ -138,6 +144,12 @@ func (o *owner) start() {
 	if o.c.ctx.Err() != nil {
 		return
 	}
+	o.guard.begin()
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		o.guard.run(o.c.ctx)
+	}()
 	st := o.c.stream.Load()
 	for p := range Partitions {
 		cons, err := (*st).Consumer(o.c.ctx, consumerOf(p))
@@ -181,7 +193,12 @@ func (o *owner) consume(p int) {
 // handle applies one message: inline for a serial webhook, otherwise on a
 // goroutine of its partition's bounded few.
 func (o *owner) handle(p int, msg jetstream.Msg, sem chan struct{}) {
-	if pin := msg.Headers().Get("Nats-Pin-Id"); pin != "" {
+	pin := msg.Headers().Get("Nats-Pin-Id")
+	if o.guard.stale(o.c.ctx, p, pin) {
+		o.stale.Add(1)
+		return // handed out again by the stream, to the partition's owner
+	}
+	if pin != "" {
 		o.pins[p].Store(&pin)
 	}
 	m, err := decode(msg.Data())
@@ -326,8 +343,7 @@ func (o *owner) keepInProgress() {
 
 // countOwned counts the partitions whose pinned client is this node's.
 func (o *owner) countOwned() {
-	st := o.c.stream.Load()
-	if st == nil {
+	if o.c.stream.Load() == nil {
 		return
 	}
 	var n int64
@@ -336,15 +352,13 @@ func (o *owner) countOwned() {
 		mine := false
 		if pin != nil {
 			ctx, cancel := context.WithTimeout(o.c.ctx, 2*time.Second)
-			info, err := (*st).Consumer(ctx, consumerOf(p))
+			now, err := o.pinnedNow(ctx, p)
 			cancel()
 			if err != nil {
 				// Unknown: as it was.
 				mine = o.ownedP[p].Load()
 			} else {
-				for _, g := range info.CachedInfo().PriorityGroups {
-					mine = mine || g.Group == priorityGroup && g.PinnedClientID == *pin
-				}
+				mine = now == *pin
 			}
 		}
 		o.ownedP[p].Store(mine)
@@ -353,6 +367,25 @@ func (o *owner) countOwned() {
 		}
 	}
 	o.owned.Store(n)
+}
+
+// pinnedNow asks the stream which client partition p is pinned to ("" for
+// none).
+func (o *owner) pinnedNow(ctx context.Context, p int) (string, error) {
+	st := o.c.stream.Load()
+	if st == nil {
+		return "", errors.New("the intake stream is not set up")
+	}
+	info, err := (*st).Consumer(ctx, consumerOf(p))
+	if err != nil {
+		return "", err
+	}
+	for _, g := range info.CachedInfo().PriorityGroups {
+		if g.Group == priorityGroup {
+			return g.PinnedClientID, nil
+		}
+	}
+	return "", nil
 }
 
 // stop stops consuming and waits for the applies under way. What is held

@@ -109,9 +109,16 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	for _, n := range others {
 		takenOver += n.metric(t, `caddy_webhooker_cluster_messages_total{kind="taken_over",node="`+n.name+`"}`)
 	}
-	t.Logf("froze %s for %s (it had applied %.0f messages and awaited the deliveries of %.0f); the %d events acknowledged in the cut's first 20 s were all delivered by the two others %s into it (%.0f messages taken over from it by then); acknowledged %d in all (%d while it was cut off; %d refused or unanswered); all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over",
+	// The frozen node noticed that it stood still, and left to the new
+	// owners what it had received under the pins it lost meanwhile.
+	stalls := victim.metric(t, `caddy_webhooker_cluster_stalls_total{node="`+victim.name+`"}`)
+	if stalls < 1 {
+		t.Errorf("%s stood still for %s and counted %.0f stalls", victim.name, healedAt.Sub(frozeAt).Round(time.Second), stalls)
+	}
+	stale := victim.metric(t, `caddy_webhooker_cluster_messages_total{kind="stale",node="`+victim.name+`"}`)
+	t.Logf("froze %s for %s (it had applied %.0f messages and awaited the deliveries of %.0f); the %d events acknowledged in the cut's first 20 s were all delivered by the two others %s into it (%.0f messages taken over from it by then); acknowledged %d in all (%d while it was cut off; %d refused or unanswered); all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over; on resuming it noticed %.0f stall and left alone %.0f messages received under pins lost meanwhile",
 		victim.name, healedAt.Sub(frozeAt).Round(time.Second), most, heldAtFreeze, len(owed), deliveredWhileCut.Round(time.Second), takenWhileCut,
-		load.nAcked.Load(), load.ackedSinceMark.Load(), load.nRefused.Load(), time.Since(healedAt).Round(time.Second), duplicates, takenOver)
+		load.nAcked.Load(), load.ackedSinceMark.Load(), load.nRefused.Load(), time.Since(healedAt).Round(time.Second), duplicates, takenOver, stalls, stale)
 
 	// Rejoined: routed to both, the change made without it applied, and
 	// what it acknowledges delivered.
