@@ -260,6 +260,16 @@ func (o *owner) applyOne(msg jetstream.Msg, m *Message) {
 	o.mu.Lock()
 	for _, id := range open {
 		h.open[id] = struct{}{}
+		if h0 := o.byDelivery[id]; h0 != nil {
+			// Held already: the same message, handed out again (its ack
+			// wait ran out while this node stood still). The newest
+			// hand-out is the one to acknowledge; the older is let go,
+			// or it would be held, and kept in progress, for ever.
+			delete(h0.open, id)
+			if len(h0.open) == 0 {
+				delete(o.held, h0)
+			}
+		}
 		o.byDelivery[id] = h
 	}
 	o.held[h] = struct{}{}
