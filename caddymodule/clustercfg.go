@@ -16,6 +16,7 @@ import (
 //		node           <name>
 //		listen         <host:port>
 //		cluster_listen <host:port>
+//		cluster_advertise <host:port>
 //		routes         <host:port>...
 //		replicas       <n>
 //		secret         <shared secret>
@@ -36,8 +37,9 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 		}
 		given[sub] = true
 		switch sub {
-		case "node", "listen", "cluster_listen", "secret", "tls_cert", "tls_key", "tls_ca":
-			field := map[string]*string{"node": &o.Node, "listen": &o.Listen, "cluster_listen": &o.ClusterListen, "secret": &o.Secret,
+		case "node", "listen", "cluster_listen", "cluster_advertise", "secret", "tls_cert", "tls_key", "tls_ca":
+			field := map[string]*string{"node": &o.Node, "listen": &o.Listen, "cluster_listen": &o.ClusterListen,
+				"cluster_advertise": &o.ClusterAdvertise, "secret": &o.Secret,
 				"tls_cert": &o.TLSCert, "tls_key": &o.TLSKey, "tls_ca": &o.TLSCA}[sub]
 			if !d.AllArgs(field) {
 				return nil, d.Errf("cluster: %s takes one value", sub)
@@ -54,7 +56,7 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 			}
 			o.Replicas = n
 		default:
-			return nil, d.Errf("cluster: unrecognized option %q (node, listen, cluster_listen, routes, replicas, secret, tls_cert, tls_key, tls_ca)", sub)
+			return nil, d.Errf("cluster: unrecognized option %q (node, listen, cluster_listen, cluster_advertise, routes, replicas, secret, tls_cert, tls_key, tls_ca)", sub)
 		}
 	}
 	return o, nil

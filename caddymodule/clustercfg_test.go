@@ -27,7 +27,14 @@ func TestCaddyfileClusterMistakes(t *testing.T) {
 		{"short secret", "cluster {\n\tnode a\n\tcluster_listen 10.0.0.1:6222\n\troutes 10.0.0.2:6222\n\tsecret abc\n}", 3, "secret of 3 bytes: at least 16"},
 		{"tls_cert without tls_ca", "cluster {\n\tnode a\n\tcluster_listen 10.0.0.1:6222\n\troutes 10.0.0.2:6222\n\ttls_cert a.pem\n\ttls_key a-key.pem\n}", 3,
 			"tls_cert, tls_key and tls_ca go together"},
-		{"tls_ca with nats", "nats nats://n:4222\ncluster {\n\tnode a\n\ttls_ca ca.pem\n}", 4, "listen, cluster_listen, routes and tls_* are for the embedded server"},
+		{"tls_ca with nats", "nats nats://n:4222\ncluster {\n\tnode a\n\ttls_ca ca.pem\n}", 4, "listen, cluster_listen, cluster_advertise, routes and tls_* are for the embedded server"},
+		{"cluster_advertise with nats", "nats nats://n:4222\ncluster {\n\tnode a\n\tcluster_advertise n1.example.com:6222\n}", 4, "are for the embedded server"},
+		{"cluster_advertise without a port", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\tcluster_advertise n1.example.com\n\troutes 127.0.0.1:6223\n}", 3,
+			`cluster_advertise "n1.example.com": the host:port the other nodes reach this node's routes at`},
+		{"cluster_advertise without a host", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\tcluster_advertise :6222\n\troutes 127.0.0.1:6223\n}", 3,
+			`cluster_advertise ":6222"`},
+		{"cluster_advertise port 0", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\tcluster_advertise n1:0\n\troutes 127.0.0.1:6223\n}", 3,
+			`cluster_advertise "n1:0"`},
 		{"route not host:port", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\troutes 127.0.0.1\n}", 3, `"127.0.0.1": not host:port`},
 		{"port out of range", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:70000\n\troutes 127.0.0.1:6223\n}", 3, "port out of range"},
 		{"replicas over 5", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n\troutes 127.0.0.1:6223\n\treplicas 6\n}", 3, "replicas 6: between 1 and 5"},
@@ -52,6 +59,7 @@ func TestCaddyfileClusterAdapts(t *testing.T) {
 			node n1
 			listen 127.0.0.1:4222
 			cluster_listen 10.0.0.1:6222
+			cluster_advertise n1.example.com:16222
 			routes 10.0.0.2:6222 10.0.0.3:6222
 			replicas 3
 			secret 0123456789abcdef0123
@@ -79,8 +87,8 @@ func TestCaddyfileClusterAdapts(t *testing.T) {
 	}
 	var withJSONNames map[string]map[string]any
 	_ = json.Unmarshal(raw, &withJSONNames)
-	if withJSONNames["cluster"]["cluster_listen"] != "10.0.0.1:6222" {
-		t.Fatalf("cluster_listen not under its name: %s", raw)
+	if withJSONNames["cluster"]["cluster_listen"] != "10.0.0.1:6222" || withJSONNames["cluster"]["cluster_advertise"] != "n1.example.com:16222" {
+		t.Fatalf("cluster_listen or cluster_advertise not under its name: %s", raw)
 	}
 
 	// Routes over TLS, which authenticate the nodes: no secret needed.

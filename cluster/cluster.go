@@ -36,6 +36,7 @@ import (
 //			node           <name>
 //			listen         <host:port>
 //			cluster_listen <host:port>
+//			cluster_advertise <host:port>
 //			routes         <host:port>...
 //			replicas       <n>
 //			secret         <shared secret>
@@ -54,6 +55,12 @@ type Options struct {
 	// ClusterListen is the embedded server's route address, where the
 	// other nodes connect.
 	ClusterListen string `json:"cluster_listen,omitempty"`
+	// ClusterAdvertise is the route address the other nodes are told to
+	// reach this node at, when it is not ClusterListen (a port mapped by
+	// a container or a proxy, a listener on 0.0.0.0). Give the same in the
+	// other nodes' Routes: a node told of one it has no route to connects
+	// there.
+	ClusterAdvertise string `json:"cluster_advertise,omitempty"`
 	// Routes are the other nodes' route addresses.
 	Routes []string `json:"routes,omitempty"`
 	// Replicas is the intake stream's replica count (DefaultReplicas when
@@ -86,8 +93,8 @@ func (o *Options) Validate() error {
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("nats %q: not a URL such as nats://host:4222", o.URL)
 		}
-		if o.Listen != "" || o.ClusterListen != "" || len(o.Routes) > 0 || o.TLSCert != "" || o.TLSKey != "" || o.TLSCA != "" {
-			return errors.New("nats <url> uses a NATS cluster run elsewhere: listen, cluster_listen, routes and tls_* are for the embedded server")
+		if o.Listen != "" || o.ClusterListen != "" || o.ClusterAdvertise != "" || len(o.Routes) > 0 || o.TLSCert != "" || o.TLSKey != "" || o.TLSCA != "" {
+			return errors.New("nats <url> uses a NATS cluster run elsewhere: listen, cluster_listen, cluster_advertise, routes and tls_* are for the embedded server")
 		}
 	} else {
 		if o.Node == "" {
@@ -105,6 +112,11 @@ func (o *Options) Validate() error {
 		for _, a := range append([]string{o.ClusterListen}, o.Routes...) {
 			if _, _, err := splitHostPort(a); err != nil {
 				return fmt.Errorf("cluster: %w", err)
+			}
+		}
+		if o.ClusterAdvertise != "" {
+			if host, port, err := splitHostPort(o.ClusterAdvertise); err != nil || host == "" || port == 0 {
+				return fmt.Errorf("cluster: cluster_advertise %q: the host:port the other nodes reach this node's routes at, with its port", o.ClusterAdvertise)
 			}
 		}
 		if o.Listen != "" {
@@ -335,9 +347,10 @@ func (c *Cluster) startServer() (*server.Server, error) {
 		Routes:     routes,
 		NoSigs:     true,
 		Cluster: server.ClusterOpts{
-			Name: clusterName,
-			Host: chost,
-			Port: cport,
+			Name:      clusterName,
+			Host:      chost,
+			Port:      cport,
+			Advertise: o.ClusterAdvertise,
 		},
 	}
 	if o.Secret != "" {

@@ -41,9 +41,22 @@ const fastRetries = "max_retries 50\n\t\t\t\tbackoff 20ms 200ms"
 // the three.
 func startClusterNodes(t *testing.T, bin, target, targetOptions string) []*clusterNode {
 	t.Helper()
-	routes := []string{}
-	for range 3 {
-		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	return startClusterNodesOn(t, bin, target, targetOptions, nil)
+}
+
+// startClusterNodesOn is startClusterNodes with the routes through pn's
+// proxies (nil for none): each node advertises its proxy, and the others
+// route to it.
+func startClusterNodesOn(t *testing.T, bin, target, targetOptions string, pn *partitionNet) []*clusterNode {
+	t.Helper()
+	listens, routes := []string{}, []string{}
+	for i := range 3 {
+		listens = append(listens, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		if pn == nil {
+			routes = append(routes, listens[i])
+		} else {
+			routes = append(routes, pn.proxy(fmt.Sprintf("n%d", i+1), listens[i]))
+		}
 	}
 	var hooks strings.Builder
 	for w := range clusterWebhooks {
@@ -68,17 +81,22 @@ func startClusterNodes(t *testing.T, bin, target, targetOptions string) []*clust
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		advertise := ""
+		if pn != nil {
+			advertise = "cluster_advertise " + routes[i]
+		}
 		g := newBinaryGateway(t, bin, dir, fmt.Sprintf(`		cluster {
 			node %s
 			listen 127.0.0.1:%d
 			cluster_listen %s
+			%s
 			routes %s
 			replicas 3
 		}
 		target_policy {
 			allow 127.0.0.1/32
 		}
-%s`, name, freePort(t), routes[i], strings.Join(others, " "), hooks.String()))
+%s`, name, freePort(t), listens[i], advertise, strings.Join(others, " "), hooks.String()))
 		nodes[i] = &clusterNode{name: name, g: g}
 	}
 	for _, n := range nodes {

@@ -20,6 +20,7 @@ type clusterLoad struct {
 	acked            sync.Map // sequence number -> event id
 	nAcked, nRefused atomic.Int64
 	refusedBy        [3]atomic.Int64 // each node's answers other than 200, and its errors (timeouts)
+	unavailableBy    [3]atomic.Int64 // each node's 503s
 	next             atomic.Int64
 	// ackedSinceMark counts the acknowledgements after mark (a kill, a cut).
 	marked         atomic.Bool
@@ -27,8 +28,12 @@ type clusterLoad struct {
 	// skip is 1 + the index of a node not sent to (it answers nothing), 0
 	// for none.
 	skip atomic.Int64
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// sealedAt[i] is when node i was cut off (unix ns; 0 for not):
+	// ackedWhileSealed[i] counts its 200s to requests sent after that.
+	sealedAt         [3]atomic.Int64
+	ackedWhileSealed [3]atomic.Int64
+	stop             chan struct{}
+	wg               sync.WaitGroup
 }
 
 // startClusterLoad starts perNode senders per node, each posting every
@@ -62,6 +67,7 @@ func startClusterLoad(t *testing.T, nodes []*clusterNode, perNode int) *clusterL
 
 func (l *clusterLoad) send(t *testing.T, i int, n *clusterNode) {
 	seq := int(l.next.Add(1))
+	sent := time.Now().UnixNano()
 	resp, err := l.client.Post(n.g.hooks+fmt.Sprintf("key-%d", seq%clusterWebhooks), "application/json",
 		strings.NewReader(fmt.Sprintf(`{"n":%d}`, seq)))
 	if err != nil {
@@ -74,6 +80,9 @@ func (l *clusterLoad) send(t *testing.T, i int, n *clusterNode) {
 	if resp.StatusCode != http.StatusOK {
 		l.nRefused.Add(1)
 		l.refusedBy[i].Add(1)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			l.unavailableBy[i].Add(1)
+		}
 		return
 	}
 	var ack struct {
@@ -85,6 +94,9 @@ func (l *clusterLoad) send(t *testing.T, i int, n *clusterNode) {
 	}
 	l.acked.Store(seq, ack.EventID)
 	l.nAcked.Add(1)
+	if at := l.sealedAt[i].Load(); at != 0 && sent > at {
+		l.ackedWhileSealed[i].Add(1)
+	}
 	if l.marked.Load() {
 		l.ackedSinceMark.Add(1)
 	}

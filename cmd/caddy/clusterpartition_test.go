@@ -1,0 +1,82 @@
+package main
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestClusterPartitionedNodeAcknowledgesNothing cuts one node of three off
+// the others' network while it runs and answers (its routes go through
+// proxies, partitionNet): load goes on at all three. The cut-off node
+// acknowledges no ingest sent to it after the cut and makes no
+// configuration change: it has no majority to store them with. The two
+// others go on: they take ingests and a configuration change, and deliver
+// what the cut-off node had not. After the heal, every acknowledged event
+// is delivered (duplicates counted), and the node rejoins.
+func TestClusterPartitionedNodeAcknowledgesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three caddy processes")
+	}
+	bin := buildCaddy(t)
+	target := newSeqTarget(t, 2*time.Millisecond)
+	pn := newPartitionNet(t)
+	nodes := startClusterNodesOn(t, bin, target.url, fastRetries, pn)
+	for _, n := range nodes {
+		if pn.carried(n.name) == 0 {
+			t.Fatalf("no route of %s goes through the proxies: the cut would not cut it", n.name)
+		}
+	}
+	load := startClusterLoad(t, nodes, 3)
+	time.Sleep(3 * time.Second)
+	victimAt, most := busiest(t, nodes)
+	victim := nodes[victimAt]
+	others := slices.Delete(slices.Clone(nodes), victimAt, victimAt+1)
+	refusedBefore, unavailableBefore := load.refusedBy[victimAt].Load(), load.unavailableBy[victimAt].Load()
+	pn.cutOff(victim.name)
+	load.sealedAt[victimAt].Store(time.Now().UnixNano())
+	load.mark()
+	cutAt := time.Now()
+
+	// Cut off and running: it knows it is alone, and refuses a change.
+	waitUntil(t, 30*time.Second, func() bool { return victim.metric(t, "caddy_webhooker_cluster_routes") == 0 },
+		func() string {
+			return victim.name + " still routed to the others after the cut:\n" + victim.logs.String()
+		})
+	if st := victim.api(t, "POST", "/webhooks", map[string]any{"name": "made-on-the-cut-off-node"}, nil); st != http.StatusServiceUnavailable {
+		t.Errorf("a configuration change on the cut-off node: %d, want 503", st)
+	}
+	// The majority goes on, and delivers what was acknowledged (the cut-off
+	// node's unfinished messages included, after the stream's ack wait).
+	madeID := makeWebhookOn(t, others[0], "made-while-cut-off")
+	applied := converged(t, others)
+	time.Sleep(time.Until(cutAt.Add(20 * time.Second)))
+	owed := deliverOwed(t, load, target, others)
+	deliveredWhileCut := time.Since(cutAt)
+	takenWhileCut := metricSum(t, others, "taken_over")
+	refusedWhileCut := load.refusedBy[victimAt].Load() - refusedBefore
+	unavailableWhileCut := load.unavailableBy[victimAt].Load() - unavailableBefore
+
+	// Healed.
+	pn.heal(victim.name)
+	ackedWhileCut := load.ackedWhileSealed[victimAt].Load()
+	load.sealedAt[victimAt].Store(0)
+	healedAt := time.Now()
+	time.Sleep(5 * time.Second)
+	load.halt()
+	duplicates := deliverAll(t, load, target, victim)
+
+	if ackedWhileCut != 0 {
+		t.Errorf("the cut-off node acknowledged %d events sent to it after the cut: it had no majority to store them with", ackedWhileCut)
+	}
+	if unavailableWhileCut == 0 || load.ackedSinceMark.Load() == 0 {
+		t.Fatalf("the cut did not show: the cut-off node answered %d ingests 503, the others acknowledged %d",
+			unavailableWhileCut, load.ackedSinceMark.Load())
+	}
+	t.Logf("cut %s off for %s (it had applied %.0f messages); while cut off it answered %d ingests with an error (%d of them 503) and acknowledged %d, and the two others acknowledged %d; the %d events acknowledged in the cut's first 20 s were all delivered %s into it (%.0f messages taken over by the two others); acknowledged %d in all; all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over",
+		victim.name, healedAt.Sub(cutAt).Round(time.Second), most, refusedWhileCut, unavailableWhileCut, ackedWhileCut, load.ackedSinceMark.Load(), owed,
+		deliveredWhileCut.Round(time.Second), takenWhileCut, load.nAcked.Load(), time.Since(healedAt).Round(time.Second), duplicates,
+		metricSum(t, others, "taken_over"))
+	rejoined(t, victim, applied, madeID, load, target)
+}
