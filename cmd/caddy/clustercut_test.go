@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,45 @@ import (
 // share: a change made by the majority meanwhile, what was owed delivered
 // by the majority alone, everything delivered after the heal, and the
 // node's rejoining.
+
+// cutScene is a three-node cluster under load, with the node to cut off:
+// the one that applied the most (it owns partitions, whose events are
+// delivered only if the others take them over).
+type cutScene struct {
+	target *seqTarget
+	nodes  []*clusterNode
+	load   *clusterLoad
+	// victimAt is the index of victim in nodes; others are the two
+	// others; applied is how many messages victim had applied.
+	victimAt int
+	victim   *clusterNode
+	others   []*clusterNode
+	applied  float64
+}
+
+// startCutScene starts the cluster (its routes through pn's proxies, nil
+// for none) and its load, and picks the victim after 3 s of load.
+func startCutScene(t *testing.T, pn *partitionNet) *cutScene {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs three caddy processes")
+	}
+	s := &cutScene{target: newSeqTarget(t, 2*time.Millisecond)}
+	s.nodes = startClusterNodesOn(t, buildCaddy(t), s.target.url, fastRetries, pn)
+	if pn != nil {
+		for _, n := range s.nodes {
+			if pn.carried(n.name) == 0 {
+				t.Fatalf("no route of %s goes through the proxies: the cut would not cut it", n.name)
+			}
+		}
+	}
+	s.load = startClusterLoad(t, s.nodes, 3)
+	time.Sleep(3 * time.Second)
+	s.victimAt, s.applied = busiest(t, s.nodes)
+	s.victim = s.nodes[s.victimAt]
+	s.others = slices.Delete(slices.Clone(s.nodes), s.victimAt, s.victimAt+1)
+	return s
+}
 
 // makeWebhookOn makes a webhook through n's API, waiting until n's side
 // of the cluster takes configuration changes (503 while the configuration

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -17,17 +16,8 @@ import (
 // rejoins: routed to both, the change made without it applied, its own
 // ingests delivered.
 func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs three caddy processes")
-	}
-	bin := buildCaddy(t)
-	target := newSeqTarget(t, 2*time.Millisecond)
-	nodes := startClusterNodes(t, bin, target.url, fastRetries)
-	load := startClusterLoad(t, nodes, 3)
-	time.Sleep(3 * time.Second)
-	victimAt, most := busiest(t, nodes)
-	victim := nodes[victimAt]
-	others := slices.Delete(slices.Clone(nodes), victimAt, victimAt+1)
+	sc := startCutScene(t, nil)
+	load, target, victim, victimAt, others := sc.load, sc.target, sc.victim, sc.victimAt, sc.others
 	heldAtFreeze := victim.metric(t, "caddy_webhooker_cluster_held_messages")
 	load.skip.Store(int64(victimAt + 1)) // nobody answers there
 	load.mark()
@@ -73,7 +63,7 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	}
 	stale := victim.metric(t, `caddy_webhooker_cluster_messages_total{kind="stale",node="`+victim.name+`"}`)
 	t.Logf("froze %s for %s (it had applied %.0f messages and awaited the deliveries of %.0f); the %d events acknowledged in the cut's first 20 s were all delivered by the two others %s into it (%.0f messages taken over from it by then); acknowledged %d in all (%d while it was cut off; %d refused or unanswered); all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over; on resuming it noticed %.0f stall and left alone %.0f messages received under pins lost meanwhile",
-		victim.name, healedAt.Sub(frozeAt).Round(time.Second), most, heldAtFreeze, owed, deliveredWhileCut.Round(time.Second), takenWhileCut,
+		victim.name, healedAt.Sub(frozeAt).Round(time.Second), sc.applied, heldAtFreeze, owed, deliveredWhileCut.Round(time.Second), takenWhileCut,
 		load.nAcked.Load(), load.ackedSinceMark.Load(), load.nRefused.Load(), time.Since(healedAt).Round(time.Second), duplicates, takenOver, stalls, stale)
 	rejoined(t, victim, applied, madeID, load, target)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 )
@@ -16,23 +15,9 @@ import (
 // what the cut-off node had not. After the heal, every acknowledged event
 // is delivered (duplicates counted), and the node rejoins.
 func TestClusterPartitionedNodeAcknowledgesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs three caddy processes")
-	}
-	bin := buildCaddy(t)
-	target := newSeqTarget(t, 2*time.Millisecond)
 	pn := newPartitionNet(t)
-	nodes := startClusterNodesOn(t, bin, target.url, fastRetries, pn)
-	for _, n := range nodes {
-		if pn.carried(n.name) == 0 {
-			t.Fatalf("no route of %s goes through the proxies: the cut would not cut it", n.name)
-		}
-	}
-	load := startClusterLoad(t, nodes, 3)
-	time.Sleep(3 * time.Second)
-	victimAt, most := busiest(t, nodes)
-	victim := nodes[victimAt]
-	others := slices.Delete(slices.Clone(nodes), victimAt, victimAt+1)
+	sc := startCutScene(t, pn)
+	load, target, victim, victimAt, others := sc.load, sc.target, sc.victim, sc.victimAt, sc.others
 	refusedBefore, unavailableBefore := load.refusedBy[victimAt].Load(), load.unavailableBy[victimAt].Load()
 	pn.cutOff(victim.name)
 	load.sealedAt[victimAt].Store(time.Now().UnixNano())
@@ -75,7 +60,7 @@ func TestClusterPartitionedNodeAcknowledgesNothing(t *testing.T) {
 			unavailableWhileCut, load.ackedSinceMark.Load())
 	}
 	t.Logf("cut %s off for %s (it had applied %.0f messages); while cut off it answered %d ingests with an error (%d of them 503) and acknowledged %d, and the two others acknowledged %d; the %d events acknowledged in the cut's first 20 s were all delivered %s into it (%.0f messages taken over by the two others); acknowledged %d in all; all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over",
-		victim.name, healedAt.Sub(cutAt).Round(time.Second), most, refusedWhileCut, unavailableWhileCut, ackedWhileCut, load.ackedSinceMark.Load(), owed,
+		victim.name, healedAt.Sub(cutAt).Round(time.Second), sc.applied, refusedWhileCut, unavailableWhileCut, ackedWhileCut, load.ackedSinceMark.Load(), owed,
 		deliveredWhileCut.Round(time.Second), takenWhileCut, load.nAcked.Load(), time.Since(healedAt).Round(time.Second), duplicates,
 		metricSum(t, others, "taken_over"))
 	rejoined(t, victim, applied, madeID, load, target)
