@@ -219,8 +219,11 @@ type Cluster struct {
 	// ready is closed once the stream and its consumers exist.
 	ready  chan struct{}
 	stream atomic.Pointer[jetstream.Stream]
-	// dedup keeps the first event id of each dedup id for its window.
-	dedup atomic.Pointer[jetstream.KeyValue]
+	// dedup are the dedup buckets (dedup.go), made on first use.
+	dedup   [len(dedupBuckets)]atomic.Pointer[jetstream.KeyValue]
+	dedupMu sync.Mutex
+	// now is the clock of dedup windows.
+	now func() time.Time
 	// config is the configuration log (config.go).
 	config atomic.Pointer[jetstream.Stream]
 	// consume is closed by Consume: this node may take partitions.
@@ -250,7 +253,6 @@ const (
 	subjectPrefix = "webhooker.intake"
 	clusterName   = "webhooker"
 	routeUser     = "webhooker"
-	dedupBucket   = "webhooker_dedup"
 )
 
 // Start starts the embedded server (unless URL is set), connects to it,
@@ -265,7 +267,7 @@ func Start(opts Options, set Settings, apply Applier) (*Cluster, error) {
 	if set.Logger == nil {
 		set.Logger = zap.NewNop()
 	}
-	c := &Cluster{opts: opts, set: set, log: set.Logger, ready: make(chan struct{}), consume: make(chan struct{}),
+	c := &Cluster{opts: opts, set: set, log: set.Logger, ready: make(chan struct{}), consume: make(chan struct{}), now: time.Now,
 		changes: changeRelay{pending: make(map[string]struct{}), wake: make(chan struct{}, 1)}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	url := opts.URL
@@ -435,7 +437,7 @@ func (c *Cluster) ensureStream() error {
 		Replicas:    c.opts.replicas(),
 		MaxBytes:    maxBytes,
 		Discard:     jetstream.DiscardNew,
-		Duplicates:  dedupWindow,
+		Duplicates:  streamDedup,
 		MaxMsgSize:  int32(c.set.MaxMessage),
 	})
 	if err != nil {
@@ -446,22 +448,14 @@ func (c *Cluster) ensureStream() error {
 			return fmt.Errorf("consumer of partition %d: %w", p, err)
 		}
 	}
-	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      dedupBucket,
-		Description: "caddy-webhooker: the first event id of each dedup id, for its window",
-		TTL:         dedupWindow,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.opts.replicas(),
-	})
-	if err != nil {
-		return fmt.Errorf("dedup bucket: %w", err)
+	if _, err := c.bucket(ctx, 0); err != nil {
+		return err
 	}
 	cfg, err := c.ensureConfigStream(ctx)
 	if err != nil {
 		return err
 	}
 	c.config.Store(&cfg)
-	c.dedup.Store(&kv)
 	c.stream.Store(&st)
 	return nil
 }

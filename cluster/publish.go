@@ -2,8 +2,7 @@ package cluster
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -24,12 +23,6 @@ var ErrNotReady = errors.New("cluster intake not ready: the stream has no quorum
 // ErrIntakeFull: the stream holds its MaxBytes of unfinished events (503).
 var ErrIntakeFull = errors.New("cluster intake full: the stream holds as many unfinished events as it may, or cannot store")
 
-// dedupWindow is how long the stream remembers a message id: that of an
-// event with a dedup id, so that a repeat within it is answered as the
-// first. It is the webhooks' default dedup window; a webhook's longer or
-// shorter window does not apply in cluster mode (README).
-const dedupWindow = storage.DefaultDedupWindow
-
 // Header names of an intake message. The owner reads the message's meta,
 // not these: Webhooker-Webhook is for whoever inspects the stream (`nats
 // stream view`), Webhooker-Event also finds the first event of a repeat.
@@ -40,9 +33,9 @@ const (
 
 // Publish stores ev, routed to targetIDs of webhookID, in the replicated
 // intake, and returns once a quorum of the stream's replicas holds it: the
-// caller may acknowledge it. An event whose dedup id the stream has seen
-// within its window is not stored again: ev.Dedup.Repeat is set, and ev.ID
-// becomes the first event's id.
+// caller may acknowledge it. An event whose dedup id came within the
+// webhook's window, on any node, is not stored again: ev.Dedup.Repeat is
+// set, and ev.ID becomes the first event's id (dedup.go).
 func (c *Cluster) Publish(ctx context.Context, webhookID string, ev *storage.Event, targetIDs []string) error {
 	select {
 	case <-c.ready:
@@ -62,8 +55,36 @@ func (c *Cluster) Publish(ctx context.Context, webhookID string, ev *storage.Eve
 	msg := &nats.Msg{Subject: subjectOf(PartitionOf(webhookID)), Data: data, Header: nats.Header{}}
 	msg.Header.Set(headerWebhook, webhookID)
 	msg.Header.Set(headerEvent, ev.ID)
+	var (
+		kv  jetstream.KeyValue
+		k   string
+		gen uint64
+	)
 	if ev.Dedup.Key != "" {
-		msg.Header.Set(jetstream.MsgIDHeader, webhookID+"/"+ev.Dedup.Key)
+		window := ev.Dedup.Window
+		if window <= 0 {
+			window = storage.DefaultDedupWindow
+		}
+		lctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+		if kv, err = c.bucket(lctx, dedupBucketOf(window)); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotReady, err)
+		}
+		k = dedupKey(webhookID, ev.Dedup.Key)
+		first, err := dedupLookup(lctx, kv, k)
+		if err != nil {
+			return fmt.Errorf("%w: reading the dedup record: %v", ErrNotReady, err)
+		}
+		if first != nil {
+			if c.now().Sub(time.UnixMilli(first.At)) < window {
+				ev.Dedup.Repeat = true
+				ev.ID = first.ID
+				c.duplicates.Add(1)
+				return nil
+			}
+			gen = first.Gen + 1 // its window has passed: a new event
+		}
+		msg.Header.Set(jetstream.MsgIDHeader, msgIDOf(webhookID, ev.Dedup.Key, gen))
 	}
 	// Within the request's deadline, but never past a few seconds: a
 	// quorum that does not answer is a cluster in trouble, said as such.
@@ -85,20 +106,24 @@ func (c *Cluster) Publish(ctx context.Context, webhookID string, ev *storage.Eve
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	}
 	if ack.Duplicate {
+		// Another ingest of this generation came first, on any node.
 		ev.Dedup.Repeat = true
-		ev.ID = c.firstOf(ctx, webhookID, ev.Dedup.Key, ack.Sequence)
+		ev.ID = c.firstOf(ctx, kv, webhookID, k, gen, ack.Sequence)
 		c.duplicates.Add(1)
 		return nil
 	}
 	c.published.Add(1)
-	if ev.Dedup.Key != "" {
-		// The stream keeps the message only until it is finished: the
-		// first event's id of a dedup id is kept apart, for the repeats.
-		if kv := c.dedup.Load(); kv != nil {
-			if _, err := (*kv).Put(ctx, dedupKey(webhookID, ev.Dedup.Key), []byte(ev.ID)); err != nil {
-				c.log.Warn("keeping the event id of a dedup id: a repeat may be answered without it",
-					zap.String("webhook_id", webhookID), zap.String("event_id", ev.ID), zap.Error(err))
-			}
+	if kv != nil {
+		// The stream keeps the message only until it is finished, and its
+		// id for streamDedup: the record keeps the first event for the
+		// window.
+		// Stored: the record is written even if the sender hangs up now.
+		rec, _ := json.Marshal(dedupRecord{ID: ev.ID, At: c.now().UnixMilli(), Gen: gen})
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+		defer cancel()
+		if _, err := kv.Put(rctx, k, rec); err != nil {
+			c.log.Warn("keeping the dedup record of an event: a repeat may be answered without its id, or past the stream's memory make a second event",
+				zap.String("webhook_id", webhookID), zap.String("event_id", ev.ID), zap.Error(err))
 		}
 	}
 	return nil
@@ -110,39 +135,3 @@ const publishTimeout = 5 * time.Second
 // errCodeStoreFailed is JetStream's "store failed" (JSStreamStoreFailedF),
 // which a stream at its MaxBytes with DiscardNew answers.
 const errCodeStoreFailed jetstream.ErrorCode = 10077
-
-// dedupKey is the key of a webhook's dedup id in the dedup bucket (its
-// keys take few characters: the id is hashed).
-func dedupKey(webhookID, key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return webhookID + "." + hex.EncodeToString(sum[:16])
-}
-
-// firstOf is the id of the event first stored with webhookID's dedup id
-// key, which the stream took as the message at seq: from the dedup bucket
-// (its Put may follow the repeat by a moment: asked again a few times), or
-// the message while the stream still holds it. "" when neither has it (the
-// node that stored it was lost before keeping its id): the repeat is
-// answered without an id, and logged.
-func (c *Cluster) firstOf(ctx context.Context, webhookID, key string, seq uint64) string {
-	if kv := c.dedup.Load(); kv != nil {
-		for try := range 5 {
-			if e, err := (*kv).Get(ctx, dedupKey(webhookID, key)); err == nil {
-				return string(e.Value())
-			}
-			if st := c.stream.Load(); st != nil {
-				if m, err := (*st).GetMsg(ctx, seq); err == nil {
-					return m.Header.Get(headerEvent)
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return ""
-			case <-time.After(time.Duration(try+1) * 20 * time.Millisecond):
-			}
-		}
-	}
-	c.log.Warn("a repeated dedup id whose first event id is not known here: answered without it",
-		zap.String("webhook_id", webhookID))
-	return ""
-}
