@@ -57,7 +57,7 @@ func (f *fakeApplier) Apply(_ context.Context, m *Message) ([]string, func(), er
 func (f *fakeApplier) Final(context.Context, string, []string) ([]string, error) { return nil, nil }
 func (f *fakeApplier) Serial(*Message) bool                                      { return false }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,7 +120,7 @@ func startThreeConsuming(t *testing.T, consuming int) []*testNode {
 	return nodes
 }
 
-func event(t *testing.T, body string) *storage.Event {
+func event(t testing.TB, body string) *storage.Event {
 	t.Helper()
 	return &storage.Event{
 		ID: uuid.Must(uuid.NewV7()).String(), EntrypointKey: "k", Method: "POST", Path: "/hooks/k",

@@ -14,7 +14,7 @@ import (
 // startTwo starts two nodes routed to each other (one replica: two nodes
 // make a JetStream cluster), their intake holding at most maxBytes, and
 // waits until their streams are set up.
-func startTwo(t *testing.T, maxBytes int64) (a, b *Cluster) {
+func startTwo(t testing.TB, maxBytes int64) (a, b *Cluster) {
 	t.Helper()
 	aRoute, bRoute := freeAddr(t), freeAddr(t)
 	set := func() Settings { return Settings{StoreDir: t.TempDir(), MaxMessage: 1 << 20, MaxBytes: maxBytes} }
@@ -34,7 +34,7 @@ func startTwo(t *testing.T, maxBytes int64) (a, b *Cluster) {
 }
 
 // waitReady waits until c's streams are set up, failing after 60 s.
-func waitReady(t *testing.T, c *Cluster, what string) {
+func waitReady(t testing.TB, c *Cluster, what string) {
 	t.Helper()
 	select {
 	case <-c.Ready():
