@@ -196,20 +196,22 @@ const readCatchUp = 2 * time.Second
 // new API key included). A change waits for it, and is refused (503) when
 // the log is out of reach; a read waits a little, then is served anyway.
 // A read another node asks (ForPeer) is served at once.
-func (h *Handler) catchUp(r *http.Request) error {
+func (h *Handler) catchUp(r *http.Request) (*http.Request, error) {
 	if h.b.Main == nil || !h.b.Main.Replicated() || h.isPublic(r) {
-		return nil
+		return r, nil
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		if r.Context().Value(peerReadKey{}) != nil {
-			return nil
+			return r, nil
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), readCatchUp)
 		defer cancel()
-		_ = h.b.Main.CatchUp(ctx)
-		return nil
+		_, _ = h.b.Main.CatchUp(ctx)
+		return r, nil
 	}
-	return h.b.Main.CatchUp(r.Context())
+	// The change's write goes on from here, without asking again.
+	ctx, err := h.b.Main.CatchUp(r.Context())
+	return r.WithContext(ctx), err
 }
 
 // peerReadKey marks a read another cluster node asks of this one (ForPeer).
@@ -223,7 +225,8 @@ func ForPeer(ctx context.Context) context.Context { return context.WithValue(ctx
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h.catchUp(r); err != nil {
+	r, err := h.catchUp(r)
+	if err != nil {
 		writeError(w, err)
 		return
 	}

@@ -191,12 +191,46 @@ func TestRequestSeesChangesMadeOnOtherNodes(t *testing.T) {
 	}
 }
 
-// countingLog counts the heads asked of it.
-type countingLog struct{ heads atomic.Int32 }
+// countingLog counts the heads asked of it; with appends set, it takes
+// every append (a log of one node).
+type countingLog struct {
+	heads   atomic.Int32
+	appends bool
+	last    atomic.Uint64
+}
 
-func (l *countingLog) Head(context.Context) (uint64, error) { l.heads.Add(1); return 0, nil }
-func (l *countingLog) Append(context.Context, []byte, uint64) (uint64, error) {
-	return 0, errors.New("not for this test")
+func (l *countingLog) Head(context.Context) (uint64, error) { l.heads.Add(1); return l.last.Load(), nil }
+func (l *countingLog) Append(_ context.Context, _ []byte, after uint64) (uint64, error) {
+	if !l.appends {
+		return 0, errors.New("not for this test")
+	}
+	if !l.last.CompareAndSwap(after, after+1) {
+		return 0, storage.ErrConfigConflict
+	}
+	return after + 1, nil
+}
+
+// TestConfigChangeAsksTheLogOnce: a configuration change through the API
+// asks the log's head once, when its request catches up, and its write
+// goes on from there; a write made without the handler asks for itself.
+func TestConfigChangeAsksTheLogOnce(t *testing.T) {
+	e := newEnv(t)
+	log := &countingLog{appends: true}
+	if err := e.main.Replicate(context.Background(), log, "here"); err != nil {
+		t.Fatal(err)
+	}
+	if resp := e.call("POST", "/webhooker/webhooks", map[string]any{"name": "asked-once"}); resp.status != http.StatusCreated {
+		t.Fatalf("create a webhook: %d %s", resp.status, resp)
+	}
+	if n := log.heads.Load(); n != 1 || log.last.Load() != 1 {
+		t.Fatalf("a change through the API asked the head %d times and appended %d changes; want 1 and 1", n, log.last.Load())
+	}
+	if _, err := e.main.CreateWebhook(context.Background(), storage.NewWebhook{Name: "without-the-handler"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := log.heads.Load(); n != 2 || log.last.Load() != 2 {
+		t.Fatalf("a write without the handler: %d heads asked in all, %d changes; want 2 and 2", n, log.last.Load())
+	}
 }
 
 // TestReadForAPeerAsksNotTheLog: a read another node asks of this one

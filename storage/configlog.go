@@ -140,13 +140,22 @@ func (db *MainDB) Replicated() bool { return db.repl != nil }
 
 // CatchUp waits until db has applied every change the configuration log
 // holds now (at most 10 s, or until ctx is done): ErrUnavailable when it
-// cannot tell or has not. Outside cluster mode it returns at once.
-func (db *MainDB) CatchUp(ctx context.Context) error {
+// cannot tell or has not. Outside cluster mode it returns at once. The
+// context it returns is ctx marked as caught up: a write on it does not
+// ask the log's head again before its first try (a change come since is a
+// conflict, and the write is tried again after catching up).
+func (db *MainDB) CatchUp(ctx context.Context) (context.Context, error) {
 	if db.repl == nil {
-		return nil
+		return ctx, nil
 	}
-	return db.repl.catchUp(ctx)
+	if err := db.repl.catchUp(ctx); err != nil {
+		return ctx, err
+	}
+	return context.WithValue(ctx, caughtUpKey{}, true), nil
 }
+
+// caughtUpKey marks a context CatchUp returned.
+type caughtUpKey struct{}
 
 func (r *replication) state() (uint64, <-chan struct{}) {
 	r.appliedMu.Lock()
@@ -205,8 +214,10 @@ func (r *replication) write(ctx context.Context, db *MainDB, fn func(tx *sql.Tx,
 	defer r.mu.Unlock()
 	var atLeast uint64
 	for attempt := 1; ; attempt++ {
-		if err := r.catchUpTo(ctx, atLeast); err != nil {
-			return err
+		if attempt > 1 || ctx.Value(caughtUpKey{}) == nil {
+			if err := r.catchUpTo(ctx, atLeast); err != nil {
+				return err
+			}
 		}
 		var seq, after uint64
 		err := db.writeTx(ctx, fn, func(tx *sql.Tx) (err error) {
