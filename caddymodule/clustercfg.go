@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -62,6 +63,29 @@ func unmarshalCluster(d *caddyfile.Dispenser) (*cluster.Options, error) {
 	return o, nil
 }
 
+// resolveClusterSecrets replaces the {env.X} placeholders of o's secret,
+// NATS URL (which may hold a password) and TLS files ({$X} the Caddyfile
+// adapter replaced already): given so, the secret stays out of the JSON
+// config Caddy serves at /config/. One that comes out empty is named, with
+// the placeholder, never a value.
+func resolveClusterSecrets(o *cluster.Options) error {
+	repl := caddy.NewReplacer()
+	for _, f := range []struct {
+		name  string
+		value *string
+	}{{"secret", &o.Secret}, {"nats", &o.URL}, {"tls_cert", &o.TLSCert}, {"tls_key", &o.TLSKey}, {"tls_ca", &o.TLSCA}} {
+		if *f.value == "" {
+			continue
+		}
+		v := repl.ReplaceKnown(*f.value, "")
+		if v == "" {
+			return fmt.Errorf("cluster: %s %s is empty: set it in the environment Caddy runs in", f.name, *f.value)
+		}
+		*f.value = v
+	}
+	return nil
+}
+
 // clusterOptions is the cluster mode the config asks for, nil for none:
 // `cluster { … }` runs an embedded NATS server per node, `nats <url>` uses
 // one run elsewhere (with the cluster block's node and replicas, if any).
@@ -75,11 +99,14 @@ func (a *App) clusterOptions() (*cluster.Options, error) {
 	}
 	if a.NATS != "" {
 		o.URL = a.NATS
-		if o.Node == "" {
-			// Only a name in logs and metrics here.
-			if host, err := os.Hostname(); err == nil {
-				o.Node = host
-			}
+	}
+	if err := resolveClusterSecrets(&o); err != nil {
+		return nil, err
+	}
+	if o.URL != "" && o.Node == "" {
+		// Only a name in logs and metrics here.
+		if host, err := os.Hostname(); err == nil {
+			o.Node = host
 		}
 	}
 	if err := o.Validate(); err != nil {

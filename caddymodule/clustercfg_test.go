@@ -42,6 +42,8 @@ func TestCaddyfileClusterMistakes(t *testing.T) {
 		{"routes without a value", "cluster {\n\troutes\n}", 4, "routes takes the other nodes' cluster_listen addresses"},
 		{"unknown sub-option", "cluster {\n\tport 4222\n}", 4, `cluster: unrecognized option "port"`},
 		{"node twice", "cluster {\n\tnode a\n\tnode b\n}", 5, "cluster: node is set twice"},
+		{"secret from an unset environment variable", "cluster {\n\tnode a\n\tcluster_listen 10.0.0.1:6222\n\troutes 10.0.0.2:6222\n\tsecret {env.WEBHOOKER_TEST_UNSET}\n}", 3,
+			"cluster: secret {env.WEBHOOKER_TEST_UNSET} is empty: set it in the environment Caddy runs in"},
 		{"cluster twice", "cluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n}\ncluster {\n}", 7, "cluster is set twice"},
 		{"nats not a URL", "nats nats", 3, `nats "nats": not a URL such as nats://host:4222`},
 		{"nats with an embedded server's ports", "nats nats://n:4222\ncluster {\n\tnode a\n\tcluster_listen 127.0.0.1:6222\n}", 4,
@@ -135,6 +137,11 @@ func TestDeployClusterCaddyfileAdapts(t *testing.T) {
 	}
 	if err := json.Unmarshal(raw, &app); err != nil || len(app.Cluster.Routes) != 2 {
 		t.Fatalf("routes of the adapted config: %s (%v)", raw, err)
+	}
+	// The secret is read from the environment when the config is loaded:
+	// the JSON config, which Caddy serves at /config/, holds its placeholder.
+	if strings.Contains(string(raw), "0123456789abcdef0123456789abcdef") || !strings.Contains(string(raw), "{env.WEBHOOKER_CLUSTER_SECRET}") {
+		t.Fatalf("the adapted config holds the secret, or not its placeholder: %s", raw)
 	}
 	t.Setenv("WEBHOOKER_CLUSTER_SECRET", "")
 	if _, err := adaptWebhooker(t, string(src)); err == nil || !strings.Contains(err.Error(), "secret") {

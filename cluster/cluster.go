@@ -132,7 +132,7 @@ func (o *Options) Validate() error {
 			return errors.New("cluster: tls_cert, tls_key and tls_ca go together: this node's certificate and key, and the CA of every node's")
 		}
 		if host, _, _ := splitHostPort(o.ClusterListen); !isLoopback(host) && o.Secret == "" && !o.routeTLS() {
-			return fmt.Errorf("cluster: cluster_listen %s is reachable from other machines: set secret (the same on every node, e.g. {$WEBHOOKER_CLUSTER_SECRET}), or tls_cert, tls_key and tls_ca, so that only nodes holding it join", o.ClusterListen)
+			return fmt.Errorf("cluster: cluster_listen %s is reachable from other machines: set secret (the same on every node, e.g. {env.WEBHOOKER_CLUSTER_SECRET}), or tls_cert, tls_key and tls_ca, so that only nodes holding it join", o.ClusterListen)
 		}
 		if o.Secret != "" && len(o.Secret) < minSecretBytes {
 			return fmt.Errorf("cluster: secret of %d bytes: at least %d", len(o.Secret), minSecretBytes)
