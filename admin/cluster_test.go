@@ -199,7 +199,10 @@ type countingLog struct {
 	last    atomic.Uint64
 }
 
-func (l *countingLog) Head(context.Context) (uint64, error) { l.heads.Add(1); return l.last.Load(), nil }
+func (l *countingLog) Head(context.Context) (uint64, error) {
+	l.heads.Add(1)
+	return l.last.Load(), nil
+}
 func (l *countingLog) Append(_ context.Context, _ []byte, after uint64) (uint64, error) {
 	if !l.appends {
 		return 0, errors.New("not for this test")
