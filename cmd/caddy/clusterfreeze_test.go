@@ -27,18 +27,8 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	frozeAt := time.Now()
 
 	// Cut off: the two others take the frozen node's partitions (its pin
-	// lapses after 15 s) and its unfinished messages (30 s), and change
-	// the configuration without it, once the stream has a leader among
-	// them (503 until then).
-	madeID := makeWebhookOn(t, others[0], "made-while-cut-off")
-	applied := converged(t, others)
-	// Everything acknowledged until now (the frozen node's own unfinished
-	// messages included: handed out again after the stream's ack wait, 30 s)
-	// is delivered by the two others, the frozen node still frozen.
-	time.Sleep(time.Until(frozeAt.Add(20 * time.Second)))
-	owed := deliverOwed(t, load, target, others)
-	deliveredWhileCut := time.Since(frozeAt)
-	takenWhileCut := metricSum(t, others, "taken_over")
+	// lapses after 15 s) and its unfinished messages, while it is frozen.
+	m := sc.majorityGoesOn(t, frozeAt)
 
 	// Healed.
 	if err := victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
@@ -50,9 +40,9 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	load.halt()
 
 	duplicates := deliverAll(t, load, target, victim)
-	if load.ackedSinceMark.Load() == 0 || takenWhileCut == 0 {
+	if load.ackedSinceMark.Load() == 0 || m.takenOver == 0 {
 		t.Fatalf("the cut did not show: %d events acknowledged while cut off, %v messages taken over from the frozen node",
-			load.ackedSinceMark.Load(), takenWhileCut)
+			load.ackedSinceMark.Load(), m.takenOver)
 	}
 	takenOver := metricSum(t, others, "taken_over")
 	// The frozen node noticed that it stood still, and left to the new
@@ -63,7 +53,7 @@ func TestClusterFrozenNodeIsCutOffAndRejoins(t *testing.T) {
 	}
 	stale := victim.metric(t, `caddy_webhooker_cluster_messages_total{kind="stale",node="`+victim.name+`"}`)
 	t.Logf("froze %s for %s (it had applied %.0f messages and awaited the deliveries of %.0f); the %d events acknowledged in the cut's first 20 s were all delivered by the two others %s into it (%.0f messages taken over from it by then); acknowledged %d in all (%d while it was cut off; %d refused or unanswered); all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over; on resuming it noticed %.0f stall and left alone %.0f messages received under pins lost meanwhile",
-		victim.name, healedAt.Sub(frozeAt).Round(time.Second), sc.applied, heldAtFreeze, owed, deliveredWhileCut.Round(time.Second), takenWhileCut,
+		victim.name, healedAt.Sub(frozeAt).Round(time.Second), sc.applied, heldAtFreeze, m.owed, m.delivered.Round(time.Second), m.takenOver,
 		load.nAcked.Load(), load.ackedSinceMark.Load(), load.nRefused.Load(), time.Since(healedAt).Round(time.Second), duplicates, takenOver, stalls, stale)
-	rejoined(t, victim, applied, madeID, load, target)
+	rejoined(t, victim, m.applied, m.madeID, load, target)
 }

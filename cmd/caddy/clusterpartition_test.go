@@ -32,14 +32,7 @@ func TestClusterPartitionedNodeAcknowledgesNothing(t *testing.T) {
 	if st := victim.api(t, "POST", "/webhooks", map[string]any{"name": "made-on-the-cut-off-node"}, nil); st != http.StatusServiceUnavailable {
 		t.Errorf("a configuration change on the cut-off node: %d, want 503", st)
 	}
-	// The majority goes on, and delivers what was acknowledged (the cut-off
-	// node's unfinished messages included, after the stream's ack wait).
-	madeID := makeWebhookOn(t, others[0], "made-while-cut-off")
-	applied := converged(t, others)
-	time.Sleep(time.Until(cutAt.Add(20 * time.Second)))
-	owed := deliverOwed(t, load, target, others)
-	deliveredWhileCut := time.Since(cutAt)
-	takenWhileCut := metricSum(t, others, "taken_over")
+	m := sc.majorityGoesOn(t, cutAt)
 	refusedWhileCut := load.refusedBy[victimAt].Load() - refusedBefore
 	unavailableWhileCut := load.unavailableBy[victimAt].Load() - unavailableBefore
 
@@ -60,8 +53,8 @@ func TestClusterPartitionedNodeAcknowledgesNothing(t *testing.T) {
 			unavailableWhileCut, load.ackedSinceMark.Load())
 	}
 	t.Logf("cut %s off for %s (it had applied %.0f messages); while cut off it answered %d ingests with an error (%d of them 503) and acknowledged %d, and the two others acknowledged %d; the %d events acknowledged in the cut's first 20 s were all delivered %s into it (%.0f messages taken over by the two others); acknowledged %d in all; all delivered %s after the heal, %d duplicate deliveries, %.0f messages taken over",
-		victim.name, healedAt.Sub(cutAt).Round(time.Second), sc.applied, refusedWhileCut, unavailableWhileCut, ackedWhileCut, load.ackedSinceMark.Load(), owed,
-		deliveredWhileCut.Round(time.Second), takenWhileCut, load.nAcked.Load(), time.Since(healedAt).Round(time.Second), duplicates,
+		victim.name, healedAt.Sub(cutAt).Round(time.Second), sc.applied, refusedWhileCut, unavailableWhileCut, ackedWhileCut, load.ackedSinceMark.Load(), m.owed,
+		m.delivered.Round(time.Second), m.takenOver, load.nAcked.Load(), time.Since(healedAt).Round(time.Second), duplicates,
 		metricSum(t, others, "taken_over"))
-	rejoined(t, victim, applied, madeID, load, target)
+	rejoined(t, victim, m.applied, m.madeID, load, target)
 }
