@@ -165,6 +165,9 @@ func rejoined(t *testing.T, victim *clusterNode, applied uint64, madeID string, 
 	if st := victim.api(t, "GET", "/webhooks/"+madeID, nil, nil); st != http.StatusOK {
 		t.Fatalf("the webhook made while %s was cut off: %d there", victim.name, st)
 	}
+	// Routed again, it may answer 503 a moment more (JetStream's interest
+	// across the new routes, the stream's catch-up): as at a start.
+	victim.waitReady(t)
 	base := int(load.next.Load()) + 1000
 	for k := range 30 {
 		seq := base + k

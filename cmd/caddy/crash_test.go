@@ -306,15 +306,38 @@ func dataDirState(t *testing.T, dir string) map[string]string {
 	return out
 }
 
+// freePort is a port free on 127.0.0.1 now, for a process the test starts
+// to listen on. It is taken below Linux's ephemeral range (32768 up), from
+// which the system picks both ":0" listeners and the source port of every
+// outgoing connection: a port from that range, free when chosen, was at
+// times the source of a connection by the time the process bound it (the
+// cluster tests make many). Ports are handed out in turn from a random
+// start, so that one test process does not hand out one twice.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range portSpan {
+		p := portBase + int(nextPort.Add(1))%portSpan
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in %d-%d", portBase, portBase+portSpan-1)
+	return 0
 }
+
+const (
+	portBase = 20000
+	portSpan = 12000 // up to 31999
+)
+
+var nextPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(rand.Int64N(portSpan))
+	return &n
+}()
 
 func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, why func() string) {
 	t.Helper()
